@@ -1,0 +1,1 @@
+"""Shipped YAML device profiles (one file per profile: <name>.yaml)."""

@@ -1,0 +1,1 @@
+"""Fake quantization, task quality and verification (issue: fake-quant)."""

@@ -1,0 +1,1 @@
+"""NEMO neuroevolution and baseline searches, installed as hwq.search."""
