@@ -1,0 +1,71 @@
+"""Device-independent metrics as Numba kernels: BOPs, weight bytes, peak activation memory.
+
+BOPs = MACs x w_bits x a_bits (a 16/32-bit operand counts as its width: FP32 is 32 x 32, the
+HAWQ-V3 convention); weight bytes = params x w_bits / 8 (an exact fraction, biases excluded).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def layer_bops(
+    macs: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray, use_max: bool
+) -> np.ndarray:
+    """[L, P] BOPs of every layer at every (w_bits[p], a_bits[p]) pair."""
+    n, p = macs.shape[0], w_bits.shape[0]
+    out = np.empty((n, p), dtype=np.float64)
+    for i in range(n):
+        for j in range(p):
+            if use_max:
+                out[i, j] = float(macs[i]) * max(w_bits[j], a_bits[j])
+            else:
+                out[i, j] = float(macs[i]) * w_bits[j] * a_bits[j]
+    return out
+
+
+@njit(cache=True)
+def layer_weight_bytes(weight_params: np.ndarray, w_bits: np.ndarray) -> np.ndarray:
+    """[L, P] weight bytes (exact fractions)."""
+    n, p = weight_params.shape[0], w_bits.shape[0]
+    out = np.empty((n, p), dtype=np.float64)
+    for i in range(n):
+        for j in range(p):
+            out[i, j] = weight_params[i] * w_bits[j] / 8.0
+    return out
+
+
+@njit(cache=True)
+def peak_activation_bytes(
+    a_bits: np.ndarray,  # int64 [P, L] activation bits of each layer (its input)
+    tensor_elems: np.ndarray,  # int64 [T]
+    reader_ptr: np.ndarray,  # int64 [T + 1] CSR into reader_idx
+    reader_idx: np.ndarray,  # int64 [R] layers whose a_bits decide the tensor's bits
+    live_ptr: np.ndarray,  # int64 [L + 1] CSR into live_idx
+    live_idx: np.ndarray,  # int64 [E] tensors resident while layer i runs
+) -> np.ndarray:
+    """[P] peak activation bytes: max over layers of the bytes of every tensor live at it."""
+    n_pol, n_layers = a_bits.shape
+    n_tensors = tensor_elems.shape[0]
+    out = np.empty(n_pol, dtype=np.float64)
+    bits = np.empty(n_tensors, dtype=np.float64)
+    for p in range(n_pol):
+        for t in range(n_tensors):
+            b = 0
+            for k in range(reader_ptr[t], reader_ptr[t + 1]):
+                v = a_bits[p, reader_idx[k]]
+                if v > b:
+                    b = v
+            bits[t] = 8.0 if b == 0 else float(b)
+        peak = 0.0
+        for i in range(n_layers):
+            total = 0.0
+            for k in range(live_ptr[i], live_ptr[i + 1]):
+                t = live_idx[k]
+                total += tensor_elems[t] * bits[t]
+            if total > peak:
+                peak = total
+        out[p] = peak / 8.0
+    return out

@@ -1,0 +1,176 @@
+"""CostTable: costs of every layer at every requested (w_bits, a_bits) pair on one device."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from hwq.activations import ActivationPlan, plan_activations
+from hwq.errors import UserError
+from hwq.graph import LayerGraph
+from hwq.policy import check_bits
+from hwq.profile import DeviceProfile
+
+log = logging.getLogger("hwq.cost")
+
+SCHEMA_VERSION = 1
+COLUMNS: tuple[str, ...] = (
+    "layer",
+    "w_bits",
+    "a_bits",
+    "macs",
+    "bops",
+    "weight_bytes",
+    "cycles",
+    "compute_cycles",
+    "stall_cycles",
+    "latency_s",
+    "energy_pj",
+    "energy_core_pj",
+    "energy_sram_pj",
+    "energy_dram_pj",
+    "dram_read_bits",
+    "dram_write_bits",
+    "feasible",
+)
+VALUE_COLUMNS: tuple[str, ...] = COLUMNS[3:-1]
+
+
+@dataclass
+class CostTable:
+    """Per (layer, pair) costs. `values[col]` is float64 [L, K] over layers and `pairs`."""
+
+    graph: LayerGraph
+    profile: DeviceProfile
+    pairs: list[tuple[int, int]]
+    values: dict[str, np.ndarray]
+    feasible: np.ndarray  # bool [L, K]
+    details: dict[str, np.ndarray] = field(default_factory=dict)
+    detail_labels: dict[str, Sequence[str]] = field(default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        return int(self.graph.column("batch")[0]) if len(self.graph) else 1
+
+    @cached_property
+    def activation_plan(self) -> ActivationPlan:
+        return plan_activations(self.graph)
+
+    @cached_property
+    def pair_lookup(self) -> np.ndarray:
+        """int64 [33, 33]: index of (w, a) in `pairs`, -1 where the table lacks it."""
+        lut = np.full((33, 33), -1, dtype=np.int64)
+        for k, (w, a) in enumerate(self.pairs):
+            lut[w, a] = k
+        return lut
+
+    @cached_property
+    def stacked(self) -> np.ndarray:
+        """float64 [C, L, K] of VALUE_COLUMNS, the operand of the Numba gather."""
+        return np.ascontiguousarray(np.stack([self.values[c] for c in VALUE_COLUMNS]))
+
+    def to_pandas(self) -> pd.DataFrame:
+        n, k = len(self.graph), len(self.pairs)
+        data: dict[str, object] = {
+            "layer": np.repeat(np.asarray(self.graph.names, dtype=object), k),
+            "w_bits": np.tile(np.array([w for w, _ in self.pairs], dtype=np.int64), n),
+            "a_bits": np.tile(np.array([a for _, a in self.pairs], dtype=np.int64), n),
+        }
+        for col in VALUE_COLUMNS:
+            data[col] = self.values[col].reshape(-1)
+        data["feasible"] = self.feasible.reshape(-1)
+        for col, arr in self.details.items():
+            labels = self.detail_labels.get(col)
+            flat = arr.reshape(-1)
+            if labels is not None:
+                data[col] = np.asarray(labels, dtype=object)[flat.astype(np.int64)]
+            else:
+                data[col] = flat
+        return pd.DataFrame(data)
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "hwq.schema_version": str(SCHEMA_VERSION),
+            "hwq.kind": "costs",
+            "hwq.profile_sha256": self.profile.sha256,
+            "hwq.graph_hash": self.graph.graph_hash,
+            "hwq.device": self.profile.name,
+            "hwq.device_kind": self.profile.kind,
+        }
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        import pyarrow as pa
+
+        from hwq.parquet_io import write_table_atomic
+
+        table = pa.Table.from_pandas(self.to_pandas(), preserve_index=False)
+        write_table_atomic(table, path, self.metadata())
+
+
+def _check_pairs(pairs: Iterable[Sequence[int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise UserError(f"bits: expected (w_bits, a_bits) pairs, found {pair!r}")
+        w = check_bits(pair[0], f"bits {tuple(pair)}: w_bits")
+        a = check_bits(pair[1], f"bits {tuple(pair)}: a_bits")
+        out.append((w, a))
+    if not out:
+        raise UserError("bits: expected at least one (w_bits, a_bits) pair")
+    return list(dict.fromkeys(out))
+
+
+def cost_table(
+    graph: LayerGraph,
+    profile: DeviceProfile,
+    bits: Sequence[Sequence[int]] | None = None,
+    batch: int | None = None,
+    *,
+    bops_max: bool = False,
+) -> CostTable:
+    """Price every layer of `graph` at every pair of `bits` (default: the profile's defaults)."""
+    from hwq.cost_models.metrics import layer_bops, layer_weight_bytes
+    from hwq.cost_models.registry import pricer
+
+    if batch is not None:
+        graph = graph.with_batch(int(batch))
+    pairs = _check_pairs(bits if bits is not None else profile.default_pairs())
+    w = np.array([p[0] for p in pairs], dtype=np.int64)
+    a = np.array([p[1] for p in pairs], dtype=np.int64)
+    n, k = len(graph), len(pairs)
+    macs = graph.column("macs").astype(np.int64)
+    values: dict[str, np.ndarray] = {
+        "macs": np.repeat(macs.astype(np.float64)[:, None], k, axis=1),
+        "bops": layer_bops(macs, w, a, bops_max),
+        "weight_bytes": layer_weight_bytes(graph.column("weight_params").astype(np.int64), w),
+    }
+    feasible = np.ones((n, k), dtype=bool)
+    details: dict[str, np.ndarray] = {}
+    labels: dict[str, Sequence[str]] = {}
+    price = pricer(profile.kind)
+    if price is None:
+        log.warning(
+            "no cost model for device kind %r yet: latency and energy are NaN", profile.kind
+        )
+        priced: dict[str, np.ndarray] = {}
+    else:
+        priced = price(graph, profile, w, a)
+    for col in VALUE_COLUMNS:
+        if col not in values:
+            values[col] = (
+                np.asarray(priced.pop(col), dtype=np.float64)
+                if col in priced
+                else np.full((n, k), np.nan)
+            )
+    if "feasible" in priced:
+        feasible = np.asarray(priced.pop("feasible"), dtype=bool)
+    if "_labels" in priced:
+        labels = priced.pop("_labels")
+    details.update(priced)
+    return CostTable(graph, profile, pairs, values, feasible, details, labels)

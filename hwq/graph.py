@@ -1,0 +1,363 @@
+"""LayerGraph: one row per quantizable layer, in execution order, plus data-flow edges.
+
+It is plain data (pandas/pyarrow): it saves to and loads from Parquet and CSV and builds from a
+table of layer shapes, so cost queries never need torch. `hwq.trace` (hwq.tracing) builds one from
+a PyTorch model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwq.errors import UserError
+
+SCHEMA_VERSION = 1
+
+SHAPE_COLUMNS: tuple[str, ...] = (
+    "name",
+    "op",
+    "batch",
+    "in_channels",
+    "out_channels",
+    "in_h",
+    "in_w",
+    "out_h",
+    "out_w",
+    "kernel_h",
+    "kernel_w",
+    "stride_h",
+    "stride_w",
+    "pad_h",
+    "pad_w",
+    "groups",
+    "macs",
+    "weight_params",
+    "in_elems",
+    "out_elems",
+    "reads_input",
+)
+INT_COLUMNS: tuple[str, ...] = tuple(
+    c for c in SHAPE_COLUMNS if c not in ("name", "op", "reads_input")
+)
+OPS: tuple[str, ...] = ("conv", "linear")
+
+
+@dataclass(frozen=True)
+class UnsupportedLayer:
+    """A layer hwq does not model: listed and warned about, never silently dropped."""
+
+    name: str
+    type: str
+    macs: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "macs": self.macs, "reason": self.reason}
+
+
+def _as_inputs(value: Any) -> tuple[str, ...]:
+    """Normalise an `inputs` cell (list, tuple, numpy array, ';'-joined string, NaN) to names."""
+    if value is None:
+        return ()
+    if isinstance(value, float) and np.isnan(value):
+        return ()
+    if isinstance(value, str):
+        return tuple(p for p in value.split(";") if p)
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class LayerGraph:
+    """Quantizable layers of a model (columns of DESIGN.md §9) with their data flow."""
+
+    frame: pd.DataFrame
+    inputs: tuple[tuple[str, ...], ...]
+    specialised: bool = False
+    unsupported: tuple[UnsupportedLayer, ...] = ()
+    model: str | None = None
+    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({n: i for i, n in enumerate(self.frame["name"])})
+
+    # -- basic views -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.frame["name"])
+
+    def index_of(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except KeyError:
+            raise UserError(f"layer {name!r} is not in the graph") from None
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(src, dst) pairs between quantizable layers, in layer order of dst."""
+        return [(src, dst) for dst, ins in zip(self.names, self.inputs) for src in ins]
+
+    def column(self, name: str) -> np.ndarray:
+        return self.frame[name].to_numpy()
+
+    @property
+    def graph_hash(self) -> str:
+        """sha256 of the shape columns in layer order as canonical JSON (survives CSV/Parquet)."""
+        records = []
+        for row in self.frame[list(SHAPE_COLUMNS)].itertuples(index=False):
+            rec = dict(zip(SHAPE_COLUMNS, row))
+            for c in INT_COLUMNS:
+                rec[c] = int(rec[c])
+            rec["reads_input"] = bool(rec["reads_input"])
+            rec["name"] = str(rec["name"])
+            rec["op"] = str(rec["op"])
+            records.append(rec)
+        text = json.dumps(records, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "layers": len(self),
+            "macs": int(self.frame["macs"].sum()),
+            "weight_params": int(self.frame["weight_params"].sum()),
+        }
+
+    def with_batch(self, batch: int) -> LayerGraph:
+        """The same graph priced at another batch size (MACs and elements scale with it)."""
+        if batch <= 0:
+            raise UserError(f"batch: expected a positive integer, found {batch}")
+        df = self.frame.copy()
+        old = df["batch"].to_numpy()
+        for col in ("macs", "in_elems", "out_elems"):
+            df[col] = df[col].to_numpy() // old * batch
+        df["batch"] = batch
+        return LayerGraph(df, self.inputs, self.specialised, self.unsupported, self.model)
+
+    # -- frames ----------------------------------------------------------------------------------
+    def to_frame(self) -> pd.DataFrame:
+        df = self.frame[list(SHAPE_COLUMNS)].copy()
+        df["inputs"] = [list(i) for i in self.inputs]
+        return df
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        *,
+        specialised: bool = False,
+        unsupported: Iterable[UnsupportedLayer | Mapping[str, Any]] = (),
+        model: str | None = None,
+        source: str = "layer table",
+    ) -> LayerGraph:
+        """Build from a table of layer shapes; derives MACs, params and element counts.
+
+        Required columns: `name`, `op`, `in_channels`, `out_channels`; conv layers also need
+        `out_h` and `kernel_h`. Everything else has a default (square kernels and outputs,
+        stride 1, padding 0, groups 1, batch 1; a plain chain when there is no `inputs` column).
+        """
+        rows = _complete_rows(df, source)
+        frame = pd.DataFrame(rows, columns=list(SHAPE_COLUMNS))
+        for c in INT_COLUMNS:
+            frame[c] = frame[c].astype(np.int64)
+        frame["reads_input"] = frame["reads_input"].astype(bool)
+        names = list(frame["name"])
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise UserError(f"{source}: duplicate layer names: {', '.join(dup)}")
+        if "inputs" in df.columns:
+            inputs = tuple(_as_inputs(v) for v in df["inputs"])
+            known = set(names)
+            for name, ins in zip(names, inputs):
+                for src in ins:
+                    if src not in known:
+                        raise UserError(
+                            f"{source}: layer {name}: input {src!r} is not a layer of the table"
+                        )
+        else:
+            inputs = tuple(() if i == 0 else (names[i - 1],) for i in range(len(names)))
+        if "reads_input" not in df.columns:
+            frame["reads_input"] = [len(ins) == 0 for ins in inputs]
+        unsup = tuple(
+            u if isinstance(u, UnsupportedLayer) else UnsupportedLayer(**dict(u))
+            for u in unsupported
+        )
+        return cls(frame, inputs, bool(specialised), unsup, model)
+
+    # -- files -----------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, str]:
+        return {
+            "hwq.schema_version": str(SCHEMA_VERSION),
+            "hwq.kind": "layers",
+            "hwq.graph_hash": self.graph_hash,
+            "hwq.specialised": json.dumps(self.specialised),
+            "hwq.unsupported": json.dumps([u.to_dict() for u in self.unsupported]),
+            "hwq.model": self.model or "",
+        }
+
+    def to_parquet(self, path: str | os.PathLike[str]) -> None:
+        import pyarrow as pa
+
+        from hwq.parquet_io import write_table_atomic
+
+        table = pa.Table.from_pandas(self.to_frame(), preserve_index=False)
+        write_table_atomic(table, path, self.metadata())
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        df = self.to_frame()
+        df["inputs"] = [";".join(i) for i in self.inputs]
+        tmp = Path(f"{path}.tmp-{os.getpid()}")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        if str(path).lower().endswith(".csv"):
+            self.to_csv(path)
+        else:
+            self.to_parquet(path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> LayerGraph:
+        """Read a layer table from Parquet (with hwq metadata when present) or CSV."""
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"{p}: no such layer file")
+        if p.suffix.lower() == ".csv":
+            try:
+                df = pd.read_csv(p, keep_default_na=False, na_values={"inputs": []})
+            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+                raise UserError(f"{p}: not a readable CSV layer table: {exc}") from None
+            return cls.from_frame(df, model=p.stem, source=str(p))
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(p)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise UserError(f"{p}: not a readable Parquet layer table: {exc}") from None
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        df = table.to_pandas()
+        graph = cls.from_frame(
+            df,
+            specialised=json.loads(meta.get("hwq.specialised", "false")),
+            unsupported=json.loads(meta.get("hwq.unsupported", "[]")),
+            model=meta.get("hwq.model") or p.stem,
+            source=str(p),
+        )
+        return graph
+
+
+def _int_cell(row: Mapping[str, Any], key: str, default: int | None, where: str) -> int:
+    value = row.get(key, default)
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        if default is None:
+            raise UserError(f"{where}: column {key!r}: expected an integer, found nothing")
+        value = default
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: column {key!r}: expected an integer, found {value!r}") from None
+    if not as_float.is_integer():
+        raise UserError(f"{where}: column {key!r}: expected an integer, found {value!r}")
+    return int(as_float)
+
+
+def _complete_rows(df: pd.DataFrame, source: str) -> list[dict[str, Any]]:
+    missing = [c for c in ("name", "op", "in_channels", "out_channels") if c not in df.columns]
+    if missing:
+        raise UserError(f"{source}: missing column(s) {', '.join(missing)}")
+    out: list[dict[str, Any]] = []
+    for i, raw in enumerate(df.to_dict("records")):
+        name = str(raw["name"])
+        where = f"{source}: row {i + 1} (layer {name})"
+        op = str(raw["op"])
+        if op not in OPS:
+            raise UserError(f"{where}: column 'op': expected one of {', '.join(OPS)}, found {op!r}")
+        ic = _int_cell(raw, "in_channels", None, where)
+        oc = _int_cell(raw, "out_channels", None, where)
+        batch = _int_cell(raw, "batch", 1, where)
+        groups = _int_cell(raw, "groups", 1, where)
+        if op == "linear":
+            kh = kw = oh = ow = sh = sw = ih = iw = 1
+            ph = pw = 0
+        else:
+            oh = _int_cell(raw, "out_h", None, where)
+            ow = _int_cell(raw, "out_w", oh, where)
+            kh = _int_cell(raw, "kernel_h", None, where)
+            kw = _int_cell(raw, "kernel_w", kh, where)
+            sh = _int_cell(raw, "stride_h", _int_cell(raw, "stride", 1, where), where)
+            sw = _int_cell(raw, "stride_w", sh, where)
+            ph = _int_cell(raw, "pad_h", 0, where)
+            pw = _int_cell(raw, "pad_w", ph, where)
+            ih = _int_cell(raw, "in_h", (oh - 1) * sh + kh - 2 * ph, where)
+            iw = _int_cell(raw, "in_w", (ow - 1) * sw + kw - 2 * pw, where)
+        for key, val in (
+            ("in_channels", ic),
+            ("out_channels", oc),
+            ("batch", batch),
+            ("groups", groups),
+            ("out_h", oh),
+            ("out_w", ow),
+            ("kernel_h", kh),
+            ("kernel_w", kw),
+            ("stride_h", sh),
+            ("stride_w", sw),
+            ("in_h", ih),
+            ("in_w", iw),
+        ):
+            if val <= 0:
+                raise UserError(
+                    f"{where}: column {key!r}: expected a positive integer, found {val}"
+                )
+        if ph < 0 or pw < 0:
+            raise UserError(f"{where}: padding must be >= 0, found {ph},{pw}")
+        if ic % groups or oc % groups:
+            raise UserError(
+                f"{where}: groups={groups} must divide in_channels={ic} and out_channels={oc}"
+            )
+        params = oc * (ic // groups) * kh * kw
+        macs_default = batch * oh * ow * params
+        row = {
+            "name": name,
+            "op": op,
+            "batch": batch,
+            "in_channels": ic,
+            "out_channels": oc,
+            "in_h": ih,
+            "in_w": iw,
+            "out_h": oh,
+            "out_w": ow,
+            "kernel_h": kh,
+            "kernel_w": kw,
+            "stride_h": sh,
+            "stride_w": sw,
+            "pad_h": ph,
+            "pad_w": pw,
+            "groups": groups,
+            "macs": _int_cell(raw, "macs", macs_default, where),
+            "weight_params": _int_cell(raw, "weight_params", params, where),
+            "in_elems": _int_cell(raw, "in_elems", batch * ic * ih * iw, where),
+            "out_elems": _int_cell(raw, "out_elems", batch * oc * oh * ow, where),
+            "reads_input": bool(raw.get("reads_input", False)) if "reads_input" in raw else False,
+        }
+        if isinstance(raw.get("reads_input"), str):
+            row["reads_input"] = raw["reads_input"].strip().lower() in ("true", "1", "yes")
+        out.append(row)
+    return out
+
+
+def same_input_groups(graph: LayerGraph) -> list[list[int]]:
+    """Indices of layers that read the same tensor (same producers and element count)."""
+    groups: dict[tuple[Sequence[str], int], list[int]] = {}
+    for i, (ins, elems) in enumerate(zip(graph.inputs, graph.column("in_elems"))):
+        groups.setdefault((tuple(sorted(ins)), int(elems)), []).append(i)
+    return list(groups.values())
