@@ -1,0 +1,16 @@
+"""Shared fixtures: small deterministic models and a persistent-cache directory per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HWQ_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "hwq"))
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """An empty hwq cache directory for tests that check caching."""
+    monkeypatch.setenv("HWQ_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
