@@ -38,7 +38,7 @@ def load_graph(
     if weights:
         load_weights(module, weights)
     if input_shape is None:
-        if ":" in model:
+        if ":" in model or model.endswith(".py"):
             raise UserError(f"{model}: --input-shape N,C,H,W is needed for a model outside the zoo")
         input_shape = natural_input_shape(model)
     example = torch.zeros(input_shape)

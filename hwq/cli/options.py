@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from hwq.errors import UserError
 from hwq.graph import LayerGraph
 
 
@@ -38,43 +37,11 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
-def parse_model_args(pairs: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"--model-arg: expected K=V, found {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = _scalar(value.strip())
-    return out
-
-
-def _scalar(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        shape = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        shape = ()
-    if not shape or any(s <= 0 for s in shape):
-        raise UserError(f"--input-shape: expected positive integers N,C,H,W, found {text!r}")
-    return shape
-
-
 def resolve_graph(
     model: str, model_args: tuple[str, ...], input_shape: str | None, weights: str | None = None
 ) -> LayerGraph:
     from hwq.model_source import load_graph
+    from hwq.models.loading import parse_input_shape, parse_model_args
 
-    return load_graph(model, parse_model_args(model_args), parse_input_shape(input_shape), weights)
+    shape = parse_input_shape(input_shape) if input_shape else None
+    return load_graph(model, parse_model_args(model_args), shape, weights)
