@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-os.environ.setdefault("HWQ_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "hwq"))
+os.environ.setdefault(
+    "HWQ_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "hwq")
+)
 
 
 @pytest.fixture
