@@ -1,0 +1,432 @@
+"""Run directories (DESIGN.md §6): the writer a search uses and `Run`, the reader users query.
+
+Layout of a run directory::
+
+    config.yaml                 resolved options of the search
+    profile.yaml                the frozen device profile
+    meta.json                   hwq_version, torch_version, python_version, seed, status,
+                                started_at, finished_at, profile_sha256, graph_hash, algorithm,
+                                evaluations (+ run_id, model, device, objectives, generations,
+                                generations_done)
+    layers.parquet              the LayerGraph
+    costs.parquet               the CostTable of the allowed pairs
+    candidates/part-NNNNN.parquet   one part per generation (written under a temporary name,
+                                then renamed: a reader never sees half a part)
+    species.parquet             generation, species, size, r2, ucb, front_members
+    pareto.parquet              the final front (same columns as candidates)
+    verify.parquet              run_id, policy_id, fp32/ptq/qat accuracy, epochs, wall_s
+    policies/<policy_id>.json   every front policy
+    state/checkpoint.pkl        the search state after the last complete generation (resume)
+
+Every Parquet file carries the key/value metadata `hwq.schema_version`, `hwq.kind`,
+`hwq.profile_sha256`, `hwq.graph_hash` (and `hwq.run_id`). Every file is written atomically
+(temporary name + rename), and only the search's driver process writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import platform
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hwq.errors import UserError
+
+SCHEMA_VERSION = 1
+META_KEYS = (
+    "hwq_version",
+    "torch_version",
+    "python_version",
+    "seed",
+    "status",
+    "started_at",
+    "finished_at",
+    "profile_sha256",
+    "graph_hash",
+    "algorithm",
+    "evaluations",
+)
+SPECIES_COLUMNS = ("generation", "species", "size", "r2", "ucb", "front_members")
+VERIFY_COLUMNS = (
+    "run_id",
+    "policy_id",
+    "fp32_accuracy",
+    "ptq_accuracy",
+    "qat_accuracy",
+    "epochs",
+    "wall_s",
+)
+PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    _atomic_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def candidates_schema(quality_columns: Iterable[str], cost_columns: Iterable[str]) -> pa.Schema:
+    fields = [
+        pa.field("run_id", pa.string()),
+        pa.field("generation", pa.int32()),
+        pa.field("species", pa.string()),
+        pa.field("policy_id", pa.string()),
+        pa.field("w_bits", pa.list_(pa.int8())),
+        pa.field("a_bits", pa.list_(pa.int8())),
+    ]
+    fields += [pa.field(c, pa.float64()) for c in [*quality_columns, *cost_columns]]
+    fields += [pa.field("feasible", pa.bool_()), pa.field("eval_wall_s", pa.float64())]
+    return pa.schema(fields)
+
+
+class RunWriter:
+    """Writes one run directory. Create with `RunWriter.create` or reopen with `.resume`."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], schema: pa.Schema | None = None) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self.schema = schema
+
+    # -- opening ---------------------------------------------------------------------------------
+    @staticmethod
+    def default_dir(model: str, device: str, root: str | os.PathLike[str] = "runs") -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        safe = [
+            re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(s).stem if "/" in s else s)
+            for s in (model, device)
+        ]
+        base = Path(root) / f"{stamp}-{safe[0]}-{safe[1]}"
+        out, n = base, 1
+        while out.exists() and any(out.iterdir()):
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+        return out
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], meta: Mapping[str, Any]) -> RunWriter:
+        p = Path(path)
+        if p.exists() and (not p.is_dir() or any(p.iterdir())):
+            raise UserError(
+                f"--output-dir {p}: exists and is not empty; choose another directory, or pass "
+                "--resume to continue the run in it"
+            )
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "candidates").mkdir(exist_ok=True)
+        full = {k: None for k in META_KEYS}
+        full.update(meta)
+        full.setdefault("status", "running")
+        full.setdefault("started_at", now_iso())
+        full.setdefault("evaluations", 0)
+        w = cls(p, full)
+        w.write_meta()
+        return w
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str]) -> RunWriter:
+        p = Path(path)
+        meta_path = p / "meta.json"
+        if not meta_path.is_file():
+            raise UserError(f"--resume: {p} is not a run directory (no meta.json)")
+        meta = json.loads(meta_path.read_text())
+        w = cls(p, meta)
+        w.cleanup_temporaries()
+        return w
+
+    # -- small files -----------------------------------------------------------------------------
+    def write_meta(self, **updates: Any) -> None:
+        self.meta.update(updates)
+        _atomic_text(
+            self.path / "meta.json",
+            json.dumps(self.meta, indent=2, default=_json_default) + "\n",
+        )
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        import yaml
+
+        _atomic_text(self.path / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+
+    def write_profile(self, text: str) -> None:
+        _atomic_text(self.path / "profile.yaml", text)
+
+    def parquet_meta(self, kind: str) -> dict[str, str]:
+        return {
+            "hwq.schema_version": str(SCHEMA_VERSION),
+            "hwq.kind": kind,
+            "hwq.profile_sha256": str(self.meta.get("profile_sha256") or ""),
+            "hwq.graph_hash": str(self.meta.get("graph_hash") or ""),
+            "hwq.run_id": str(self.meta.get("run_id") or ""),
+        }
+
+    def write_frame(self, df: pd.DataFrame | pa.Table, name: str, kind: str) -> None:
+        from hwq.parquet_io import write_table_atomic
+
+        table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
+        write_table_atomic(table, self.path / name, self.parquet_meta(kind))
+
+    def write_layers(self, graph: Any) -> None:
+        table = pa.Table.from_pandas(graph.to_frame(), preserve_index=False)
+        meta = {**graph.metadata(), **self.parquet_meta("layers")}
+        from hwq.parquet_io import write_table_atomic
+
+        write_table_atomic(table, self.path / "layers.parquet", meta)
+
+    def write_costs(self, table: Any) -> None:
+        from hwq.parquet_io import write_table_atomic
+
+        arrow = pa.Table.from_pandas(table.to_pandas(), preserve_index=False)
+        meta = {**table.metadata(), **self.parquet_meta("costs")}
+        write_table_atomic(arrow, self.path / "costs.parquet", meta)
+
+    # -- per-generation tables -------------------------------------------------------------------
+    def candidates_table(self, records: pd.DataFrame) -> pa.Table:
+        assert self.schema is not None, "set RunWriter.schema before writing candidates"
+        cols = {}
+        for f in self.schema:
+            if f.name in ("w_bits", "a_bits"):
+                cols[f.name] = pa.array(
+                    [np.asarray(v, dtype=np.int8).tolist() for v in records[f.name]], f.type
+                )
+            else:
+                cols[f.name] = pa.array(records[f.name].tolist(), f.type)
+        return pa.Table.from_pydict(cols, schema=self.schema)
+
+    def write_candidates(self, generation: int, records: pd.DataFrame) -> None:
+        self.write_frame(
+            self.candidates_table(records),
+            f"candidates/part-{generation:05d}.parquet",
+            "candidates",
+        )
+
+    def write_species(self, rows: pd.DataFrame) -> None:
+        df = rows[list(SPECIES_COLUMNS)].copy()
+        table = pa.Table.from_pandas(df, preserve_index=False).cast(
+            pa.schema(
+                [
+                    ("generation", pa.int32()),
+                    ("species", pa.string()),
+                    ("size", pa.int32()),
+                    ("r2", pa.float64()),
+                    ("ucb", pa.float64()),
+                    ("front_members", pa.int32()),
+                ]
+            )
+        )
+        self.write_frame(table, "species.parquet", "species")
+
+    def write_pareto(self, records: pd.DataFrame) -> None:
+        self.write_frame(self.candidates_table(records), "pareto.parquet", "pareto")
+
+    def write_policy(self, policy_id: str, text: str) -> None:
+        _atomic_text(self.path / "policies" / f"{policy_id}.json", text)
+
+    def clear_policies(self, keep: Iterable[str]) -> None:
+        keep = set(keep)
+        d = self.path / "policies"
+        if d.is_dir():
+            for f in d.glob("*.json"):
+                if f.stem not in keep:
+                    f.unlink()
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "state" / "checkpoint.pkl"
+
+    def write_checkpoint(self, state: Any) -> None:
+        _atomic_bytes(self.checkpoint_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def read_checkpoint(self) -> Any | None:
+        if not self.checkpoint_path.is_file():
+            return None
+        with open(self.checkpoint_path, "rb") as fh:
+            return pickle.load(fh)
+
+    def cleanup_temporaries(self) -> None:
+        """Remove half-written files (temporary names) left by a killed run."""
+        for f in self.path.rglob(".*.tmp-*"):
+            f.unlink(missing_ok=True)
+
+    def drop_parts_after(self, generation: int) -> None:
+        """Remove candidate parts of generations after `generation` (not checkpointed)."""
+        d = self.path / "candidates"
+        for f in d.glob("part-*.parquet") if d.is_dir() else ():
+            m = PART_RE.match(f.name)
+            if m and int(m.group(1)) > generation:
+                f.unlink()
+
+
+def environment_meta() -> dict[str, Any]:
+    from hwq import __version__
+
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch_version = None
+    return {
+        "hwq_version": __version__,
+        "torch_version": torch_version,
+        "python_version": platform.python_version(),
+    }
+
+
+# -- reader ----------------------------------------------------------------------------------------
+class Run:
+    """A run directory, read: `Run.open(dir)`.
+
+    `.meta` (dict of meta.json), `.config` (dict of config.yaml), and DataFrames `.candidates`
+    (every complete generation part), `.pareto`, `.species`, `.verify`, `.layers`, `.costs`;
+    `.policy(id)` returns the `hwq.Policy` of a policy id.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not (self.path / "meta.json").is_file():
+            raise UserError(f"{self.path}: not a run directory (no meta.json)")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Run:
+        return cls(path)
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return (
+            f"Run({str(self.path)!r}, status={m.get('status')}, algorithm={m.get('algorithm')}, "
+            f"evaluations={m.get('evaluations')})"
+        )
+
+    @property
+    def dir(self) -> Path:
+        return self.path
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / "meta.json").read_text())
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id"))
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        import yaml
+
+        p = self.path / "config.yaml"
+        return yaml.safe_load(p.read_text()) if p.is_file() else {}
+
+    def _read(self, name: str) -> pd.DataFrame | None:
+        p = self.path / name
+        if not p.is_file():
+            return None
+        return pq.read_table(p).to_pandas()
+
+    def part_files(self) -> list[Path]:
+        d = self.path / "candidates"
+        if not d.is_dir():
+            return []
+        return sorted(f for f in d.iterdir() if PART_RE.match(f.name))
+
+    @property
+    def candidates(self) -> pd.DataFrame:
+        parts = [pq.read_table(f) for f in self.part_files()]
+        if not parts:
+            return pd.DataFrame(columns=["run_id", "generation", "species", "policy_id"])
+        return pa.concat_tables(parts).to_pandas()
+
+    @property
+    def pareto(self) -> pd.DataFrame:
+        df = self._read("pareto.parquet")
+        return df if df is not None else pd.DataFrame(columns=["policy_id"])
+
+    @property
+    def species(self) -> pd.DataFrame:
+        df = self._read("species.parquet")
+        return df if df is not None else pd.DataFrame(columns=list(SPECIES_COLUMNS))
+
+    @property
+    def verify(self) -> pd.DataFrame:
+        df = self._read("verify.parquet")
+        return df if df is not None else pd.DataFrame(columns=list(VERIFY_COLUMNS))
+
+    @property
+    def costs(self) -> pd.DataFrame:
+        df = self._read("costs.parquet")
+        return df if df is not None else pd.DataFrame()
+
+    @property
+    def layers(self) -> Any:
+        from hwq.graph import LayerGraph
+
+        return LayerGraph.read(self.path / "layers.parquet")
+
+    def policy_ids(self) -> list[str]:
+        d = self.path / "policies"
+        return sorted(f.stem for f in d.glob("*.json")) if d.is_dir() else []
+
+    def policy(self, policy_id: str) -> Any:
+        """The `hwq.Policy` of `policy_id`: from policies/<id>.json, else from the candidates."""
+        from hwq.policy import Policy
+
+        p = self.path / "policies" / f"{policy_id}.json"
+        if p.is_file():
+            return Policy.read(str(p))
+        cand = self.candidates
+        rows = cand[cand["policy_id"] == policy_id] if len(cand) else cand
+        if not len(rows):
+            raise UserError(f"{self.path}: no policy {policy_id!r} in this run")
+        row = rows.iloc[0]
+        graph = self.layers
+        pairs = np.stack([np.asarray(row["w_bits"]), np.asarray(row["a_bits"])], axis=1)
+        pol = Policy.from_array(graph, pairs)
+        pol.device = self.meta.get("device")
+        return pol
+
+
+def read_candidates_upto(path: str | os.PathLike[str], generation: int) -> pd.DataFrame:
+    run = Run(path)
+    files = [f for f in run.part_files() if int(PART_RE.match(f.name).group(1)) <= generation]
+    if not files:
+        return pd.DataFrame()
+    return pa.concat_tables([pq.read_table(f) for f in files]).to_pandas()
+
+
+def python_version() -> str:
+    return sys.version.split()[0]

@@ -1,0 +1,206 @@
+"""Baselines on the same problem, budget and logs as NEMO.
+
+* `make_nsga2` — pymoo's NSGA-II with its integer-variable recipe (integer random sampling,
+  SBX and polynomial mutation with eta 3 on floats, rounded; duplicates eliminated).
+* `RandomSearch` — `pop_size` uniformly random decisions per generation (a pymoo Algorithm).
+* `solve_ilp` — HAWQ-V3's integer program: one choice per group, minimise the summed
+  sensitivity subject to budgets on additive costs (`scipy.optimize.milp`, exact).
+* `greedy_path` — a knapsack-style greedy (MPQNNCO): start at the least sensitive choice of
+  every group and repeatedly take the move with the least sensitivity increase per unit of cost
+  saved; every step is a candidate, so the path traces a front; it stops once every budget is
+  met (or at the cheapest policy when there is no budget).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hwq.search.indicators import order_by_rank, rank_and_crowding
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.algorithm import Algorithm
+from pymoo.core.population import Population
+
+from hwq.errors import UserError
+
+
+class _NoProblemInPickle:
+    """Checkpoints pickle the algorithm without its problem and display (re-attached on
+    resume)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["problem"] = None
+        state["display"] = None
+        state["callback"] = None
+        return state
+
+
+class CheckpointableNSGA2(_NoProblemInPickle, NSGA2):
+    pass
+
+
+def make_nsga2(pop_size: int, seed: int) -> Algorithm:
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+
+    return CheckpointableNSGA2(
+        pop_size=pop_size,
+        n_offsprings=pop_size,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+        mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=True,
+        seed=seed,
+    )
+
+
+class RandomSearch(_NoProblemInPickle, Algorithm):
+    """Uniformly random integer decisions, `pop_size` per generation; keeps the front."""
+
+    def __init__(self, pop_size: int = 20, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pop_size = int(pop_size)
+
+    def _sample(self) -> Population:
+        p = self.problem
+        X = self.random_state.integers(p.xl, p.xu + 1, size=(self.pop_size, p.n_var))
+        return Population.new("X", X.astype(np.int64))
+
+    def _initialize_infill(self) -> Population:
+        return self._sample()
+
+    def _initialize_advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._keep(infills)
+
+    def _infill(self) -> Population:
+        return self._sample()
+
+    def _advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._keep(Population.merge(self.pop, infills))
+
+    def _keep(self, pool: Population) -> None:
+        rank, crowd = rank_and_crowding(pool.get("F"), pool.get("CV").reshape(-1))
+        order = order_by_rank(rank, crowd)
+        best = order[rank[order] == rank[order[0]]]
+        self.pop = pool[best]
+
+
+# -- exact and greedy baselines on additive objectives -------------------------------------------
+def _additive_budgets(problem: Any) -> dict[str, float]:
+    from hwq.search.problem import ADDITIVE_COLUMNS, OBJECTIVES
+
+    out: dict[str, float] = {}
+    for name, limit in problem.constraints.items():
+        col = OBJECTIVES[name][0]
+        if col not in ADDITIVE_COLUMNS or col == "sensitivity":
+            raise UserError(
+                f"--max {name}: the ILP and greedy searches take budgets on additive costs only "
+                "(weight_memory, bops, latency, energy)"
+            )
+        out[col] = limit
+    return out
+
+
+def _require_sensitivity(problem: Any, algorithm: str) -> None:
+    if problem.quality is None or problem.quality.name != "sensitivity":
+        raise UserError(
+            f"--algorithm {algorithm}: needs the sensitivity objective "
+            "(--objectives sensitivity,... with --sensitivity FILE, or measured on a trained model)"
+        )
+
+
+def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarray:
+    """Choice indices [G] of the least-sensitive policy within `budgets` (column -> limit);
+    default: the problem's `--max` constraints. Raises UserError when no policy fits."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    _require_sensitivity(problem, "ilp")
+    budgets = dict(budgets) if budgets is not None else _additive_budgets(problem)
+    if not budgets:
+        raise UserError(
+            "--algorithm ilp: give one budget, e.g. --max bops=100G or --max weight_memory=2MiB"
+        )
+    enc = problem.encoding
+    G, C = enc.n_groups, enc.n_choices
+    sens, _ = problem.group_costs("sensitivity")
+    feas = problem.group_feasible() & np.isfinite(sens)
+    c = np.where(feas, sens, 0.0).reshape(-1)
+    A_eq = np.zeros((G, G * C))
+    for g in range(G):
+        A_eq[g, g * C : (g + 1) * C] = 1.0
+    rows, lo, hi = [A_eq], [np.ones(G)], [np.ones(G)]
+    for col, limit in budgets.items():
+        cost, fixed = problem.group_costs(col)
+        rows.append(np.where(feas, cost, 0.0).reshape(1, -1))
+        lo.append(np.array([-np.inf]))
+        hi.append(np.array([limit - fixed]))
+    A = np.concatenate(rows)
+    upper = feas.reshape(-1).astype(np.float64)
+    res = milp(
+        c,
+        constraints=LinearConstraint(A, np.concatenate(lo), np.concatenate(hi)),
+        integrality=np.ones(G * C),
+        bounds=Bounds(np.zeros(G * C), upper),
+        options={"disp": False},
+    )
+    if res.status != 0 or res.x is None:
+        raise UserError(
+            "--algorithm ilp: no policy meets "
+            + ", ".join(f"{k} <= {v:.6g}" for k, v in budgets.items())
+            + f" ({res.message})"
+        )
+    return np.argmax(res.x.reshape(G, C), axis=1).astype(np.int64)
+
+
+def greedy_path(problem: Any, cost_column: str | None = None) -> np.ndarray:
+    """Choice indices [S, G] of the greedy path (first row: the least sensitive policy)."""
+    from hwq.search.problem import OBJECTIVES
+
+    _require_sensitivity(problem, "greedy")
+    budgets = _additive_budgets(problem)
+    if cost_column is None:
+        if budgets:
+            cost_column = next(iter(budgets))
+        else:
+            costs = [OBJECTIVES[o][0] for o in problem.objectives if o != "sensitivity"]
+            if not costs:
+                raise UserError("--algorithm greedy: needs a cost objective or a --max budget")
+            cost_column = costs[0]
+    sens, sens_fixed = problem.group_costs("sensitivity")
+    cost, cost_fixed = problem.group_costs(cost_column)
+    feas = problem.group_feasible() & np.isfinite(sens) & np.isfinite(cost)
+    G = problem.encoding.n_groups
+    big = np.inf
+    s_m = np.where(feas, sens, big)
+    # least sensitive choice, ties to the cheaper one
+    cur = np.array([np.lexsort((np.where(feas[g], cost[g], big), s_m[g]))[0] for g in range(G)])
+    budget_cols = {c: problem.group_costs(c) for c in budgets}
+
+    def meets(choice: np.ndarray) -> bool:
+        return all(
+            fixed + vals[np.arange(G), choice].sum() <= budgets[c] * (1 + 1e-12)
+            for c, (vals, fixed) in budget_cols.items()
+        )
+
+    path = [cur.copy()]
+    while not (budgets and meets(cur)):
+        best, best_ratio = None, np.inf
+        for g in range(G):
+            c0 = cur[g]
+            saved = cost[g, c0] - cost[g]
+            dsens = sens[g] - sens[g, c0]
+            ok = feas[g] & (saved > 0)
+            if not ok.any():
+                continue
+            ratio = np.where(ok, dsens / np.where(saved > 0, saved, 1.0), np.inf)
+            c = int(np.argmin(ratio))
+            if ratio[c] < best_ratio:
+                best, best_ratio = (g, c), ratio[c]
+        if best is None:
+            break
+        cur[best[0]] = best[1]
+        path.append(cur.copy())
+    return np.stack(path)

@@ -1,0 +1,192 @@
+"""Graph neural network policies (torch-geometric) that read the layer graph and emit bit choices.
+
+A GNN species' member is the flat weight vector of one network; the network reads the layer
+graph and outputs, for every layer, logits over the weight widths and over the activation widths
+(product layout) or over the allowed pairs (pairs layout); argmax decodes the policy (NEMO,
+patent: the bit-width with the highest probability is selected). Tied layers average their
+logits before the argmax. All members of a species share one architecture:
+
+* ``gcn``  — GCNConv -> SELU -> GATConv -> SELU -> Linear   (NEMO's "Sequential Graph - GCN")
+* ``gat``  — GATConv (2 heads, averaged) -> SELU -> GATConv -> SELU -> Linear
+* ``unet`` — GraphUNet (depth 2, TopK pool ratio 0.5) -> SELU -> GATConv -> SELU -> Linear
+            (NEMO's "Graph-UNet")
+
+NEMO ends with a SELU after the Linear layer; it is monotonic and argmax-invariant except where
+it saturates, so it is left out. Hidden width `hidden` (default 32) is a parameter.
+
+Node features (one row per quantizable layer, each numeric column min-max normalised over the
+model after log1p): op type one-hot (conv, grouped conv, depthwise conv, linear), in/out
+channels, input spatial size, kernel size, stride, groups, weight params, MACs, output elements,
+relative position in layer order, reads-the-model-input flag. Edges: the data flow between
+quantizable layers (`graph.edges`) or, with `graph_mode="chain"`, NEMO's original chain in
+execution order; both directions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ARCHS = ("gcn", "gat", "unet")
+
+
+def node_features(graph: Any) -> np.ndarray:
+    """float32 [L, F] normalised node features of a LayerGraph (see module doc)."""
+    f = graph.frame
+    n = len(f)
+    groups = f["groups"].to_numpy()
+    inc = f["in_channels"].to_numpy()
+    is_linear = (f["op"] == "linear").to_numpy()
+    depthwise = (~is_linear) & (groups > 1) & (groups == inc)
+    grouped = (~is_linear) & (groups > 1) & ~depthwise
+    conv = (~is_linear) & ~depthwise & ~grouped
+    onehot = np.stack([conv, grouped, depthwise, is_linear], axis=1).astype(np.float64)
+    numeric = np.stack(
+        [
+            f["in_channels"],
+            f["out_channels"],
+            f["in_h"].to_numpy() * f["in_w"].to_numpy(),
+            f["kernel_h"].to_numpy() * f["kernel_w"].to_numpy(),
+            f["stride_h"],
+            f["groups"],
+            f["weight_params"],
+            f["macs"],
+            f["out_elems"],
+        ],
+        axis=1,
+    ).astype(np.float64)
+    numeric = np.log1p(numeric)
+    lo, hi = numeric.min(axis=0), numeric.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    numeric = np.where(hi > lo, (numeric - lo) / span, 0.0)
+    pos = (np.arange(n) / max(n - 1, 1))[:, None]
+    reads = f["reads_input"].to_numpy().astype(np.float64)[:, None]
+    return np.concatenate([onehot, numeric, pos, reads], axis=1).astype(np.float32)
+
+
+def edge_index(graph: Any, mode: str = "dataflow") -> np.ndarray:
+    """int64 [2, E] edges in both directions: the data flow, or a chain in layer order."""
+    n = len(graph)
+    if mode == "chain":
+        src = list(range(n - 1))
+        dst = list(range(1, n))
+    elif mode == "dataflow":
+        index = {name: i for i, name in enumerate(graph.names)}
+        pairs = [(index[s], index[d]) for s, d in graph.edges]
+        src = [s for s, _ in pairs]
+        dst = [d for _, d in pairs]
+    else:
+        from hwq.errors import UserError
+
+        raise UserError(f"--graph: expected dataflow or chain, found {mode!r}")
+    e = np.array([src + dst, dst + src], dtype=np.int64).reshape(2, -1)
+    return e
+
+
+def build_network(arch: str, in_dim: int, out_dim: int, hidden: int = 32) -> Any:
+    import torch
+    from torch import nn
+    from torch_geometric.nn import GATConv, GCNConv, GraphUNet
+
+    class PolicyGNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            if arch == "gcn":
+                self.body = GCNConv(in_dim, hidden)
+            elif arch == "gat":
+                self.body = GATConv(in_dim, hidden, heads=2, concat=False)
+            elif arch == "unet":
+                self.body = GraphUNet(in_dim, hidden, hidden, depth=2, pool_ratios=0.5)
+            else:
+                raise ValueError(f"unknown GNN architecture {arch!r} (known: {ARCHS})")
+            self.att = GATConv(hidden, hidden, heads=1)
+            self.head = nn.Linear(hidden, out_dim)
+            self.act = nn.SELU()
+
+        def forward(self, x: torch.Tensor, ei: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.body(x, ei))
+            h = self.act(self.att(h, ei))
+            return self.head(h)
+
+    return PolicyGNN()
+
+
+class GNNDecoder:
+    """Evaluates flat weight vectors of one architecture on one layer graph -> choice logits."""
+
+    def __init__(
+        self,
+        arch: str,
+        features: np.ndarray,
+        edges: np.ndarray,
+        out_dim: int,
+        hidden: int = 32,
+    ) -> None:
+        self.arch = arch
+        self.features = np.asarray(features, dtype=np.float32)
+        self.edges = np.asarray(edges, dtype=np.int64)
+        self.out_dim = int(out_dim)
+        self.hidden = int(hidden)
+        self._net: Any = None
+        self.shapes: list[tuple[int, ...]] = [tuple(p.shape) for p in self.net.parameters()]
+        self.n_params = int(sum(int(np.prod(s)) for s in self.shapes))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_net"] = None  # rebuilt on demand; members are plain numpy vectors
+        return state
+
+    @property
+    def net(self) -> Any:
+        if self._net is None:
+            self._net = build_network(self.arch, self.features.shape[1], self.out_dim, self.hidden)
+            self._net.eval()
+        return self._net
+
+    def init_weights(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """float32 [n, D]: the layers' default initialisation, seeded from `rng`."""
+        import torch
+        from torch.nn.utils import parameters_to_vector
+
+        out = np.empty((n, self.n_params), dtype=np.float32)
+        with torch.random.fork_rng(devices=[]):
+            for i in range(n):
+                torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
+                net = build_network(self.arch, self.features.shape[1], self.out_dim, self.hidden)
+                out[i] = parameters_to_vector(net.parameters()).detach().numpy()
+        return out
+
+    def logits(self, weights: np.ndarray) -> np.ndarray:
+        """float32 [n, L, out_dim] for flat weight vectors [n, D]."""
+        import torch
+        from torch.nn.utils import vector_to_parameters
+
+        net = self.net
+        x = torch.from_numpy(self.features)
+        ei = torch.from_numpy(self.edges)
+        out = np.empty((weights.shape[0], self.features.shape[0], self.out_dim), dtype=np.float32)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # bitwise-reproducible across machines' thread counts
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                for i, w in enumerate(np.asarray(weights, dtype=np.float32)):
+                    vector_to_parameters(
+                        torch.from_numpy(np.ascontiguousarray(w)), net.parameters()
+                    )
+                    out[i] = net(x, ei).numpy()
+        finally:
+            torch.set_num_threads(threads)
+        return out
+
+
+def tensor_slices(shapes: Sequence[tuple[int, ...]]) -> list[tuple[slice, tuple[int, ...]]]:
+    out, start = [], 0
+    for s in shapes:
+        size = int(np.prod(s))
+        out.append((slice(start, start + size), tuple(s)))
+        start += size
+    return out

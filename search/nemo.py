@@ -1,0 +1,271 @@
+"""NEMO — neuroevolution-enhanced multi-objective optimisation (Miret et al., GECCO 2022) as a
+pymoo `Algorithm`.
+
+The population (`pop_size`, the total over species) is split into structurally distinct species
+(`hwq.search.species`): direct-search species and GNN species. One generation:
+
+1. every species s breeds `alloc[s]` offspring from its own members only (binary tournament on
+   the global order, then the species' own crossover and mutation); a child that decodes to an
+   already evaluated policy is varied again, at most `dedup_retries` times;
+2. the offspring of all species are evaluated together (the problem is vectorised);
+3. the pool (survivors + offspring of every species) is ranked as one population by constrained
+   non-dominated sorting with crowding distance;
+4. each species' share of the first front is scored with the R2 indicator against the ideal
+   point (objectives normalised to [0, 1] over the pool's feasible members; Das-Dennis weight
+   vectors; an empty share scores 1.0, the worst); utility v = 1 - R2;
+5. species are resized by UCB on that utility (after CERL's rule): v is rescaled to [0, 1] over
+   the species (best 1, worst 0), ``ucb_s = v_s + ucb_c * sqrt(ln(sum_k y_k) / y_s)`` with y_s
+   the evaluations spent on species s so far, and the population is shared out as `min_size`
+   each plus the rest in proportion to ucb (largest remainder, deterministic where CERL samples
+   a roulette wheel). CERL normalises v by its sum, which with five species lets the exploration
+   term swamp the utility and freezes the sizes; the range rescaling keeps sizes following R2.
+   `fixed_sizes` keeps equal sizes (ablation);
+6. each species keeps its best `alloc[s]` members by the global order.
+
+The global Pareto archive is kept by the driver (every evaluated candidate counts). All
+randomness comes from the algorithm's generator, seeded once by pymoo from the run's seed
+(GNN initialisation draws its torch seeds from it too). The algorithm pickles (without its
+problem) for checkpoints; GNN networks are rebuilt on demand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hwq.search.indicators import (
+    normalise,
+    order_by_rank,
+    r2_indicator,
+    rank_and_crowding,
+    weight_vectors,
+)
+from hwq.search.species import ALL_SPECIES, SpeciesParams, make_species
+from pymoo.core.algorithm import Algorithm
+from pymoo.core.population import Population
+
+from hwq.errors import UserError
+
+
+@dataclass
+class NemoParams:
+    """NEMO's own constants (NEMO does not publish them; these are documented defaults)."""
+
+    species: list[str] = field(default_factory=lambda: list(ALL_SPECIES))
+    fixed_sizes: bool = False  # ablation: equal species sizes, no UCB
+    min_size: int = 2  # smallest species size (so that crossover stays possible)
+    ucb_c: float = 0.5  # UCB exploration coefficient
+    r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
+    graph_mode: str = "dataflow"  # GNN input edges: dataflow or chain (NEMO's original)
+    ops: SpeciesParams = field(default_factory=SpeciesParams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def allocate(pop_size: int, scores: np.ndarray, min_size: int) -> np.ndarray:
+    """Share `pop_size` slots: `min_size` each, the rest in proportion to `scores` (largest
+    remainder, ties to the earlier species)."""
+    s = len(scores)
+    base = np.full(s, min_size, dtype=np.int64)
+    rest = pop_size - base.sum()
+    scores = np.clip(np.nan_to_num(np.asarray(scores, dtype=np.float64)), 0.0, None)
+    share = scores / scores.sum() if scores.sum() > 0 else np.full(s, 1.0 / s)
+    exact = share * rest
+    floor = np.floor(exact).astype(np.int64)
+    left = int(rest - floor.sum())
+    order = sorted(range(s), key=lambda i: (-(exact[i] - floor[i]), i))
+    for i in order[:left]:
+        floor[i] += 1
+    return base + floor
+
+
+class NEMO(Algorithm):
+    """Species-based neuroevolution over direct-search and GNN species (see module doc)."""
+
+    def __init__(self, pop_size: int = 20, params: NemoParams | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.pop_size = int(pop_size)
+        self.params = params or NemoParams()
+        self.species_list: list[Any] = []
+        self.stats: pd.DataFrame = pd.DataFrame()
+
+    # -- pickling (checkpoints): never the problem -----------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["problem"] = None
+        state["display"] = None
+        state["callback"] = None
+        return state
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def _setup(self, problem: Any, **kwargs: Any) -> None:
+        p = self.params
+        names = list(p.species)
+        if self.pop_size < len(names):
+            raise UserError(
+                f"--population {self.pop_size}: NEMO needs at least one member per species "
+                f"({len(names)} species: {', '.join(names)})"
+            )
+        self.min_size = max(1, min(p.min_size, self.pop_size // len(names)))
+        self.species_list = make_species(names, problem.encoding, p.ops, p.graph_mode)
+        s = len(self.species_list)
+        self.alloc = allocate(self.pop_size, np.ones(s), self.min_size)
+        self.evals = np.zeros(s, dtype=np.int64)
+        self.seen: set[bytes] = set()
+        self.weights = weight_vectors(problem.n_obj, p.r2_weights)
+
+    @property
+    def species_names(self) -> list[str]:
+        return [sp.name for sp in self.species_list]
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _key(self, x: np.ndarray) -> bytes:
+        return np.asarray(x, dtype=np.int64).tobytes()
+
+    def _make_pop(
+        self, X: np.ndarray, species: np.ndarray, genomes: list[np.ndarray]
+    ) -> Population:
+        pop = Population.new("X", X)
+        pop.set("species", species)
+        for ind, g in zip(pop, genomes):
+            ind.set("genome", g)
+        return pop
+
+    def _breed(self, s: int, n: int, parents: np.ndarray | None, order_pos: np.ndarray | None):
+        sp = self.species_list[s]
+        rng = self.random_state
+        if parents is None or len(parents) == 0:
+            genomes = sp.init(n, rng)
+        else:
+            genomes = sp.offspring(parents, order_pos, n, rng)
+        X = sp.decode(genomes)
+        retries = self.params.ops.dedup_retries
+        batch_keys: set[bytes] = set()
+        for _ in range(max(retries, 0) + 1):
+            dup = []
+            for i in range(n):
+                k = self._key(X[i])
+                if k in self.seen or k in batch_keys:
+                    dup.append(i)
+                else:
+                    batch_keys.add(k)
+            if not dup or _ == retries:
+                break
+            for i in dup:
+                genomes[i] = sp.revary(genomes[i], rng)
+            X[dup] = sp.decode(genomes[dup])
+            batch_keys = set()
+        return X, genomes
+
+    # -- pymoo hooks -----------------------------------------------------------------------------
+    def _initialize_infill(self) -> Population:
+        Xs, species, genomes = [], [], []
+        for s, n in enumerate(self.alloc):
+            X, G = self._breed(s, int(n), None, None)
+            Xs.append(X)
+            species += [s] * int(n)
+            genomes += list(G)
+        pop = self._make_pop(np.concatenate(Xs), np.array(species), genomes)
+        self._note(pop)
+        return pop
+
+    def _initialize_advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._select(infills)
+
+    def _infill(self) -> Population:
+        sp_of = self.pop.get("species").astype(np.int64)
+        pos = self.pop.get("order_pos").astype(np.int64)
+        Xs, species, genomes = [], [], []
+        for s, n in enumerate(self.alloc):
+            mine = np.flatnonzero(sp_of == s)
+            parents = np.stack([self.pop[i].get("genome") for i in mine]) if len(mine) else None
+            X, G = self._breed(s, int(n), parents, pos[mine] if len(mine) else None)
+            Xs.append(X)
+            species += [s] * int(n)
+            genomes += list(G)
+        pop = self._make_pop(np.concatenate(Xs), np.array(species), genomes)
+        self._note(pop)
+        return pop
+
+    def _advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._select(Population.merge(self.pop, infills))
+
+    def _note(self, pop: Population) -> None:
+        for x in pop.get("X"):
+            self.seen.add(self._key(x))
+
+    # -- ranking, R2, UCB, survival --------------------------------------------------------------
+    def _select(self, pool: Population) -> None:
+        p = self.params
+        F = pool.get("F").astype(np.float64)
+        CV = pool.get("CV").astype(np.float64).reshape(-1)
+        sp_of = pool.get("species").astype(np.int64)
+        n_gen = pool.get("n_gen")
+        rank, crowd = rank_and_crowding(F, CV)
+        order = order_by_rank(rank, crowd)
+        pos = np.empty(len(order), dtype=np.int64)
+        pos[order] = np.arange(len(order))
+        feas = CV <= 0
+        ref = F[feas] if feas.any() else F
+        ideal, nadir = ref.min(axis=0), ref.max(axis=0)
+        Fn = normalise(F, ideal, nadir)
+        front = (rank == 0) & (feas if feas.any() else np.ones(len(F), bool))
+        s_count = len(self.species_list)
+        r2 = np.array(
+            [r2_indicator(Fn[front & (sp_of == s)], self.weights) for s in range(s_count)]
+        )
+        # offspring evaluated this generation, per species (the newest members)
+        newest = n_gen == np.max(n_gen)
+        produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(s_count)])
+        self.evals += produced
+        ucb = ucb_of(1.0 - r2, self.evals, p.ucb_c)
+        if p.fixed_sizes:
+            new_alloc = allocate(self.pop_size, np.ones(s_count), self.min_size)
+        else:
+            new_alloc = allocate(self.pop_size, ucb, self.min_size)
+        generation = int(np.max(n_gen)) - 1
+        self.stats = pd.DataFrame(
+            {
+                "generation": generation,
+                "species": self.species_names,
+                "size": produced,
+                "r2": r2,
+                "ucb": ucb,
+                "front_members": [int((front & (sp_of == s)).sum()) for s in range(s_count)],
+                "next_size": new_alloc,
+            }
+        )
+        self.alloc = new_alloc
+        keep: list[int] = []
+        for s in range(s_count):
+            mine = np.flatnonzero(sp_of == s)
+            mine = mine[np.argsort(pos[mine], kind="stable")]
+            keep += list(mine[: max(int(new_alloc[s]), 1)])
+        keep = sorted(keep, key=lambda i: pos[i])
+        survivors = pool[np.array(keep, dtype=np.int64)]
+        survivors.set("order_pos", np.arange(len(keep)))
+        survivors.set("rank", rank[keep])
+        self.pop = survivors
+
+    def _set_optimum(self) -> None:
+        rank = self.pop.get("rank")
+        self.opt = self.pop[rank == 0] if rank is not None else self.pop
+
+
+def species_summary(params: NemoParams) -> str:
+    return ", ".join(params.species) + (" (fixed sizes)" if params.fixed_sizes else "")
+
+
+def ucb_of(utility: np.ndarray, evals: np.ndarray, c: float) -> np.ndarray:
+    """UCB score per species: the utility rescaled to [0, 1] over the species (best 1, worst 0;
+    all 1 when equal) plus ``c * sqrt(ln(total evaluations) / evaluations of the species)``."""
+    v = np.asarray(utility, dtype=np.float64)
+    span = v.max() - v.min()
+    v = (v - v.min()) / span if span > 0 else np.ones_like(v)
+    evals = np.maximum(np.asarray(evals, dtype=np.float64), 1.0)
+    total = max(float(np.sum(evals)), 2.0)
+    return v + c * np.sqrt(math.log(total) / evals)

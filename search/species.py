@@ -1,0 +1,346 @@
+"""NEMO's species: how a member is represented, decoded to decisions and varied.
+
+* `DirectSpecies` (``direct-round``, ``direct-floor``) — a real gene per decision, in bit space
+  (product layout: a weight gene in [min, max] of the weight widths and an activation gene
+  likewise; pairs layout: the index of the pair sorted by cost). Decoded to the nearest allowed
+  width (round) or to the largest allowed width not above the gene (floor: a bias towards
+  compression). The floor species' genes reach `floor_top` x the last gap above the widest width
+  so that the widest width keeps a share. Variation: SBX (bounded) + polynomial mutation (Deb),
+  pymoo's operator functions.
+* `GNNSpecies` (``gnn-gcn``, ``gnn-gat``, ``gnn-unet``) — the flat weights of a torch-geometric
+  network (`hwq.search.gnn`); variation within the species: SSNE-style crossover (rows of each
+  weight tensor exchanged between two parents) and mutation relative to the weights' magnitude,
+  with rare large ("super") mutations and resets (constants of Intel's ERL/EGRL SSNE, see
+  `SpeciesParams`).
+
+Every species draws its randomness from the generator it is handed (the algorithm's, seeded
+once). Parents are chosen by binary tournament on the global (rank, crowding) order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+DIRECT = ("direct-round", "direct-floor")
+GNN = ("gnn-gcn", "gnn-gat", "gnn-unet")
+ALL_SPECIES = (*DIRECT, *GNN)
+
+
+@dataclass
+class SpeciesParams:
+    """Every constant of the species' operators (NEMO does not publish its values)."""
+
+    sbx_eta: float = 15.0  # SBX distribution index
+    sbx_prob: float = 0.9  # probability that a mating is crossed
+    sbx_prob_var: float = 0.5  # per-gene crossover probability within a crossed mating
+    pm_eta: float = 20.0  # polynomial mutation distribution index
+    pm_prob_var: float | None = None  # per-gene mutation probability (None: 1 / n_var)
+    floor_top: float = 0.5  # floor species: genes reach this fraction of the last gap above max
+    gnn_hidden: int = 32  # hidden width of the GNNs
+    gnn_cross_prob: float = 0.3  # probability that a GNN child is a crossover of two parents
+    gnn_cross_row_frac: float = 0.3  # at most this fraction of a 2-D tensor's rows exchanged
+    gnn_cross_1d_prob: float = 0.2  # probability that one entry of a 1-D tensor is exchanged
+    gnn_mut_prob: float = 1.0  # probability that a GNN child is mutated
+    gnn_mut_frac: float = 0.05  # at most this fraction of a tensor's entries perturbed
+    gnn_mut_strength: float = 0.1  # ordinary mutation: w += N(0, (strength * |w|)^2)
+    gnn_super_prob: float = 0.05  # probability of a large mutation of an entry
+    gnn_super_strength: float = 10.0  # large mutation: w += N(0, (10 * |w|)^2)
+    gnn_reset_prob: float = 0.02  # probability of resetting an entry to N(0, reset_std^2)
+    gnn_reset_std: float = 0.1
+    gnn_bias_scale: float = 0.04  # 1-D tensors (biases) are picked this much less often
+    gnn_weight_limit: float = 1e6  # |w| clamp
+    dedup_retries: int = 3  # re-vary a child that decodes to an already evaluated policy
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tournament(order_pos: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n winners of binary tournaments; `order_pos[i]` is member i's position (lower = better)."""
+    m = len(order_pos)
+    a = rng.integers(0, m, size=n)
+    b = rng.integers(0, m, size=n)
+    return np.where(order_pos[a] <= order_pos[b], a, b)
+
+
+class Species:
+    name: str = ""
+    is_gnn: bool = False
+
+    def init(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode(self, genomes: np.ndarray) -> np.ndarray:
+        """Integer decisions X [n, n_var] of the encoding."""
+        raise NotImplementedError
+
+    def offspring(
+        self, parents: np.ndarray, order_pos: np.ndarray, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def revary(self, child: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A further variation of one child (used when it repeats an evaluated policy)."""
+        raise NotImplementedError
+
+
+# -- direct search ---------------------------------------------------------------------------------
+class DirectSpecies(Species):
+    def __init__(self, name: str, encoding: Any, params: SpeciesParams) -> None:
+        if name not in DIRECT:
+            raise ValueError(name)
+        self.name = name
+        self.rounding = "floor" if name.endswith("floor") else "round"
+        self.params = params
+        self.mode = encoding.mode
+        self.n_var = encoding.n_var
+        if encoding.mode == "product":
+            self.values = [
+                encoding.w_choices.astype(np.float64),
+                encoding.a_choices.astype(np.float64),
+            ]
+            per = encoding.n_groups
+            self.gene_kind = np.tile([0, 1], per)
+        else:
+            self.values = [np.arange(len(encoding.choices), dtype=np.float64)]
+            self.gene_kind = np.zeros(encoding.n_var, dtype=np.int64)
+        lo = np.array([v[0] for v in self.values])
+        hi = np.array([v[-1] for v in self.values])
+        if self.rounding == "floor":
+            gaps = np.array([(v[-1] - v[-2]) if len(v) > 1 else 1.0 for v in self.values])
+            hi = hi + params.floor_top * gaps
+        self.xl = lo[self.gene_kind].astype(np.float64)
+        self.xu = hi[self.gene_kind].astype(np.float64)
+        self.xu = np.where(self.xu > self.xl, self.xu, self.xl + 1e-9)
+
+    def init(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.xl + rng.random((n, self.n_var)) * (self.xu - self.xl)
+
+    def decode(self, genomes: np.ndarray) -> np.ndarray:
+        g = np.asarray(genomes, dtype=np.float64).reshape(-1, self.n_var)
+        X = np.empty(g.shape, dtype=np.int64)
+        for k, vals in enumerate(self.values):
+            cols = self.gene_kind == k
+            x = g[:, cols]
+            if self.rounding == "round":
+                mids = (vals[1:] + vals[:-1]) / 2.0
+                idx = np.searchsorted(mids, x, side="left")
+            else:
+                idx = np.searchsorted(vals, x + 1e-9, side="right") - 1
+            X[:, cols] = np.clip(idx, 0, len(vals) - 1)
+        return X
+
+    def _mutate(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from pymoo.operators.mutation.pm import mut_pm
+
+        p = self.params
+        prob = p.pm_prob_var if p.pm_prob_var is not None else 1.0 / max(self.n_var, 1)
+        n = len(X)
+        return mut_pm(
+            X.astype(np.float64),
+            self.xl,
+            self.xu,
+            np.full(n, p.pm_eta),
+            np.full(n, prob),
+            True,
+            random_state=rng,
+        )
+
+    def offspring(
+        self, parents: np.ndarray, order_pos: np.ndarray, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        from pymoo.operators.crossover.sbx import cross_sbx
+
+        p = self.params
+        n_mat = math.ceil(n / 2)
+        a = parents[tournament(order_pos, n_mat, rng)]
+        b = parents[tournament(order_pos, n_mat, rng)]
+        X = np.stack([a, b]).astype(np.float64)
+        Q = cross_sbx(
+            X,
+            self.xl,
+            self.xu,
+            np.full((n_mat, 1), p.sbx_eta),
+            p.sbx_prob_var,
+            np.full((n_mat, 1), 0.5),
+            random_state=rng,
+        )
+        crossed = rng.random(n_mat) < p.sbx_prob
+        Q[:, ~crossed] = X[:, ~crossed]
+        # interleave so that the first n children take one child of each mating first
+        children = np.empty((2 * n_mat, self.n_var))
+        children[0::2], children[1::2] = Q[0], Q[1]
+        return self._mutate(children[:n], rng)
+
+    def revary(self, child: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self._mutate(child[None, :], rng)[0]
+
+
+# -- GNN species -----------------------------------------------------------------------------------
+class GNNSpecies(Species):
+    is_gnn = True
+
+    def __init__(
+        self,
+        name: str,
+        encoding: Any,
+        features: np.ndarray,
+        edges: np.ndarray,
+        params: SpeciesParams,
+    ) -> None:
+        from hwq.search.gnn import GNNDecoder, tensor_slices
+
+        if name not in GNN:
+            raise ValueError(name)
+        self.name = name
+        self.arch = name.split("-", 1)[1]
+        self.params = params
+        self.mode = encoding.mode
+        self.n_var = encoding.n_var
+        if encoding.mode == "product":
+            self.n_w, self.n_a = len(encoding.w_choices), len(encoding.a_choices)
+            out_dim = self.n_w + self.n_a
+        else:
+            self.n_w, self.n_a = len(encoding.choices), 0
+            out_dim = self.n_w
+        self.decoder = GNNDecoder(self.arch, features, edges, out_dim, params.gnn_hidden)
+        n_layers = features.shape[0]
+        M = np.zeros((encoding.n_groups, n_layers), dtype=np.float32)
+        for g, group in enumerate(encoding.groups):
+            M[g, group] = 1.0 / len(group)
+        self.group_matrix = M
+        self.slices = tensor_slices(self.decoder.shapes)
+
+    @property
+    def n_params(self) -> int:
+        return self.decoder.n_params
+
+    def init(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.decoder.init_weights(n, rng)
+
+    def decode(self, genomes: np.ndarray) -> np.ndarray:
+        logits = self.decoder.logits(
+            np.asarray(genomes, dtype=np.float32).reshape(-1, self.n_params)
+        )
+        glog = np.einsum("gl,nlo->ngo", self.group_matrix, logits)
+        if self.mode == "product":
+            X = np.empty((glog.shape[0], self.n_var), dtype=np.int64)
+            X[:, 0::2] = np.argmax(glog[:, :, : self.n_w], axis=2)
+            X[:, 1::2] = np.argmax(glog[:, :, self.n_w :], axis=2)
+            return X
+        return np.argmax(glog, axis=2).astype(np.int64)
+
+    # SSNE operators on one flat vector, tensor by tensor
+    def _crossover(self, child: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> None:
+        p = self.params
+        for sl, shape in self.slices:
+            if len(shape) >= 2:
+                rows = int(shape[0])
+                width = int(np.prod(shape[1:]))
+                c = child[sl].reshape(rows, width)
+                d = donor[sl].reshape(rows, width)
+                k = int(rng.integers(0, math.ceil(p.gnn_cross_row_frac * rows) + 1))
+                for r in rng.integers(0, rows, size=k):
+                    c[r] = d[r]
+            elif rng.random() < p.gnn_cross_1d_prob:
+                i = int(rng.integers(0, shape[0]))
+                child[sl][i] = donor[sl][i]
+
+    def _mutate(self, w: np.ndarray, rng: np.random.Generator) -> None:
+        p = self.params
+        for sl, shape in self.slices:
+            seg = w[sl]
+            prob = 2.0 * rng.random()
+            if len(shape) < 2:
+                prob *= p.gnn_bias_scale
+            if rng.random() >= prob:
+                continue
+            k = int(rng.integers(0, math.ceil(p.gnn_mut_frac * seg.size) + 1))
+            if k == 0:
+                continue
+            idx = rng.integers(0, seg.size, size=k)
+            r = rng.random(k)
+            noise = rng.standard_normal(k)
+            cur = seg[idx].astype(np.float64)
+            new = np.where(
+                r < p.gnn_super_prob,
+                cur + noise * p.gnn_super_strength * np.abs(cur),
+                np.where(
+                    r < p.gnn_super_prob + p.gnn_reset_prob,
+                    noise * p.gnn_reset_std,
+                    cur + noise * p.gnn_mut_strength * np.abs(cur),
+                ),
+            )
+            seg[idx] = np.clip(new, -p.gnn_weight_limit, p.gnn_weight_limit)
+
+    def offspring(
+        self, parents: np.ndarray, order_pos: np.ndarray, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        p = self.params
+        out = np.empty((n, self.n_params), dtype=np.float32)
+        first = tournament(order_pos, n, rng)
+        for i in range(n):
+            child = parents[first[i]].astype(np.float32).copy()
+            if len(parents) > 1 and rng.random() < p.gnn_cross_prob:
+                donor = parents[tournament(order_pos, 1, rng)[0]]
+                self._crossover(child, donor, rng)
+            if rng.random() < p.gnn_mut_prob:
+                self._mutate(child, rng)
+            out[i] = child
+        return out
+
+    def revary(self, child: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = child.astype(np.float32).copy()
+        self._mutate(out, rng)
+        return out
+
+
+def make_species(names: list[str], encoding: Any, params: SpeciesParams, graph_mode: str) -> list:
+    out: list[Species] = []
+    features = edges = None
+    for name in names:
+        if name in DIRECT:
+            out.append(DirectSpecies(name, encoding, params))
+        elif name in GNN:
+            if features is None:
+                from hwq.search.gnn import edge_index, node_features
+
+                features = node_features(encoding.graph)
+                edges = edge_index(encoding.graph, graph_mode)
+            out.append(GNNSpecies(name, encoding, features, edges, params))
+        else:
+            from hwq.errors import UserError
+
+            raise UserError(
+                f"--species: unknown species {name!r} (known: {', '.join(ALL_SPECIES)})"
+            )
+    return out
+
+
+def parse_species(text: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """`all`, `direct`, `gnn`, or a comma list of species names -> species names (no repeats)."""
+    from hwq.errors import UserError
+
+    if text is None:
+        return list(ALL_SPECIES)
+    items = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        group = {"all": ALL_SPECIES, "direct": DIRECT, "gnn": GNN}.get(item, (item,))
+        for name in group:
+            if name not in ALL_SPECIES:
+                raise UserError(
+                    f"--species: unknown species {name!r} (known: all, direct, gnn, "
+                    f"{', '.join(ALL_SPECIES)})"
+                )
+            if name not in out:
+                out.append(name)
+    if not out:
+        raise UserError("--species: expected at least one species")
+    return out
