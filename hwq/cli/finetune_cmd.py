@@ -1,0 +1,185 @@
+"""`hwq finetune`: verify one policy by quantization-aware fine-tuning with distillation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from hwq.cli.options import json_option
+from hwq.errors import UserError
+
+RECORD_KEYS = ("policy_id", "fp32_accuracy", "ptq_accuracy", "qat_accuracy", "epochs", "wall_s")
+OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
+
+
+@click.command()
+@click.option(
+    "--model",
+    "-m",
+    default="digits_resnet",
+    show_default=True,
+    help="Zoo name or package.module:factory (trained weights: --weights, except digits_resnet).",
+)
+@click.option(
+    "--model-arg",
+    "model_args",
+    multiple=True,
+    metavar="K=V",
+    help="Keyword argument for the model factory (repeatable).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    help="State dict of the trained model (digits_resnet: trained and cached if omitted).",
+)
+@click.option(
+    "--data",
+    metavar="package.module:factory",
+    help="(train, val, test) loaders for the model (default: the bundled digits).",
+)
+@click.option("--device", "-d", required=True, help="Profile name or YAML path.")
+@click.option("--bits", help="Uniform pair W,A (weights first), e.g. 4,4.")
+@click.option(
+    "--policy", "policy_file", type=click.Path(dir_okay=False), help="A policy JSON file."
+)
+@click.option("--epochs", type=int, default=3, show_default=True, help="QAT epochs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=0.005, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Weight of the distillation term (1 - alpha on cross-entropy).",
+)
+@click.option("--temperature", type=float, default=4.0, show_default=True)
+@click.option("--calib-batches", type=int, default=4, show_default=True)
+@click.option("--fold-bn", is_flag=True, help="Fold batch norms into the layers first.")
+@click.option(
+    "--learn-scales/--no-learn-scales",
+    default=True,
+    show_default=True,
+    help="LSQ-learned scales during fine-tuning.",
+)
+@click.option("--weight-observer", type=OBSERVER_CHOICE, default="minmax", show_default=True)
+@click.option("--act-observer", type=OBSERVER_CHOICE, default="minmax", show_default=True)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Also write the record to this verify.parquet file.",
+)
+@json_option
+def finetune(
+    model: str,
+    model_args: tuple[str, ...],
+    weights: str | None,
+    data: str | None,
+    device: str,
+    bits: str | None,
+    policy_file: str | None,
+    epochs: int,
+    seed: int,
+    lr: float,
+    alpha: float,
+    temperature: float,
+    calib_batches: int,
+    fold_bn: bool,
+    learn_scales: bool,
+    weight_observer: str,
+    act_observer: str,
+    output: str | None,
+    as_json: bool,
+) -> None:
+    """Fine-tune MODEL under one policy with distillation from its FP32 weights; report FP32,
+    post-training and fine-tuned test accuracy."""
+    from hwq.cli.output import emit_json, emit_mapping
+    from hwq.models.loading import parse_model_args
+    from hwq.policy import Policy
+    from hwq.units import parse_pair
+
+    if (bits is None) == (policy_file is None):
+        raise UserError("give exactly one of --bits W,A or --policy FILE")
+    if epochs < 0:
+        raise UserError(f"--epochs: expected a non-negative integer, found {epochs}")
+    if calib_batches < 1:
+        raise UserError(f"--calib-batches: expected a positive integer, found {calib_batches}")
+    policy = Policy.read(policy_file) if policy_file else Policy.uniform(*parse_pair(bits or ""))
+    from hwq import load_profile
+
+    prof = load_profile(device)
+    device_name = str(getattr(prof, "name", device))
+
+    import torch
+
+    from hwq.quant.apply import policy_pairs, quantizable_layers
+    from hwq.quant.finetune import finetune as run_finetune
+    from hwq.quant.finetune import write_verify_parquet
+    from hwq.quant.quality import trained_model_and_data
+
+    torch.manual_seed(seed)
+    kwargs = parse_model_args(model_args)
+    net, (train, val, test), _info = trained_model_and_data(
+        model, weights=weights, data=data, model_args=kwargs, seed=seed, objective="finetune"
+    )
+    example = _example_input(test)
+    names = quantizable_layers(net, example)
+    pairs = policy_pairs(policy, names)
+    _check_device_bits(prof, device_name, names, pairs)
+    calib: Any = train
+    if model == "digits_resnet" and data is None:
+        from hwq.data import digits_calibration
+
+        calib = digits_calibration(calib_batches)
+    record = run_finetune(
+        net,
+        pairs,
+        train,
+        test,
+        val=val,
+        epochs=epochs,
+        lr=lr,
+        alpha=alpha,
+        temperature=temperature,
+        calib=calib,
+        calib_batches=calib_batches,
+        fold_bn=fold_bn,
+        learn_scales=learn_scales,
+        weight_observer=weight_observer,
+        act_observer=act_observer,
+        layer_names=names,
+        seed=seed,
+    )
+    doc = {k: record[k] for k in RECORD_KEYS}
+    if output:
+        write_verify_parquet([doc], output, run_id=f"finetune-{model}-{device_name}")
+    if as_json:
+        emit_json(doc)
+    else:
+        emit_mapping({"model": model, "device": device_name, **doc})
+
+
+def _example_input(loader: Any) -> Any:
+    for batch in loader:
+        x = batch[0] if isinstance(batch, tuple | list) else batch
+        return x[:1]
+    raise UserError("--data: the test loader has no batches")
+
+
+def _check_device_bits(
+    prof: Any, device: str, names: list[str], pairs: list[tuple[int, int]]
+) -> None:
+    """Widths the device profile does not list are rejected, naming the layer (16/32 = FP)."""
+    allowed = getattr(prof, "bits", None)
+    lists = []
+    for side in ("weights", "activations"):
+        value = allowed.get(side) if isinstance(allowed, dict) else getattr(allowed, side, None)
+        lists.append(set(int(b) for b in value) if value else None)
+    for name, pair in zip(names, pairs):
+        for side, b, ok in zip(("w_bits", "a_bits"), pair, lists):
+            if ok is not None and b < 16 and b not in ok:
+                raise UserError(
+                    f"layer {name}: {side}={b} is not supported by device {device} "
+                    f"(supported: {', '.join(map(str, sorted(ok)))})"
+                )
