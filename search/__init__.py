@@ -1,1 +1,27 @@
-"""NEMO neuroevolution and baseline searches, installed as hwq.search."""
+"""NEMO neuroevolution and the baseline searches, installed as `hwq.search`.
+
+Modules: `encoding` (decisions <-> per-layer pairs, pins, ties), `problem` (the pymoo Problem),
+`quality` (sensitivity tables, PTQ accuracy jobs), `species` and `gnn` (NEMO's species),
+`nemo` (the pymoo Algorithm), `baselines` (NSGA-II, random, ILP, greedy), `indicators`,
+`executors` (serial / process / ray), `run` (the driver).
+
+`hwq.search` is also the function of DESIGN.md §9: this package is callable, so
+``hwq.search(device, ...)`` runs a search (`hwq.api_search.search`) whether `hwq.search`
+resolves to the package or to the function.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from hwq.api_search import search
+
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

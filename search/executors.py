@@ -59,25 +59,31 @@ def _worker(spec: JobSpec) -> Callable[[Any], Any]:
     return fn
 
 
-def run_job(spec: JobSpec, item: Any) -> tuple[Any, float]:
-    """Run one job in this process: (result, wall seconds)."""
-    fn = _worker(spec)
-    threads = None
-    try:
-        import torch
+class _OneThread:
+    """torch with one intra-op thread inside the block (results independent of the machine)."""
 
-        threads = torch.get_num_threads()
+    def __enter__(self) -> None:
+        try:
+            import torch
+        except ImportError:  # a job that does not need torch
+            self.threads = None
+            return
+        self.threads = torch.get_num_threads()
         torch.set_num_threads(1)
-    except ImportError:  # a job that does not need torch
-        pass
-    t0 = time.perf_counter()
-    try:
-        result = fn(item)
-    finally:
-        if threads is not None:
+
+    def __exit__(self, *exc: object) -> None:
+        if self.threads is not None:
             import torch
 
-            torch.set_num_threads(threads)
+            torch.set_num_threads(self.threads)
+
+
+def run_job(spec: JobSpec, item: Any) -> tuple[Any, float]:
+    """Run one job in this process: (result, wall seconds)."""
+    with _OneThread():
+        fn = _worker(spec)
+        t0 = time.perf_counter()
+        result = fn(item)
     return result, time.perf_counter() - t0
 
 

@@ -64,6 +64,7 @@ class SearchConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     input_shape: list[int] | None = None
     weights: str | None = None
+    data: str | None = None
     algorithm: str = "nemo"
     objectives: list[str] | None = None
     sensitivity: str | None = None
@@ -126,16 +127,15 @@ class Prepared:
 
 
 def default_objectives(config: SearchConfig) -> list[str]:
-    from hwq.search.quality import TRAINED_MODELS
+    from hwq.search.quality import has_trained_model, no_quality_message
 
     if config.sensitivity:
         return ["sensitivity", *DEFAULT_OBJECTIVES[1:]]
-    if config.model in TRAINED_MODELS:
+    if has_trained_model(config.model, config.weights, config.data):
         return list(DEFAULT_OBJECTIVES)
     raise UserError(
-        f"model {config.model!r}: the default objectives need task quality, and hwq has no "
-        "trained weights for it; supply --sensitivity FILE (per-layer table or HAWQ-V3 file), "
-        "or choose cost objectives only, e.g. --objectives latency,energy,weight_memory"
+        no_quality_message("accuracy (a default objective)", config.model)
+        + "; or choose cost objectives only, e.g. --objectives latency,energy,weight_memory"
     )
 
 
@@ -202,9 +202,20 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
             sensitivity_file=config.sensitivity,
             encoding=encoding,
             table=table,
+            weights=config.weights,
+            data=config.data,
+            model_args=config.model_args,
         )
-    elif qname is not None and quality.name != qname:
+    elif qname is not None and hasattr(quality, "evaluate") and quality.name != qname:
         raise UserError(f"objective {qname}: the given quality source measures {quality.name}")
+    if quality is not None and not hasattr(quality, "evaluate"):
+        from hwq.search.quality import CallableQuality
+
+        if qname is None:
+            raise UserError(
+                "quality: a quality function needs accuracy or sensitivity among the objectives"
+            )
+        quality = CallableQuality(quality, qname)
     problem = SearchProblem(encoding, table, objectives, constraints, quality, executor)
     problem.check_constraints_reachable()
     return Prepared(config, profile, graph, encoding, table, problem)
@@ -402,6 +413,23 @@ def run_search(
     return Run.open(writer.path)
 
 
+def check_resume_options(output_dir: str, given: Mapping[str, Any]) -> None:
+    """With --resume, options that shape the search must match the run's config.yaml (the
+    runtime ones — executor, address, workers, verification — may change)."""
+    p = Path(output_dir)
+    if not (p / "meta.json").is_file():
+        raise UserError(f"--resume: {p} is not a run directory (no meta.json)")
+    stored = SearchConfig.from_dict(_read_config(p)).to_dict()
+    for key, value in given.items():
+        if key in SearchConfig.RUNTIME_ONLY or key not in stored:
+            continue
+        if value != stored[key]:
+            raise UserError(
+                f"--resume: --{key.replace('_', '-')} {value!r} differs from the run's "
+                f"{stored[key]!r}; leave it out to continue the run as it was started"
+            )
+
+
 def _n_generations(config: SearchConfig) -> int:
     return 1 if config.algorithm in ("ilp", "greedy") else int(config.generations)
 
@@ -525,7 +553,8 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
             writer.write_meta(evaluations=evaluations, generations_done=gen + 1)
             wall = time.perf_counter() - t0
             quality_wall = float(ev.records["eval_wall_s"].sum())
-            log.info(
+            log.log(
+                logging.DEBUG if progress else logging.INFO,
                 "generation %d/%d: %d evaluated, front %d, %.2fs (%.2fs outside evaluation)",
                 gen + 1,
                 n_gen,
@@ -606,13 +635,19 @@ def _finish(prep: Prepared, writer: Any, archive: ParetoArchive, executor: Any) 
     writer.write_meta(status="done", finished_at=_now())
 
 
-def choose_for_verification(F: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k front members closest to the ideal point (objectives normalised over the
-    front, equal-weight Tchebycheff distance): the best compromises."""
+def choose_for_verification(F: np.ndarray, k: int, quality_index: int | None = None) -> np.ndarray:
+    """Indices of the k front members closest to the ideal point: objectives normalised over
+    the front, weighted Tchebycheff distance where the quality objective (if any) weighs as
+    much as all cost objectives together — the best compromises, not the 8-bit corner."""
     if len(F) == 0:
         return np.zeros(0, dtype=np.int64)
     Fn = normalise(F, F.min(axis=0), F.max(axis=0))
-    dist = Fn.max(axis=1)
+    m = F.shape[1]
+    w = np.full(m, 1.0 / m)
+    if quality_index is not None and m > 1:
+        w = np.full(m, 0.5 / (m - 1))
+        w[quality_index] = 0.5
+    dist = (Fn * w).max(axis=1)
     return np.lexsort((np.arange(len(F)), dist))[:k]
 
 
@@ -620,21 +655,22 @@ def _verify(
     prep: Prepared, writer: Any, front: pd.DataFrame, F: np.ndarray, k: int, executor: Any
 ) -> None:
     from hwq.search.executors import JobSpec
-    from hwq.search.quality import TRAINED_MODELS
+    from hwq.search.quality import has_trained_model, job_kwargs
 
     config = prep.config
-    if config.model not in TRAINED_MODELS:
+    if not has_trained_model(config.model, config.weights, config.data):
         log.warning(
-            "verification skipped: QAT needs trained weights and data, which hwq has for %s only",
-            ", ".join(TRAINED_MODELS),
+            "verification skipped: QAT needs trained weights and data (digits_resnet, or "
+            "--weights FILE with --data package.module:factory)"
         )
         return
-    pick = choose_for_verification(F, k)
+    q = prep.problem.quality_name
+    qi = prep.problem.objectives.index(q) if q in prep.problem.objectives else None
+    pick = choose_for_verification(F, k, qi)
     rows = front.iloc[pick]
-    spec = JobSpec(
-        "hwq.search.quality:verify_job",
-        {"model": config.model, "epochs": int(config.verify_epochs), "seed": int(config.seed)},
-    )
+    kwargs = job_kwargs(config.model, config.weights, config.data, config.model_args)
+    kwargs.update(epochs=int(config.verify_epochs), seed=int(config.seed))
+    spec = JobSpec("hwq.search.quality:verify_job", kwargs)
     items = [
         np.stack([np.asarray(r["w_bits"]), np.asarray(r["a_bits"])], axis=1).tolist()
         for _, r in rows.iterrows()
