@@ -44,7 +44,13 @@ OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
     "--policy", "policy_file", type=click.Path(dir_okay=False), help="A policy JSON file."
 )
 @click.option("--epochs", type=int, default=3, show_default=True, help="QAT epochs.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the fine-tuning (and of the trained digits_resnet unless --model-arg seed=N).",
+)
 @click.option("--lr", type=float, default=0.005, show_default=True, help="Peak learning rate.")
 @click.option(
     "--alpha",

@@ -230,9 +230,61 @@ def _mse_range(sample: Tensor, lo: float, hi: float, qmax: int) -> tuple[float, 
     return float(los[best]), float(his[best])
 
 
-def quantize_act(x: Tensor, scale: Tensor | float, zero_point: float, bits: int) -> Tensor:
+class _FakeQuantAffine(torch.autograd.Function):
+    """(clamp(round(x / s + zp), 0, qmax) - zp) * s with the STE (gradient passes where
+    0 <= x / s + zp <= qmax) and, when `scale` requires grad, the LSQ gradient of the scale
+    (times `grad_factor`). Written with in-place passes: a few times cheaper than the composed
+    ops and than torch's fused fake-quant kernel on CPU."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmax, grad_factor):  # type: ignore[override]
+        s = scale.detach()
+        xs = x / s
+        if zero_point:
+            xs.add_(zero_point)
+        mask = (
+            (xs >= 0).logical_and_(xs <= qmax) if x.requires_grad or scale.requires_grad else None
+        )
+        out = xs.round_().clamp_(0, qmax)
+        if zero_point:
+            out.sub_(zero_point)
+        out.mul_(s)
+        if scale.requires_grad:
+            ctx.save_for_backward(x, out, mask, s)
+        else:
+            ctx.save_for_backward(mask)
+        ctx.learn = bool(scale.requires_grad)
+        ctx.grad_factor = grad_factor
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        if ctx.learn:
+            x, out, mask, s = ctx.saved_tensors
+        else:
+            (mask,) = ctx.saved_tensors
+        grad_x = grad * mask if ctx.needs_input_grad[0] else None
+        grad_s = None
+        if ctx.learn:
+            inside = grad_x if grad_x is not None else grad * mask
+            # d out / d s = out / s outside the range and out / s - x / s inside it
+            gs = torch.dot(grad.reshape(-1), out.reshape(-1)) - torch.dot(
+                inside.reshape(-1), x.reshape(-1)
+            )
+            grad_s = (gs / s * ctx.grad_factor).reshape(s.shape)
+        return grad_x, grad_s, None, None, None
+
+
+def quantize_act(
+    x: Tensor, scale: Tensor | float, zero_point: float, bits: int, grad_factor: float = 1.0
+) -> Tensor:
+    """Per-tensor affine fake-quantization on 2^bits levels (STE; LSQ gradient to a learnable
+    `scale`)."""
     qmax = 2**bits - 1
-    return (round_ste((x / scale + zero_point).clamp(0, qmax)) - zero_point) * scale
+    if not isinstance(scale, Tensor):
+        scale = torch.tensor(float(scale), dtype=x.dtype)
+    zp = float(zero_point)
+    return _FakeQuantAffine.apply(x, scale, zp, qmax, grad_factor)
 
 
 class ActFakeQuant(nn.Module):
@@ -262,6 +314,7 @@ class ActFakeQuant(nn.Module):
         self.register_buffer("scale", torch.empty(0))
         self.register_buffer("zero_point", torch.empty(0))
         self.signed = True
+        self._zp = 0.0
         self.scale_param: nn.Parameter | None = None
 
     @property
@@ -287,6 +340,7 @@ class ActFakeQuant(nn.Module):
     def set_qparams(self, scale: float, zero_point: float, signed: bool) -> None:
         self.scale = torch.tensor(float(scale))
         self.zero_point = torch.tensor(float(zero_point))
+        self._zp = float(zero_point)
         self.signed = bool(signed)
         if self.learn:
             self.scale_param = nn.Parameter(self.scale.clone())
@@ -304,9 +358,8 @@ class ActFakeQuant(nn.Module):
             )
         if self.learn and self.scale_param is not None:
             g = 1.0 / math.sqrt(x[0].numel() * (2**self.bits - 1))
-            s = grad_scale(self.scale_param.abs().clamp_min(EPS), g)
-            return quantize_act(x, s, self.zero_point, self.bits)
-        return quantize_act(x, self.scale, self.zero_point, self.bits)
+            return quantize_act(x, self.scale_param.abs().clamp_min(EPS), self._zp, self.bits, g)
+        return quantize_act(x, self.scale, self._zp, self.bits)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[override]
         for name in ("scale", "zero_point"):  # calibrated (shape []) or not (shape [0])
@@ -315,6 +368,8 @@ class ActFakeQuant(nn.Module):
         if prefix + "scale_param" in state_dict and self.scale_param is None:
             self.scale_param = nn.Parameter(torch.empty_like(state_dict[prefix + "scale_param"]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if self.zero_point.numel() == 1:
+            self._zp = float(self.zero_point)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, observer={self.observer}, learn={self.learn}"

@@ -86,7 +86,7 @@ class PTQAccuracy:
         weight_observer: str = "minmax",
         act_observer: str = "minmax",
         percentile: float = 99.99,
-        eval_batch_size: int = 4096,
+        eval_batch_size: int = 1024,
     ) -> None:
         batches = _xy_batches(val)
         self.val_x = torch.cat([b[0] for b in batches])

@@ -113,3 +113,33 @@ def test_uncalibrated_activation_quantizer_raises():
 def test_bad_observer_is_rejected():
     with pytest.raises(ValueError, match="observer"):
         WeightFakeQuant(4, "median")
+
+
+@pytest.mark.parametrize("zero_point", [0.0, 3.0])
+def test_fused_activation_quantizer_matches_the_composed_ste(zero_point):
+    from hwq.quant.fake_quant import grad_scale
+
+    x = torch.randn(4, 5, 6) * 2
+    g = torch.randn_like(x)
+    x1, s1 = x.clone().requires_grad_(True), torch.tensor(0.3, requires_grad=True)
+    s1g = grad_scale(s1, 0.1)
+    y1 = (round_ste((x1 / s1g + zero_point).clamp(0, 7)) - zero_point) * s1g
+    y1.backward(g)
+    x2, s2 = x.clone().requires_grad_(True), torch.tensor(0.3, requires_grad=True)
+    y2 = quantize_act(x2, s2, zero_point, 3, 0.1)
+    y2.backward(g)
+    assert torch.equal(y1, y2)
+    assert torch.allclose(x1.grad, x2.grad)
+    assert torch.allclose(s1.grad, s2.grad, rtol=1e-5)
+
+
+def test_quantized_state_dict_round_trip():
+    from hwq.quant.apply import apply_policy, calibrate
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
+    x = torch.randn(4, 3, 8, 8)
+    q = calibrate(apply_policy(model, [(4, 4), (3, 5)], learn_scales=True), [x], 1)
+    fresh = apply_policy(model, [(4, 4), (3, 5)], learn_scales=True)
+    fresh.load_state_dict(q.state_dict())
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(x), q.eval()(x))
