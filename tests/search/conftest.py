@@ -1,0 +1,56 @@
+"""Fixtures of the search tests: layer files of the zoo models (traced once per session), the
+published HAWQ-V3 sensitivity tables (copied into tests/search/data), and a CLI runner."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+HAWQ18 = DATA / "hawq_v3_sensitivity_resnet18.csv"
+HAWQ50 = DATA / "hawq_v3_sensitivity_resnet50.csv"
+DEVICE = os.environ.get("HWQ_TEST_DEVICE", "bitfusion")
+
+
+@pytest.fixture(scope="session")
+def r18_layers(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from hwq.model_source import load_graph
+
+    path = tmp_path_factory.mktemp("layers") / "resnet18.parquet"
+    load_graph("resnet18").to_parquet(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def digits_graph():
+    from hwq.model_source import load_graph
+
+    return load_graph("digits_resnet")
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    """Run `hwq ARGS` in-process: (exit code, stdout, stderr)."""
+    import hwq.cli as cli_mod
+    from hwq.cli.search_cmd import search
+
+    if "search" not in cli_mod.cli.commands:
+        cli_mod.cli.add_command(search)
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            cli_mod.main(args)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    sys.stdout.flush()
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def hwq_cli():
+    return run_cli

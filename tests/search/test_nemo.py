@@ -1,0 +1,135 @@
+"""NEMO's pieces: species decoding and variation, R2, UCB allocation, and a whole search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hwq.search.encoding import Encoding
+from hwq.search.indicators import nondominated_mask, r2_indicator, weight_vectors
+from hwq.search.nemo import allocate, ucb_of
+from hwq.search.species import SpeciesParams, make_species, parse_species
+
+from .conftest import DEVICE, HAWQ18
+
+PRODUCT = [(w, a) for w in (2, 4, 8) for a in (2, 4, 8)]
+
+
+def test_direct_species_round_and_floor(digits_graph):
+    enc = Encoding(digits_graph, PRODUCT)
+    rnd, flo = make_species(["direct-round", "direct-floor"], enc, SpeciesParams(), "dataflow")
+    genes = np.full((1, enc.n_var), 3.9)
+    assert (rnd.decode(genes) == 1).all()  # 3.9 -> nearest width 4 (index 1)
+    assert (flo.decode(genes) == 0).all()  # floor -> 2
+    genes[:] = 7.0
+    assert (rnd.decode(genes) == 2).all() and (flo.decode(genes) == 1).all()
+    genes[:] = 8.0
+    assert (flo.decode(genes) == 2).all()
+    rng = np.random.default_rng(0)
+    pop = rnd.init(10, rng)
+    kids = rnd.offspring(pop, np.arange(10), 10, rng)
+    assert kids.shape == pop.shape
+    assert (kids >= rnd.xl - 1e-12).all() and (kids <= rnd.xu + 1e-12).all()
+
+
+@pytest.mark.parametrize("name", ["gnn-gcn", "gnn-gat", "gnn-unet"])
+def test_gnn_species_decode_and_vary(digits_graph, name):
+    enc = Encoding(digits_graph, PRODUCT, tie="same-input")
+    (sp,) = make_species([name], enc, SpeciesParams(), "dataflow")
+    rng = np.random.default_rng(0)
+    W = sp.init(6, rng)
+    assert W.shape == (6, sp.n_params) and W.dtype == np.float32
+    X = sp.decode(W)
+    assert X.shape == (6, enc.n_var)
+    assert (X >= 0).all() and (X <= enc.xu).all()
+    assert np.array_equal(X, sp.decode(W.copy()))  # deterministic argmax
+    kids = sp.offspring(W, np.arange(6), 6, rng)
+    assert kids.shape == W.shape
+    # mutation relative to the weights' magnitude: mostly small relative steps, rare large ones
+    rel = []
+    for _ in range(20):
+        m = sp.revary(W[0], rng)
+        changed = m != W[0]
+        rel.append(np.abs(m - W[0])[changed] / np.maximum(np.abs(W[0][changed]), 1e-6))
+    rel = np.concatenate(rel)
+    assert len(rel) > 0
+    assert np.median(rel) < 0.3
+    assert np.mean(rel > 2.0) < 0.2
+
+
+def test_chain_graph_mode(digits_graph):
+    from hwq.search.gnn import edge_index
+
+    e = edge_index(digits_graph, "chain")
+    n = len(digits_graph)
+    assert e.shape == (2, 2 * (n - 1))
+    assert edge_index(digits_graph, "dataflow").shape[1] == 2 * len(digits_graph.edges)
+
+
+def test_species_option_groups():
+    assert parse_species("direct") == ["direct-round", "direct-floor"]
+    assert parse_species("gnn") == ["gnn-gcn", "gnn-gat", "gnn-unet"]
+    assert parse_species("gnn-gcn") == ["gnn-gcn"]
+    assert len(parse_species(None)) == 5
+
+
+def test_r2_indicator():
+    w = weight_vectors(2)
+    assert r2_indicator(np.zeros((1, 2)), w) == 0.0  # the ideal point itself
+    assert r2_indicator(np.zeros((0, 2)), w) == 1.0  # an empty share: the worst
+    near = r2_indicator(np.array([[0.1, 0.1]]), w)
+    far = r2_indicator(np.array([[0.5, 0.5]]), w)
+    both = r2_indicator(np.array([[0.1, 0.1], [0.5, 0.5]]), w)
+    assert 0 < near < far and both == pytest.approx(near)
+    assert nondominated_mask(np.array([[1, 2], [2, 1], [2, 2]])).tolist() == [True, True, False]
+
+
+def test_allocation_follows_utility():
+    # synthetic species of fixed quality: better R2 (higher utility) gets more members
+    evals = np.array([40, 40, 40, 40])
+    ucb = ucb_of(np.array([0.9, 0.5, 0.2, 0.1]), evals, 0.5)
+    alloc = allocate(40, ucb, 2)
+    assert alloc.sum() == 40 and (alloc >= 2).all()
+    assert list(alloc) == sorted(alloc, reverse=True) and alloc[0] > alloc[-1]
+    # exploration: a species with few evaluations gets a bonus
+    ucb2 = ucb_of(np.array([0.5, 0.5]), np.array([100, 5]), 0.5)
+    assert ucb2[1] > ucb2[0]
+    assert list(allocate(10, np.ones(5), 2)) == [2, 2, 2, 2, 2]
+
+
+def test_nemo_search_species_mechanics(tmp_path, r18_layers):
+    import hwq.search as hs
+
+    run = hs(
+        device=DEVICE,
+        model=r18_layers,
+        sensitivity=str(HAWQ18),
+        objectives="sensitivity,bops",
+        bits="4x4,8x8",
+        pin="first,last=8",
+        generations=8,
+        population=25,
+        seed=3,
+        output_dir=str(tmp_path / "run"),
+        verify_top=0,
+    )
+    sp = run.species
+    assert set(sp["species"]) == {"direct-round", "direct-floor", "gnn-gcn", "gnn-gat", "gnn-unet"}
+    # every species contributes to the front in some generation
+    assert (sp.groupby("species")["front_members"].max() > 0).all()
+    # sizes change, and after generation 0 the species with the better R2 gets the larger size
+    sizes = sp.pivot(index="generation", columns="species", values="size")
+    assert sizes.nunique().max() > 1
+    r2 = sp.pivot(index="generation", columns="species", values="r2")
+    assert (sizes.sum(axis=1) == 25).all()
+    agree = [
+        np.corrcoef(-r2.loc[g].to_numpy(), sizes.loc[g + 1].to_numpy())[0, 1]
+        for g in sizes.index[:-1]
+        if r2.loc[g].std() > 0 and sizes.loc[g + 1].std() > 0
+    ]
+    assert np.mean(agree) > 0.3
+    # the archive is non-dominated and feasible
+    front = run.pareto
+    assert front["feasible"].all()
+    F = front[["sensitivity", "bops"]].to_numpy()
+    assert nondominated_mask(F).all()
+    assert front["policy_id"].is_unique
