@@ -58,6 +58,7 @@ def search(
     species: str | Sequence[str] | None = None,
     fixed_sizes: bool = False,
     graph: str = "dataflow",
+    gnn_features: str = "graph+costs",
     model_args: Mapping[str, Any] | None = None,
     input_shape: Sequence[int] | None = None,
     weights: str | None = None,
@@ -115,6 +116,7 @@ def search(
         species=list(species) if species else None,
         fixed_sizes=bool(fixed_sizes),
         graph=graph,
+        gnn_features=gnn_features,
     )
     if resume:
         # only the runtime options count on resume; the rest comes from config.yaml

@@ -7,7 +7,8 @@ Layout of a run directory::
     meta.json                   hwq_version, torch_version, python_version, seed, status,
                                 started_at, finished_at, profile_sha256, graph_hash, algorithm,
                                 evaluations (+ run_id, model, device, objectives, generations,
-                                generations_done)
+                                generations_done, timing: per-generation wall and quality
+                                seconds)
     layers.parquet              the LayerGraph
     costs.parquet               the CostTable of the allowed pairs
     candidates/part-NNNNN.parquet   one part per generation (written under a temporary name,

@@ -112,47 +112,63 @@ def _require_sensitivity(problem: Any, algorithm: str) -> None:
         )
 
 
+def solve_ilp_arrays(
+    sensitivity: np.ndarray,
+    budgets: list[tuple[np.ndarray, float]],
+    feasible: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """The exact optimum of: pick one choice c per group g, minimise sum sensitivity[g, c]
+    subject to sum cost[g, c] <= limit for every (cost [G, C], limit) of `budgets`
+    (`scipy.optimize.milp`). Choice indices [G], or None when nothing fits."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    sens = np.asarray(sensitivity, dtype=np.float64)
+    G, C = sens.shape
+    feas = np.ones((G, C), bool) if feasible is None else np.asarray(feasible, bool)
+    feas = feas & np.isfinite(sens)
+    A_eq = np.zeros((G, G * C))
+    for g in range(G):
+        A_eq[g, g * C : (g + 1) * C] = 1.0
+    rows, lo, hi = [A_eq], [np.ones(G)], [np.ones(G)]
+    for cost, limit in budgets:
+        cost = np.asarray(cost, dtype=np.float64)
+        feas = feas & np.isfinite(cost)
+        rows.append(np.where(feas, cost, 0.0).reshape(1, -1))
+        lo.append(np.array([-np.inf]))
+        hi.append(np.array([float(limit)]))
+    res = milp(
+        np.where(feas, sens, 0.0).reshape(-1),
+        constraints=LinearConstraint(np.concatenate(rows), np.concatenate(lo), np.concatenate(hi)),
+        integrality=np.ones(G * C),
+        bounds=Bounds(np.zeros(G * C), feas.reshape(-1).astype(np.float64)),
+        options={"disp": False},
+    )
+    if res.status != 0 or res.x is None:
+        return None
+    return np.argmax(res.x.reshape(G, C), axis=1).astype(np.int64)
+
+
 def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarray:
     """Choice indices [G] of the least-sensitive policy within `budgets` (column -> limit);
     default: the problem's `--max` constraints. Raises UserError when no policy fits."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
     _require_sensitivity(problem, "ilp")
     budgets = dict(budgets) if budgets is not None else _additive_budgets(problem)
     if not budgets:
         raise UserError(
             "--algorithm ilp: give one budget, e.g. --max bops=100G or --max weight_memory=2MiB"
         )
-    enc = problem.encoding
-    G, C = enc.n_groups, enc.n_choices
     sens, _ = problem.group_costs("sensitivity")
-    feas = problem.group_feasible() & np.isfinite(sens)
-    c = np.where(feas, sens, 0.0).reshape(-1)
-    A_eq = np.zeros((G, G * C))
-    for g in range(G):
-        A_eq[g, g * C : (g + 1) * C] = 1.0
-    rows, lo, hi = [A_eq], [np.ones(G)], [np.ones(G)]
+    rows = []
     for col, limit in budgets.items():
         cost, fixed = problem.group_costs(col)
-        rows.append(np.where(feas, cost, 0.0).reshape(1, -1))
-        lo.append(np.array([-np.inf]))
-        hi.append(np.array([limit - fixed]))
-    A = np.concatenate(rows)
-    upper = feas.reshape(-1).astype(np.float64)
-    res = milp(
-        c,
-        constraints=LinearConstraint(A, np.concatenate(lo), np.concatenate(hi)),
-        integrality=np.ones(G * C),
-        bounds=Bounds(np.zeros(G * C), upper),
-        options={"disp": False},
-    )
-    if res.status != 0 or res.x is None:
+        rows.append((cost, limit - fixed))
+    choice = solve_ilp_arrays(sens, rows, problem.group_feasible())
+    if choice is None:
         raise UserError(
             "--algorithm ilp: no policy meets "
             + ", ".join(f"{k} <= {v:.6g}" for k, v in budgets.items())
-            + f" ({res.message})"
         )
-    return np.argmax(res.x.reshape(G, C), axis=1).astype(np.int64)
+    return choice
 
 
 def greedy_path(problem: Any, cost_column: str | None = None) -> np.ndarray:

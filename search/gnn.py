@@ -11,15 +11,19 @@ logits before the argmax. All members of a species share one architecture:
 * ``unet`` — GraphUNet (depth 2, TopK pool ratio 0.5) -> SELU -> GATConv -> SELU -> Linear
             (NEMO's "Graph-UNet")
 
-NEMO ends with a SELU after the Linear layer; it is monotonic and argmax-invariant except where
-it saturates, so it is left out. Hidden width `hidden` (default 32) is a parameter.
+The Linear head reads the graph features together with the node's own input features (a skip
+connection), so that a layer's decision can rest on its own costs as well as its context. NEMO
+ends with a SELU after the Linear layer; it is monotonic and argmax-invariant except where it
+saturates, so it is left out. Hidden width `hidden` (default 32) is a parameter.
 
 Node features (one row per quantizable layer, each numeric column min-max normalised over the
 model after log1p): op type one-hot (conv, grouped conv, depthwise conv, linear), in/out
 channels, input spatial size, kernel size, stride, groups, weight params, MACs, output elements,
-relative position in layer order, reads-the-model-input flag. Edges: the data flow between
-quantizable layers (`graph.edges`) or, with `graph_mode="chain"`, NEMO's original chain in
-execution order; both directions.
+relative position in layer order, reads-the-model-input flag; by default also what every allowed
+choice costs the layer for each additive objective (`choice_features`: device latency/energy,
+BOPs, weight bytes, and per-layer sensitivity when the quality is a table). Edges: the data
+flow between quantizable layers (`graph.edges`) or, with `graph_mode="chain"`, NEMO's original
+chain in execution order; both directions.
 """
 
 from __future__ import annotations
@@ -86,6 +90,42 @@ def edge_index(graph: Any, mode: str = "dataflow") -> np.ndarray:
     return e
 
 
+def choice_features(problem: Any) -> np.ndarray:
+    """float32 [L, k]: what each allowed choice costs each layer, for every additive objective
+    of the problem (BOPs, weight bytes, latency, energy on the device; sensitivity when the
+    quality is a per-layer table), as log10 min-max normalised over all layers and choices of
+    that objective (so that layers and choices stay comparable). Pinned layers read their
+    costs too. An hwq extension of NEMO's shape-only node features (`--gnn-features graph`
+    turns it off)."""
+    from hwq.search.problem import ADDITIVE_COLUMNS, OBJECTIVES
+
+    enc, table = problem.encoding, problem.table
+    lut = table.pair_lookup
+    k = [int(lut[w, a]) for w, a in enc.choices]
+    cols = []
+    for name in problem.objectives:
+        col = OBJECTIVES[name][0]
+        if col not in ADDITIVE_COLUMNS:
+            continue
+        if col == "sensitivity":
+            if not hasattr(problem.quality, "table_values"):
+                continue
+            values = problem.quality.table_values(table)[:, k]
+        else:
+            values = table.values[col][:, k]
+        v = np.where(np.isfinite(values), values, np.nan)
+        pos = v[v > 0]
+        if not pos.size:
+            continue
+        floor = pos.min() / 10.0
+        lg = np.log10(np.maximum(np.nan_to_num(v, nan=floor), floor))
+        lo, hi = lg.min(), lg.max()
+        cols.append((lg - lo) / (hi - lo) if hi > lo else np.zeros_like(lg))
+    if not cols:
+        return np.zeros((len(enc.graph), 0), dtype=np.float32)
+    return np.concatenate(cols, axis=1).astype(np.float32)
+
+
 def build_network(arch: str, in_dim: int, out_dim: int, hidden: int = 32) -> Any:
     import torch
     from torch import nn
@@ -103,13 +143,13 @@ def build_network(arch: str, in_dim: int, out_dim: int, hidden: int = 32) -> Any
             else:
                 raise ValueError(f"unknown GNN architecture {arch!r} (known: {ARCHS})")
             self.att = GATConv(hidden, hidden, heads=1)
-            self.head = nn.Linear(hidden, out_dim)
+            self.head = nn.Linear(hidden + in_dim, out_dim)
             self.act = nn.SELU()
 
         def forward(self, x: torch.Tensor, ei: torch.Tensor) -> torch.Tensor:
             h = self.act(self.body(x, ei))
             h = self.act(self.att(h, ei))
-            return self.head(h)
+            return self.head(torch.cat([h, x], dim=1))
 
     return PolicyGNN()
 

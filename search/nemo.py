@@ -22,6 +22,11 @@ The population (`pop_size`, the total over species) is split into structurally d
    `fixed_sizes` keeps equal sizes (ablation);
 6. each species keeps its best `alloc[s]` members by the global order.
 
+An hwq extension (NEMO is silent; `migrants`, 0 turns it off): each generation a direct
+species also draws `migrants` members of other species' first front into its parents (their
+decisions are exactly representable as direct genes), so that SBX and polynomial mutation can
+refine what the GNN species found; GNN species breed only from their own members.
+
 The global Pareto archive is kept by the driver (every evaluated candidate counts). All
 randomness comes from the algorithm's generator, seeded once by pymoo from the run's seed
 (GNN initialisation draws its torch seeds from it too). The algorithm pickles (without its
@@ -57,9 +62,13 @@ class NemoParams:
     species: list[str] = field(default_factory=lambda: list(ALL_SPECIES))
     fixed_sizes: bool = False  # ablation: equal species sizes, no UCB
     min_size: int = 2  # smallest species size (so that crossover stays possible)
+    migrants: int = 4  # front members of other species joining a direct species' parents
+    # each generation (an hwq extension: direct species refine what the GNNs found; 0 = off)
     ucb_c: float = 0.5  # UCB exploration coefficient
     r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
     graph_mode: str = "dataflow"  # GNN input edges: dataflow or chain (NEMO's original)
+    gnn_features: str = "graph+costs"  # node features: graph (NEMO's shape features) or
+    # graph+costs (plus each choice's per-layer costs and sensitivity, gnn.choice_features)
     ops: SpeciesParams = field(default_factory=SpeciesParams)
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +120,16 @@ class NEMO(Algorithm):
                 f"({len(names)} species: {', '.join(names)})"
             )
         self.min_size = max(1, min(p.min_size, self.pop_size // len(names)))
-        self.species_list = make_species(names, problem.encoding, p.ops, p.graph_mode)
+        if p.gnn_features not in ("graph", "graph+costs"):
+            raise UserError(
+                f"--gnn-features: expected graph or graph+costs, found {p.gnn_features!r}"
+            )
+        extra = None
+        if p.gnn_features == "graph+costs" and any(n.startswith("gnn-") for n in names):
+            from hwq.search.gnn import choice_features
+
+            extra = choice_features(problem)
+        self.species_list = make_species(names, problem.encoding, p.ops, p.graph_mode, extra)
         s = len(self.species_list)
         self.alloc = allocate(self.pop_size, np.ones(s), self.min_size)
         self.evals = np.zeros(s, dtype=np.int64)
@@ -180,10 +198,21 @@ class NEMO(Algorithm):
         sp_of = self.pop.get("species").astype(np.int64)
         pos = self.pop.get("order_pos").astype(np.int64)
         Xs, species, genomes = [], [], []
+        rank = self.pop.get("rank").astype(np.int64)
         for s, n in enumerate(self.alloc):
             mine = np.flatnonzero(sp_of == s)
             parents = np.stack([self.pop[i].get("genome") for i in mine]) if len(mine) else None
-            X, G = self._breed(s, int(n), parents, pos[mine] if len(mine) else None)
+            order = pos[mine] if len(mine) else None
+            sp = self.species_list[s]
+            if self.params.migrants > 0 and not sp.is_gnn and parents is not None:
+                others = np.flatnonzero((sp_of != s) & (rank == 0))
+                if len(others):
+                    k = min(self.params.migrants, len(others))
+                    pick = np.sort(self.random_state.choice(others, size=k, replace=False))
+                    genes = sp.genes_of(self.pop.get("X")[pick])
+                    parents = np.concatenate([parents, genes])
+                    order = np.concatenate([order, pos[pick]])
+            X, G = self._breed(s, int(n), parents, order)
             Xs.append(X)
             species += [s] * int(n)
             genomes += list(G)

@@ -137,6 +137,7 @@ class Evaluation:
     F: np.ndarray
     G: np.ndarray
     pairs: np.ndarray
+    quality_wall_s: float = 0.0  # wall time of the quality evaluation of the batch
 
 
 class SearchProblem(Problem):
@@ -228,8 +229,11 @@ class SearchProblem(Problem):
             }
         )
         wall = np.full(n, cost_wall)
+        q_total = 0.0
         if self.quality is not None:
+            tq = time.perf_counter()
             values, q_wall = self.quality.evaluate(pairs, ids, self.executor)
+            q_total = time.perf_counter() - tq
             records[self.quality.column] = np.asarray(values, dtype=np.float64)
             wall = wall + np.asarray(q_wall, dtype=np.float64)
         for col in COST_COLUMNS:
@@ -239,7 +243,7 @@ class SearchProblem(Problem):
         records["eval_wall_s"] = wall
         F = self.F_of(records)
         G = self.G_of(records)
-        ev = Evaluation(records, F, G, pairs)
+        ev = Evaluation(records, F, G, pairs, q_total)
         self.last = ev
         return ev
 

@@ -84,6 +84,7 @@ class SearchConfig:
     species: list[str] | None = None
     fixed_sizes: bool = False
     graph: str = "dataflow"
+    gnn_features: str = "graph+costs"
 
     # options that change neither the search nor its results (may differ on --resume)
     RUNTIME_ONLY = ("output_dir", "executor", "address", "workers", "verify_top", "verify_epochs")
@@ -111,6 +112,10 @@ class SearchConfig:
             raise UserError(f"--tie: expected none or same-input, found {self.tie!r}")
         if self.graph not in ("dataflow", "chain"):
             raise UserError(f"--graph: expected dataflow or chain, found {self.graph!r}")
+        if self.gnn_features not in ("graph", "graph+costs"):
+            raise UserError(
+                f"--gnn-features: expected graph or graph+costs, found {self.gnn_features!r}"
+            )
         if self.algorithm != "nemo" and (self.species or self.fixed_sizes):
             raise UserError("--species and --fixed-sizes apply to --algorithm nemo only")
 
@@ -273,6 +278,7 @@ def make_algorithm(config: SearchConfig) -> Any:
             species=parse_species(config.species),
             fixed_sizes=bool(config.fixed_sizes),
             graph_mode=config.graph,
+            gnn_features=config.gnn_features,
         )
         return NEMO(pop_size=int(config.population), params=params, seed=int(config.seed))
     if config.algorithm == "nsga2":
@@ -469,6 +475,7 @@ def _config_doc(config: SearchConfig, prep: Prepared) -> dict[str, Any]:
             species=parse_species(config.species),
             fixed_sizes=bool(config.fixed_sizes),
             graph_mode=config.graph,
+            gnn_features=config.gnn_features,
         )
         doc["resolved"]["nemo"] = params.to_dict()
     return doc
@@ -504,6 +511,9 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
             algorithm.setup(problem, termination=("n_gen", n_gen + 1), seed=int(config.seed))
         _attach(algorithm, problem, n_gen)
 
+    timing = dict(writer.meta.get("timing") or {})
+    timing.setdefault("generation_wall_s", [])
+    timing.setdefault("quality_wall_s", [])
     bar = _Progress(progress, n_gen, start, f"{config.algorithm} on {prep.profile.name}")
     try:
         for gen in range(start, n_gen):
@@ -550,9 +560,11 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
                     "evaluations": evaluations,
                 }
             )
-            writer.write_meta(evaluations=evaluations, generations_done=gen + 1)
             wall = time.perf_counter() - t0
-            quality_wall = float(ev.records["eval_wall_s"].sum())
+            quality_wall = float(ev.quality_wall_s)
+            timing["generation_wall_s"] = timing["generation_wall_s"][:gen] + [round(wall, 6)]
+            timing["quality_wall_s"] = timing["quality_wall_s"][:gen] + [round(quality_wall, 6)]
+            writer.write_meta(evaluations=evaluations, generations_done=gen + 1, timing=timing)
             log.log(
                 logging.DEBUG if progress else logging.INFO,
                 "generation %d/%d: %d evaluated, front %d, %.2fs (%.2fs outside evaluation)",

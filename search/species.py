@@ -34,10 +34,10 @@ ALL_SPECIES = (*DIRECT, *GNN)
 class SpeciesParams:
     """Every constant of the species' operators (NEMO does not publish its values)."""
 
-    sbx_eta: float = 15.0  # SBX distribution index
+    sbx_eta: float = 3.0  # SBX distribution index (pymoo's integer recipe)
     sbx_prob: float = 0.9  # probability that a mating is crossed
     sbx_prob_var: float = 0.5  # per-gene crossover probability within a crossed mating
-    pm_eta: float = 20.0  # polynomial mutation distribution index
+    pm_eta: float = 3.0  # polynomial mutation distribution index (pymoo's integer recipe)
     pm_prob_var: float | None = None  # per-gene mutation probability (None: 1 / n_var)
     floor_top: float = 0.5  # floor species: genes reach this fraction of the last gap above max
     gnn_hidden: int = 32  # hidden width of the GNNs
@@ -133,6 +133,15 @@ class DirectSpecies(Species):
                 idx = np.searchsorted(vals, x + 1e-9, side="right") - 1
             X[:, cols] = np.clip(idx, 0, len(vals) - 1)
         return X
+
+    def genes_of(self, X: np.ndarray) -> np.ndarray:
+        """Genes that decode exactly to the integer decisions X (migrants from other species)."""
+        X = np.asarray(X, dtype=np.int64).reshape(-1, self.n_var)
+        g = np.empty(X.shape, dtype=np.float64)
+        for k, vals in enumerate(self.values):
+            cols = self.gene_kind == k
+            g[:, cols] = vals[np.clip(X[:, cols], 0, len(vals) - 1)]
+        return g
 
     def _mutate(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         from pymoo.operators.mutation.pm import mut_pm
@@ -299,7 +308,15 @@ class GNNSpecies(Species):
         return out
 
 
-def make_species(names: list[str], encoding: Any, params: SpeciesParams, graph_mode: str) -> list:
+def make_species(
+    names: list[str],
+    encoding: Any,
+    params: SpeciesParams,
+    graph_mode: str,
+    extra_features: np.ndarray | None = None,
+) -> list:
+    """Species objects of `names`; GNN species read the layer graph's node features plus
+    `extra_features` [L, k] (e.g. `choice_features`) when given."""
     out: list[Species] = []
     features = edges = None
     for name in names:
@@ -310,6 +327,10 @@ def make_species(names: list[str], encoding: Any, params: SpeciesParams, graph_m
                 from hwq.search.gnn import edge_index, node_features
 
                 features = node_features(encoding.graph)
+                if extra_features is not None and extra_features.size:
+                    features = np.concatenate(
+                        [features, np.asarray(extra_features, dtype=np.float32)], axis=1
+                    )
                 edges = edge_index(encoding.graph, graph_mode)
             out.append(GNNSpecies(name, encoding, features, edges, params))
         else:

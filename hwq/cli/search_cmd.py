@@ -186,6 +186,7 @@ def _config_fields(opts: dict[str, Any], defaults: bool = False) -> dict[str, An
         "verify_epochs": "verify_epochs",
         "fixed_sizes": "fixed_sizes",
         "graph_mode": "graph",
+        "gnn_features": "gnn_features",
         "weights": "weights",
         "data": "data",
     }
