@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -216,11 +215,10 @@ def main() -> None:
     ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
     ap.add_argument("--device", default="bitfusion")
     ap.add_argument("--digits-budget", default="20x10", help="POPULATIONxGENERATIONS for (a)")
-    ap.add_argument("--hawq-budget", default="40x50", help="POPULATIONxGENERATIONS for (b)")
+    ap.add_argument("--hawq-budget", default="100x100", help="POPULATIONxGENERATIONS for (b)")
     ap.add_argument("--hawq-dir", default=str(HAWQ_DIR))
     ap.add_argument("--keep", help="Keep the run directories here (default: a temporary dir)")
     args = ap.parse_args()
-    os.environ.setdefault("HWQ_NO_CACHE", "1")
     algorithms = args.algorithms.split(",")
     with tempfile.TemporaryDirectory() as tmpname:
         tmp = Path(args.keep or tmpname)
@@ -237,8 +235,8 @@ def main() -> None:
                 for seed in range(args.seeds):
                     res = run_one(prob, algorithm, seed, tmp)
                     log(
-                        f"{prob['name']} {algorithm} seed {seed}: {res['evaluations']} evaluations, "
-                        f"front {len(res['run'].pareto)}, {res['wall_s']:.1f}s"
+                        f"{prob['name']} {algorithm} seed {seed}: {res['evaluations']} "
+                        f"evaluations, front {len(res['run'].pareto)}, {res['wall_s']:.1f}s"
                     )
                     results.append(res)
             hypervolumes(results, prob["objectives"])

@@ -133,3 +133,38 @@ def test_nemo_search_species_mechanics(tmp_path, r18_layers):
     F = front[["sensitivity", "bops"]].to_numpy()
     assert nondominated_mask(F).all()
     assert front["policy_id"].is_unique
+
+
+def test_direct_genes_of_round_trip(digits_graph):
+    enc = Encoding(digits_graph, PRODUCT)
+    rng = np.random.default_rng(2)
+    X = rng.integers(enc.xl, enc.xu + 1, size=(30, enc.n_var))
+    for sp in make_species(["direct-round", "direct-floor"], enc, SpeciesParams(), "dataflow"):
+        assert np.array_equal(sp.decode(sp.genes_of(X)), X)
+
+
+def test_ablations_fixed_sizes_one_species_chain(tmp_path, r18_layers):
+    import hwq.search as hs
+
+    common = dict(
+        device=DEVICE,
+        model=r18_layers,
+        sensitivity=str(HAWQ18),
+        objectives="sensitivity,bops",
+        bits="4x4,8x8",
+        pin="first,last=8",
+        generations=4,
+        population=15,
+        verify_top=0,
+    )
+    fixed = hs(**common, fixed_sizes=True, output_dir=str(tmp_path / "fixed"))
+    assert (fixed.species["size"] == 3).all()
+    one = hs(
+        **common,
+        species="gnn-unet",
+        graph="chain",
+        gnn_features="graph",
+        output_dir=str(tmp_path / "one"),
+    )
+    assert set(one.candidates["species"]) == {"gnn-unet"}
+    assert one.config["resolved"]["nemo"]["graph_mode"] == "chain"
