@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
     ap.add_argument("--device", default="bitfusion")
-    ap.add_argument("--digits-budget", default="20x10", help="POPULATIONxGENERATIONS for (a)")
+    ap.add_argument("--digits-budget", default="40x25", help="POPULATIONxGENERATIONS for (a)")
     ap.add_argument("--hawq-budget", default="100x100", help="POPULATIONxGENERATIONS for (b)")
     ap.add_argument("--hawq-dir", default=str(HAWQ_DIR))
     ap.add_argument("--keep", help="Keep the run directories here (default: a temporary dir)")

@@ -3,7 +3,7 @@ the run directory, checkpoints for `--resume`, and verifies the best policies.
 
 Defaults (the embedded `hwq search --device bitfusion`): model `digits_resnet` (trained on first
 use, cached), objectives accuracy (PTQ on the validation split), latency, energy and weight
-memory, NEMO with all five species, population 20 and 10 generations (200 evaluations), seed 0,
+memory, NEMO with all five species, population 40 and 25 generations (1000 evaluations), seed 0,
 serial executor, the 3 best policies verified by QAT (3 epochs with distillation). On two cores
 this takes about a minute or two (see benchmarks/search_quality.py and the README).
 
@@ -45,8 +45,8 @@ log = logging.getLogger("hwq.search")
 ALGORITHMS = ("nemo", "nsga2", "random", "ilp", "greedy")
 DEFAULT_MODEL = "digits_resnet"
 DEFAULT_OBJECTIVES = ("accuracy", "latency", "energy", "weight_memory")
-DEFAULT_POPULATION = 20
-DEFAULT_GENERATIONS = 10
+DEFAULT_POPULATION = 40
+DEFAULT_GENERATIONS = 25
 DEFAULT_VERIFY_TOP = 3
 DEFAULT_VERIFY_EPOCHS = 3
 

@@ -74,10 +74,10 @@ EXECUTORS = ("serial", "process", "ray")
 @click.option(
     "--generations",
     type=int,
-    help="Generations (generation 0 is the initial population)  [default: 10]",
+    help="Generations (generation 0 is the initial population)  [default: 25]",
 )
 @click.option(
-    "--population", type=int, help="Population per generation, total over species  [default: 20]"
+    "--population", type=int, help="Population per generation, total over species  [default: 40]"
 )
 @click.option("--seed", type=int, help="The one seed of all the search's randomness  [default: 0]")
 @click.option(
