@@ -223,6 +223,14 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         quality = CallableQuality(quality, qname)
     problem = SearchProblem(encoding, table, objectives, constraints, quality, executor)
     problem.check_constraints_reachable()
+    if config.algorithm in ("ilp", "greedy"):
+        from hwq.search.baselines import _additive_budgets, _require_sensitivity
+
+        _require_sensitivity(problem, config.algorithm)
+        if config.algorithm == "ilp" and not _additive_budgets(problem):
+            raise UserError(
+                "--algorithm ilp: give one budget, e.g. --max bops=100G or --max weight_memory=2MiB"
+            )
     return Prepared(config, profile, graph, encoding, table, problem)
 
 
