@@ -25,12 +25,15 @@ _LAZY: dict[str, tuple[str, str]] = {
     "cost_table": ("hwq.cost_table", "cost_table"),
     "CostTable": ("hwq.cost_table", "CostTable"),
     "evaluate": ("hwq.evaluate", "evaluate"),
+    "Run": ("hwq.runs", "Run"),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "search", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "search":  # the hwq.search package is callable: hwq.search(...) runs a search
+        return importlib.import_module("hwq.search")
     try:
         module_name, attr = _LAZY[name]
     except KeyError:

@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hwq.cli.cost_cmd", "cost"),
     ("hwq.cli.cost_cmd", "table"),
     ("hwq.cli.finetune_cmd", "finetune"),
+    ("hwq.cli.search_cmd", "search"),
 )
 
 
