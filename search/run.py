@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -519,6 +520,7 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
             algorithm.setup(problem, termination=("n_gen", n_gen + 1), seed=int(config.seed))
         _attach(algorithm, problem, n_gen)
 
+    progress = bool(progress) and sys.stderr.isatty()  # a bar on a terminal, log lines otherwise
     timing = dict(writer.meta.get("timing") or {})
     timing.setdefault("generation_wall_s", [])
     timing.setdefault("quality_wall_s", [])
