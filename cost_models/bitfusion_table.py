@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import hwq.cost_models.bitfusion as bitfusion
 import numpy as np
 
 from hwq.errors import CostModelError
@@ -31,8 +32,6 @@ def layer_rows(graph: Any) -> np.ndarray:
 
 
 def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, Any]:
-    from hwq.cost_models import bitfusion
-
     max_bits = int(profile.get("array.max_bits"))
     for w, a in zip(w_bits, a_bits):
         if not (1 <= w <= max_bits and 1 <= a <= max_bits):

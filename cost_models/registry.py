@@ -29,7 +29,7 @@ def pricer(kind: str) -> Callable[..., dict[str, Any]] | None:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
+        if exc.name is not None and exc.name.startswith("hwq.cost_models"):
             return None
         raise
     return getattr(module, attr)

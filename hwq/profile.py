@@ -1,0 +1,355 @@
+"""Device profiles: YAML files validated by a typed schema plus semantic rules (DESIGN.md §3).
+
+Every problem of a file is reported together, one line each: `FILE:LINE: key.path: expected ...,
+found ...`. `extends: NAME_OR_PATH` starts from another profile and overrides keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from hwq.errors import ProfileError
+from hwq.profile_schema import KINDS, schema_for
+from hwq.yaml_lines import load_with_lines
+
+_MISSING = object()
+_TYPE_NAMES = {"number": "a number", "integer": "an integer", "string": "a string",
+               "object": "a mapping", "array": "a list", "boolean": "true or false"}
+
+
+def _shipped_dir() -> Path:
+    return Path(str(resources.files("hwq.device_profiles")))
+
+
+def list_profiles() -> list[str]:
+    """Names of the shipped profiles, sorted."""
+    return sorted(p.stem for p in _shipped_dir().glob("*.yaml"))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Bits:
+    weights: tuple[int, ...]
+    activations: tuple[int, ...]
+    search_default: tuple[int, ...]
+
+    def __getitem__(self, key: str) -> tuple[int, ...]:
+        return getattr(self, key)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A validated, frozen device profile."""
+
+    data: Mapping[str, Any]
+    path: Path | None = None
+    _plain: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.data["kind"])
+
+    @property
+    def description(self) -> str:
+        return str(self.data.get("description", ""))
+
+    @property
+    def clock_hz(self) -> float | None:
+        value = self.data.get("clock_hz")
+        return None if value is None else float(value)
+
+    @property
+    def bits(self) -> Bits:
+        b = self.data["bits"]
+        return Bits(tuple(b["weights"]), tuple(b["activations"]), tuple(b["search_default"]))
+
+    @property
+    def sources(self) -> Mapping[str, str]:
+        return self.data.get("sources", MappingProxyType({}))
+
+    @cached_property
+    def sha256(self) -> str:
+        text = json.dumps(self._plain, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, key_path: str, default: Any = _MISSING) -> Any:
+        node: Any = self.data
+        for part in key_path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                if default is _MISSING:
+                    raise KeyError(f"profile {self.name}: no key {key_path}")
+                return default
+            node = node[part]
+        return node
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self._plain, sort_keys=False, default_flow_style=None)
+
+    def default_pairs(self) -> list[tuple[int, int]]:
+        d = self.bits.search_default
+        return [(w, a) for w in d for a in d]
+
+    def resolve_path(self, rel: str | os.PathLike[str]) -> Path:
+        p = Path(rel)
+        if p.is_absolute() or self.path is None:
+            return p
+        return self.path.parent / p
+
+
+# -- loading and validation ---------------------------------------------------------------------
+def _dotted(path: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"boolean {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, int | float):
+        return f"{value!r}"
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+class _Resolved:
+    """Merged data of a profile and its `extends` chain, with each key's FILE:LINE."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.where: dict[tuple[Any, ...], str] = {}
+        self.problems: list[str] = []
+        self.root = "profile"
+
+    def at(self, path: tuple[Any, ...]) -> str:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.where:
+                return self.where[path[:n]]
+        return f"{self.root}:1"
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _locate(ref: str, relative_to: Path | None) -> Path | None:
+    if ref in list_profiles():
+        return _shipped_dir() / f"{ref}.yaml"
+    p = Path(ref)
+    if not p.is_absolute() and relative_to is not None:
+        p = relative_to.parent / p
+    return p if p.is_file() else None
+
+
+def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
+    res = _Resolved()
+    res.root = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        res.problems.append(f"{path}:1: cannot read the profile: {exc.strerror}")
+        return res
+    data, lines, problems = load_with_lines(text, str(path))
+    res.problems.extend(problems)
+    if data is None:
+        return res
+    if not isinstance(data, dict):
+        res.problems.append(f"{path}:1: (top level): expected a mapping, found {_describe(data)}")
+        return res
+    here = {k: f"{path}:{v}" for k, v in lines.items()}
+    ref = data.get("extends")
+    if ref is not None:
+        line = here.get(("extends",), f"{path}:1")
+        base_path = _locate(str(ref), path) if isinstance(ref, str) else None
+        if base_path is None:
+            res.problems.append(f"{line}: extends: expected a shipped profile name or a "
+                                f"profile path, found {_describe(ref)}")
+        elif base_path.resolve() in {p.resolve() for p in (*chain, path)}:
+            res.problems.append(f"{line}: extends: expected no cycle, found {ref!r} extending "
+                                "back to this file")
+        else:
+            base = _resolve(base_path, (*chain, path))
+            res.problems.extend(base.problems)
+            res.where.update(base.where)
+            merged = _merge(base.data, {k: v for k, v in data.items() if k != "extends"})
+            res.where.update(here)
+            res.data = merged
+            return res
+    res.where.update(here)
+    res.data = {k: v for k, v in data.items() if k != "extends"}
+    return res
+
+
+def _schema_problems(res: _Resolved) -> list[str]:
+    data = res.data
+    kind = data.get("kind")
+    out: list[str] = []
+    if kind not in KINDS:
+        where = res.at(("kind",))
+        found = _describe(kind) if "kind" in data else "nothing"
+        out.append(f"{where}: kind: expected one of {', '.join(KINDS)}, found {found}")
+        return out
+    validator = Draft202012Validator(schema_for(str(kind)))
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        path = tuple(err.absolute_path)
+        v, val = err.validator, err.instance
+        if v == "additionalProperties":
+            allowed = set(err.schema.get("properties", {}))
+            for extra in sorted(set(val) - allowed):
+                out.append(f"{res.at((*path, extra))}: {_dotted((*path, extra))}: expected one "
+                           f"of the keys {', '.join(sorted(allowed))}, found unknown key "
+                           f"{extra!r}")
+            continue
+        if v == "required":
+            missing = err.message.split("'")[1] if "'" in err.message else err.message
+            out.append(f"{res.at(path)}: {_dotted((*path, missing))}: expected a value, "
+                       "found nothing (required key missing)")
+            continue
+        where, dotted = res.at(path), _dotted(path)
+        if v == "type":
+            types = err.validator_value if isinstance(err.validator_value, list) else [
+                err.validator_value]
+            expected = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+            hint = ""
+            if isinstance(val, str):
+                try:
+                    float(val)
+                    hint = " (YAML 1.1 reads 500e6 as text: write 500000000 or 5.0e+8)"
+                except ValueError:
+                    pass
+            out.append(f"{where}: {dotted}: expected {expected}, found {_describe(val)}{hint}")
+        elif v in ("exclusiveMinimum", "minimum"):
+            op = ">" if v == "exclusiveMinimum" else ">="
+            out.append(f"{where}: {dotted}: expected a number {op} {err.validator_value}, "
+                       f"found {_describe(val)}")
+        elif v in ("enum", "const"):
+            options = err.validator_value if v == "enum" else [err.validator_value]
+            out.append(f"{where}: {dotted}: expected one of {', '.join(map(str, options))}, "
+                       f"found {_describe(val)}")
+        elif v == "propertyNames":
+            out.append(f"{where}: {dotted}: expected kernel names like w8a8 or w4a8, "
+                       f"found {_describe(val)}")
+        else:
+            out.append(f"{where}: {dotted}: expected {v} {err.validator_value}, "
+                       f"found {_describe(val)}")
+    return out
+
+
+def _semantic_problems(res: _Resolved) -> list[str]:
+    data = res.data
+    out: list[str] = []
+    bits = data.get("bits")
+    if isinstance(bits, dict):
+        default = bits.get("search_default")
+        for side in ("weights", "activations"):
+            allowed = bits.get(side)
+            if isinstance(default, list) and isinstance(allowed, list):
+                extra = [b for b in default if b not in allowed]
+                if extra:
+                    out.append(f"{res.at(('bits', 'search_default'))}: bits.search_default: "
+                               f"expected widths listed in bits.{side}, found {extra}")
+    if data.get("kind") == "bitfusion":
+        arr = data.get("array")
+        if isinstance(arr, dict):
+            lo, hi = arr.get("min_bits"), arr.get("max_bits")
+            if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+                out.append(f"{res.at(('array', 'min_bits'))}: array.min_bits: expected at most "
+                           f"array.max_bits ({hi}), found {lo}")
+    if data.get("kind") == "bit_serial":
+        comp = data.get("compute")
+        if isinstance(comp, dict):
+            if comp.get("law") == "binary_matrix" and "binary_array" not in comp:
+                out.append(f"{res.at(('compute',))}: compute.binary_array: expected dm, dk, dn "
+                           "for the binary_matrix law, found nothing")
+            if comp.get("law") != "binary_matrix" and "lanes" not in comp:
+                out.append(f"{res.at(('compute',))}: compute.lanes: expected the number of "
+                           "bit-serial lanes, found nothing")
+    sources = data.get("sources")
+    if isinstance(sources, dict):
+        for key in sources:
+            node: Any = data
+            for part in str(key).split("."):
+                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+            if node is _MISSING:
+                out.append(f"{res.at(('sources', key))}: sources.{key}: expected the key path "
+                           f"of a figure in this profile, found {key!r}, which does not exist")
+    return out
+
+
+def _load_checked(path: Path) -> tuple[_Resolved, list[str]]:
+    res = _resolve(path)
+    problems = list(res.problems)
+    if res.data:
+        problems += _schema_problems(res) + _semantic_problems(res)
+    elif not problems:
+        problems.append(f"{path}:1: (top level): expected a profile mapping, found nothing")
+    return res, problems
+
+
+def validate_file(path: str | os.PathLike[str]) -> list[str]:
+    """Every problem of the profile at `path` (empty when it is valid)."""
+    p = Path(path)
+    if not p.is_file():
+        return [f"{p}:1: no such profile file"]
+    return _load_checked(p)[1]
+
+
+def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
+    """A shipped profile by name, or a YAML file by path; raises ProfileError listing problems."""
+    ref = str(name_or_path)
+    if ref in list_profiles():
+        path = _shipped_dir() / f"{ref}.yaml"
+    else:
+        path = Path(ref)
+        if not path.is_file():
+            raise ProfileError(
+                f"unknown device {ref!r}: not a shipped profile ({', '.join(list_profiles())}) "
+                "and not a profile file"
+            )
+    res, problems = _load_checked(path)
+    if problems:
+        raise ProfileError(problems)
+    return DeviceProfile(_freeze(res.data), path, _thaw(res.data))
