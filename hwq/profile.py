@@ -22,7 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from hwq.errors import ProfileError
-from hwq.profile_schema import KINDS, schema_for
+from hwq.profile_schema import BIT_VALUES, KINDS, schema_for
 from hwq.yaml_lines import load_with_lines
 
 _MISSING = object()
@@ -287,7 +287,7 @@ def _semantic_problems(res: _Resolved) -> list[str]:
         for side in ("weights", "activations"):
             allowed = bits.get(side)
             if isinstance(default, list) and isinstance(allowed, list):
-                extra = [b for b in default if b not in allowed]
+                extra = [b for b in default if b not in allowed and b in BIT_VALUES]
                 if extra:
                     out.append(f"{res.at(('bits', 'search_default'))}: bits.search_default: "
                                f"expected widths listed in bits.{side}, found {extra}")
