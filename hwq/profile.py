@@ -7,6 +7,7 @@ found ...`. `extends: NAME_OR_PATH` starts from another profile and overrides ke
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
 import json
 import os
@@ -90,9 +91,11 @@ class DeviceProfile:
         value = self.data.get("clock_hz")
         return None if value is None else float(value)
 
-    @property
+    @cached_property
     def bits(self) -> Bits:
-        b = self.data["bits"]
+        b = self.data.get("bits")
+        if b is None:  # a lut profile without `bits`: the widths its table measured
+            return _table_bits(self.resolve_path(str(self.data["table"])))
         return Bits(tuple(b["weights"]), tuple(b["activations"]), tuple(b["search_default"]))
 
     @property
@@ -126,6 +129,23 @@ class DeviceProfile:
         if p.is_absolute() or self.path is None:
             return p
         return self.path.parent / p
+
+
+def _table_bits(path: Path) -> Bits:
+    """Widths measured in a lut table (columns w_bits, a_bits); search_default = both sides'."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq  # lazy: only lut profiles with Parquet tables need it
+
+        cols = pq.read_table(path, columns=["w_bits", "a_bits"]).to_pydict()
+        w_col, a_col = cols["w_bits"], cols["a_bits"]
+    else:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        w_col = [r["w_bits"] for r in rows]
+        a_col = [r["a_bits"] for r in rows]
+    weights = tuple(sorted({int(float(v)) for v in w_col}))
+    acts = tuple(sorted({int(float(v)) for v in a_col}))
+    return Bits(weights, acts, tuple(b for b in weights if b in acts))
 
 
 # -- loading and validation ---------------------------------------------------------------------
@@ -223,6 +243,24 @@ def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
     return res
 
 
+def _number_hint(value: Any) -> str:
+    """For a number YAML 1.1 read as text (`500e6`): how to write it so it reads as a number."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value.replace("_", ""))
+    except ValueError:
+        return ""
+    if number != number or number in (float("inf"), float("-inf")):
+        return ""
+    mantissa, exponent = f"{number:.6e}".split("e")
+    mantissa = mantissa.rstrip("0")
+    mantissa += "0" if mantissa.endswith(".") else ""
+    scientific = f"{mantissa}e{int(exponent):+d}"
+    plain = str(int(number)) if number == int(number) and abs(number) < 1e18 else repr(number)
+    return f" (write {plain} or {scientific})"
+
+
 def _schema_problems(res: _Resolved) -> list[str]:
     data = res.data
     kind = data.get("kind")
@@ -253,13 +291,7 @@ def _schema_problems(res: _Resolved) -> list[str]:
             types = err.validator_value if isinstance(err.validator_value, list) else [
                 err.validator_value]
             expected = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
-            hint = ""
-            if isinstance(val, str):
-                try:
-                    float(val)
-                    hint = " (YAML 1.1 reads 500e6 as text: write 500000000 or 5.0e+8)"
-                except ValueError:
-                    pass
+            hint = _number_hint(val) if "number" in types or "integer" in types else ""
             out.append(f"{where}: {dotted}: expected {expected}, found {_describe(val)}{hint}")
         elif v in ("exclusiveMinimum", "minimum"):
             op = ">" if v == "exclusiveMinimum" else ">="
@@ -307,6 +339,8 @@ def _semantic_problems(res: _Resolved) -> list[str]:
             if comp.get("law") != "binary_matrix" and "lanes" not in comp:
                 out.append(f"{res.at(('compute',))}: compute.lanes: expected the number of "
                            "bit-serial lanes, found nothing")
+    if data.get("kind") == "lut" and isinstance(data.get("table"), str):
+        out += _table_problems(res)
     sources = data.get("sources")
     if isinstance(sources, dict):
         for key in sources:
@@ -317,6 +351,28 @@ def _semantic_problems(res: _Resolved) -> list[str]:
                 out.append(f"{res.at(('sources', key))}: sources.{key}: expected the key path "
                            f"of a figure in this profile, found {key!r}, which does not exist")
     return out
+
+
+def _table_problems(res: _Resolved) -> list[str]:
+    """A lut table must exist (relative to the profile file, as resolve_path) and be CSV/Parquet."""
+    where = res.at(("table",))
+    ref = str(res.data["table"])
+    table = Path(ref)
+    if not table.is_absolute():
+        table = Path(res.root).parent / table
+    if table.suffix.lower() not in (".csv", ".parquet"):
+        return [f"{where}: table: expected a .csv or .parquet file, found {ref!r}"]
+    if not table.is_file():
+        return [f"{where}: table: expected an existing file (relative to the profile), "
+                f"found {ref!r}, which does not exist ({table})"]
+    if "bits" in res.data:
+        return []
+    try:
+        _table_bits(table)
+    except (KeyError, ValueError, OSError) as exc:
+        return [f"{where}: table: expected columns w_bits and a_bits (the profile has no "
+                f"`bits`), found a table that cannot give them ({exc!r})"]
+    return []
 
 
 def _load_checked(path: Path) -> tuple[_Resolved, list[str]]:

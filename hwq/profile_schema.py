@@ -85,7 +85,11 @@ KIND_PROPERTIES: dict[str, dict[str, Any]] = {
     },
     "lut": {"table": {"type": "string", "minLength": 1}},
 }
-KIND_OPTIONAL: dict[str, tuple[str, ...]] = {"lut": ("clock_hz",), "mcu": ("unpack_overhead",)}
+# A lut profile may omit `bits`: the widths default to those measured in its table.
+KIND_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "lut": ("clock_hz", "bits"),
+    "mcu": ("unpack_overhead",),
+}
 KINDS = tuple(KIND_PROPERTIES)
 
 
