@@ -22,9 +22,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "UserError": ("hwq.errors", "UserError"),
     "HwqError": ("hwq.errors", "HwqError"),
     "Policy": ("hwq.policy", "Policy"),
-    "cost_table": ("hwq.cost_table", "cost_table"),
-    "CostTable": ("hwq.cost_table", "CostTable"),
-    "evaluate": ("hwq.evaluate", "evaluate"),
+    "cost_table": ("hwq.tables", "cost_table"),
+    "CostTable": ("hwq.tables", "CostTable"),
+    "evaluate": ("hwq.policy_eval", "evaluate"),
     "Run": ("hwq.runs", "Run"),
 }
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from hwq.cost_table import CostTable
+from hwq.tables import CostTable
 
 
 def to_haq(table: CostTable) -> np.ndarray:

@@ -152,7 +152,7 @@ def unsupported_macs(
     return 0
 
 
-# -- data flow tracking shared by both tracers ------------------------------------------------------
+# -- data flow tracking shared by both tracers -----------------------------------------
 class _Flow:
     """Which quantizable layers (or the model input) each value came from."""
 

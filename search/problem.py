@@ -213,7 +213,7 @@ class SearchProblem(Problem):
         return self.evaluate_pairs(self.encoding.decode(X))
 
     def evaluate_pairs(self, pairs: np.ndarray) -> Evaluation:
-        from hwq.evaluate import evaluate
+        from hwq.policy_eval import evaluate
 
         pairs = np.asarray(pairs, dtype=np.int64)
         n = pairs.shape[0]

@@ -176,7 +176,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     from hwq.search.encoding import Encoding, parse_pin_specs
     from hwq.search.quality import resolve_quality
 
-    from hwq.cost_table import cost_table
+    from hwq.tables import cost_table
     from hwq.model_source import load_graph
     from hwq.units import parse_pairs
 

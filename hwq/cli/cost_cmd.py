@@ -57,10 +57,10 @@ def cost(
     as_json: bool,
 ) -> None:
     """Costs of MODEL on DEVICE at one policy: totals, and per layer with --per-layer."""
-    from hwq.cost_table import cost_table
-    from hwq.evaluate import evaluate
     from hwq.policy import Policy
+    from hwq.policy_eval import evaluate
     from hwq.profile import load_profile
+    from hwq.tables import cost_table
     from hwq.units import parse_pair
 
     if (bits is None) == (policy_file is None):
@@ -128,10 +128,13 @@ def table(
     as_json: bool,
 ) -> None:
     """The cost table of MODEL on DEVICE: one row per (layer, w_bits, a_bits)."""
-    from hwq.cost_table import cost_table
     from hwq.profile import load_profile
+    from hwq.tables import cost_table
     from hwq.units import parse_pairs
 
+    if output and fmt not in ("haq", "apq") and Path(output).suffix.lower() not in (
+        ".parquet", ".csv"):
+        raise UserError(f"-o {output}: expected a .parquet or .csv file (or --format haq|apq)")
     prof = load_profile(device)
     g = resolve_graph(model, model_args, input_shape, weights)
     fmt = "json" if as_json and fmt is None else fmt

@@ -36,7 +36,7 @@ def test_objectives_and_constraints_parse():
 
 
 def test_vectorised_evaluation_matches_evaluate(r18_layers):
-    from hwq.evaluate import evaluate
+    from hwq.policy_eval import evaluate
 
     prep = _prep(
         model=r18_layers,

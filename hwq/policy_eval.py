@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hwq.cost_table import VALUE_COLUMNS, CostTable
 from hwq.errors import UserError
 from hwq.policy import Policy
+from hwq.tables import VALUE_COLUMNS, CostTable
 
 SUM_COLUMNS: tuple[str, ...] = ("macs", "bops", "weight_bytes", "cycles", "latency_s", "energy_pj")
 EVALUATE_COLUMNS: tuple[str, ...] = (
