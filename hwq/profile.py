@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -177,6 +178,7 @@ class _Resolved:
         self.where: dict[tuple[Any, ...], str] = {}
         self.problems: list[str] = []
         self.root = "profile"
+        self.broken = False  # the extends chain could not be resolved: skip the schema checks
 
     def at(self, path: tuple[Any, ...]) -> str:
         for n in range(len(path), 0, -1):
@@ -224,15 +226,24 @@ def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
     if ref is not None:
         line = here.get(("extends",), f"{path}:1")
         base_path = _locate(str(ref), path) if isinstance(ref, str) else None
+        seen = [p.resolve() for p in (*chain, path)]
         if base_path is None:
-            res.problems.append(f"{line}: extends: expected a shipped profile name or a "
-                                f"profile path, found {_describe(ref)}")
-        elif base_path.resolve() in {p.resolve() for p in (*chain, path)}:
-            res.problems.append(f"{line}: extends: expected no cycle, found {ref!r} extending "
-                                "back to this file")
+            res.broken = True
+            res.problems.append(
+                f"{line}: extends: expected a shipped profile name ({', '.join(list_profiles())})"
+                f" or a profile path, found {_describe(ref)}"
+            )
+        elif base_path.resolve() in seen:
+            res.broken = True
+            cycle = [*seen[seen.index(base_path.resolve()):], base_path.resolve()]
+            res.problems.append(
+                f"{line}: extends: expected no cycle, found "
+                + " -> ".join(c.name for c in cycle)
+            )
         else:
             base = _resolve(base_path, (*chain, path))
             res.problems.extend(base.problems)
+            res.broken = base.broken or not base.data
             res.where.update(base.where)
             merged = _merge(base.data, {k: v for k, v in data.items() if k != "extends"})
             res.where.update(here)
@@ -301,6 +312,19 @@ def _schema_problems(res: _Resolved) -> list[str]:
             options = err.validator_value if v == "enum" else [err.validator_value]
             out.append(f"{where}: {dotted}: expected one of {', '.join(map(str, options))}, "
                        f"found {_describe(val)}")
+        elif v == "minItems":
+            out.append(f"{where}: {dotted}: expected a non-empty list, found an empty list")
+        elif v in ("maxProperties", "minProperties"):
+            bound = "at most" if v == "maxProperties" else "at least"
+            out.append(
+                f"{where}: {dotted}: expected {bound} {err.validator_value} keys, "
+                f"found {len(val)} ({', '.join(map(str, val))})"
+            )
+        elif v == "maximum":
+            out.append(
+                f"{where}: {dotted}: expected a number <= {err.validator_value}, "
+                f"found {_describe(val)}"
+            )
         elif v == "propertyNames":
             out.append(f"{where}: {dotted}: expected kernel names like w8a8 or w4a8, "
                        f"found {_describe(val)}")
@@ -318,7 +342,7 @@ def _semantic_problems(res: _Resolved) -> list[str]:
         default = bits.get("search_default")
         for side in ("weights", "activations"):
             allowed = bits.get(side)
-            if isinstance(default, list) and isinstance(allowed, list):
+            if isinstance(default, list) and isinstance(allowed, list) and allowed:
                 extra = [b for b in default if b not in allowed and b in BIT_VALUES]
                 if extra:
                     out.append(f"{res.at(('bits', 'search_default'))}: bits.search_default: "
@@ -378,11 +402,16 @@ def _table_problems(res: _Resolved) -> list[str]:
 def _load_checked(path: Path) -> tuple[_Resolved, list[str]]:
     res = _resolve(path)
     problems = list(res.problems)
-    if res.data:
+    if res.data and not res.broken:
         problems += _schema_problems(res) + _semantic_problems(res)
     elif not problems:
         problems.append(f"{path}:1: (top level): expected a profile mapping, found nothing")
-    return res, problems
+    return res, sorted(dict.fromkeys(problems), key=_problem_order)
+
+
+def _problem_order(problem: str) -> tuple[str, int]:
+    m = re.match(r"(.*?):(\d+): ", problem)
+    return (m.group(1), int(m.group(2))) if m else (problem, 0)
 
 
 def validate_file(path: str | os.PathLike[str]) -> list[str]:
