@@ -1,0 +1,172 @@
+"""`hwq export`: the policy JSON round-trips through `hwq cost --policy`; the ONNX QDQ model loads
+in onnxruntime and matches the fake-quant PyTorch logits on the digits test split; the torch
+state dict rebuilds the same fake-quant model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hwq.cli.report_cmd import export
+from hwq.policy import Policy
+
+from .conftest import run_cmd
+
+# Stated bound on |ONNX logits - fake-quant PyTorch logits| over the digits test split. Measured:
+# 0.0 on the run's front policies and 3.8e-6 on the mixed 1/3/5/6/7/16/32-bit policy below (the
+# QDQ graph does the same float32 operations; only the order of a few sums differs).
+MAX_ABS_DIFF = 1e-4
+
+
+def _front_ids(run, k=2):
+    front = run.pareto.sort_values("accuracy", ascending=False)
+    return list(front["policy_id"][:k])
+
+
+def test_json_policy_round_trips_through_cost(finished_run, tmp_path):
+    pid = _front_ids(finished_run, 1)[0]
+    out = tmp_path / "policy.json"
+    code, stdout, err = run_cmd(
+        export, [str(finished_run.path), "--policy", pid, "--format", "json", "-o", str(out)]
+    )
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["device"] == finished_run.meta["device"]
+    assert doc["graph_hash"] == finished_run.meta["graph_hash"]
+    assert {"accuracy", "latency_s", "weight_bytes"} <= set(doc["predicted"])
+    graph = finished_run.layers
+    pol = Policy.from_json(out.read_text())
+    assert pol.id(graph) == pid  # default + overrides give the same per-layer bits
+    assert len(doc["layers"]) < len(graph) or len(graph) <= 2
+
+    pytest.importorskip("hwq.profile")
+    from hwq.cli.cost_cmd import cost
+
+    code, stdout, err = run_cmd(
+        cost,
+        [
+            "--device",
+            doc["device"],
+            "--model",
+            finished_run.meta["model"],
+            "--policy",
+            str(out),
+            "--json",
+        ],
+    )
+    assert code == 0, err
+    totals = json.loads(stdout)["totals"]
+    row = finished_run.pareto.set_index("policy_id").loc[pid]
+    synthetic = finished_run.run_id.startswith("synthetic")
+    cols = ["weight_bytes", "bops"]
+    if not synthetic:
+        cols += ["peak_activation_bytes", "latency_s", "energy_pj"]
+    for col in cols:
+        if totals.get(col) is None:
+            continue
+        assert math.isclose(totals[col], float(row[col]), rel_tol=1e-9), col
+        assert math.isclose(doc["predicted"][col], float(row[col]), rel_tol=1e-12), col
+
+
+def test_onnx_export_matches_fake_quant_logits(finished_run, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from hwq.export import onnx_logits, quantized_model, run_policy
+
+    for pid in _front_ids(finished_run, 2):
+        out = tmp_path / f"{pid}.onnx"
+        code, stdout, err = run_cmd(
+            export, [str(finished_run.path), "--policy", pid, "--format", "onnx", "-o", str(out)]
+        )
+        assert code == 0, err
+        assert "max_abs_logit_diff" in stdout
+        model = onnx.load(str(out))
+        ops = [n.op_type for n in model.graph.node]
+        assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+        # the reference: the fake-quant PyTorch model, on the whole digits test split
+        policy = run_policy(finished_run, pid)
+        qmodel, x, y = quantized_model(finished_run, policy)
+        assert len(x) == 360  # 20 % of the 1797 digits
+        ref = qmodel(x).detach().numpy()
+        got = onnx_logits(out, x)
+        diff = float(np.abs(got - ref).max())
+        assert diff <= MAX_ABS_DIFF, diff
+        assert (got.argmax(1) == ref.argmax(1)).all()
+        _check_qdq_types(model, policy, finished_run.layers.names)
+
+
+def _check_qdq_types(model, policy, names):
+    """Weights at <= 4 bits are INT4 initializers, 5-8 bits INT8; their integers stay inside the
+    policy's narrow b-bit range."""
+    from onnx import TensorProto, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    for name in names:
+        w, a = policy.bits(name)
+        t = inits.get(f"{name}.weight_quantized")
+        if w >= 16:
+            assert t is None
+            continue
+        assert t is not None, name
+        assert t.data_type == (TensorProto.INT4 if w <= 4 else TensorProto.INT8), name
+        vals = numpy_helper.to_array(t).astype(int)
+        qmax = max(2 ** (w - 1) - 1, 1)
+        assert vals.min() >= -qmax and vals.max() <= qmax, name
+        zp = inits.get(f"{name}.input_zero_point")
+        if a < 16:
+            assert zp.data_type == (TensorProto.UINT4 if a <= 4 else TensorProto.UINT8), name
+
+
+@pytest.mark.parametrize("opset", [21, 17])
+def test_onnx_odd_widths(finished_run, tmp_path, opset):
+    """1, 3, 5, 6, 7 bits (no ONNX type of their own) and unquantized layers: containers with
+    the range kept to b bits; opset 17 has no 4-bit types, so everything is 8-bit."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+    from onnx import TensorProto
+
+    from hwq.export import export_onnx_model, onnx_logits, quantized_model
+
+    graph = finished_run.layers
+    pairs = [[1, 3], [3, 5], [5, 7], [7, 1], [16, 16], [6, 6], [8, 32]][: len(graph)]
+    policy = Policy.from_array(graph, pairs)
+    qmodel, x, _y = quantized_model(finished_run, policy)
+    out = tmp_path / "odd.onnx"
+    desc = export_onnx_model(qmodel, x[:1], out, opset=opset)
+    got = onnx_logits(out, x)
+    diff = float(np.abs(got - qmodel(x).detach().numpy()).max())
+    assert diff <= MAX_ABS_DIFF, diff
+    types = {t.data_type for t in onnx.load(str(out)).graph.initializer}
+    assert (TensorProto.INT4 in types) == (opset >= 21)
+    assert desc["opset"] == opset
+
+
+def test_torch_export_rebuilds_the_fake_quant_model(finished_run, tmp_path):
+    import torch
+
+    from hwq.export import load_torch_export, quantized_model, run_policy
+
+    pid = _front_ids(finished_run, 1)[0]
+    out = tmp_path / "q.pt"
+    code, stdout, err = run_cmd(
+        export, [str(finished_run.path), "--policy", pid, "--format", "torch", "-o", str(out)]
+    )
+    assert code == 0, err
+    doc = torch.load(out, weights_only=True)
+    assert doc["format"] == "hwq-quantized-state-dict"
+    assert set(doc["quant"]) == set(finished_run.layers.names)
+    first = doc["quant"][finished_run.layers.names[0]]
+    assert {"w_bits", "a_bits", "weight_scale", "weight_int", "act_scale"} <= set(first)
+    q, x, _ = quantized_model(finished_run, run_policy(finished_run, pid))
+    q2 = load_torch_export(out)
+    assert torch.equal(q(x), q2(x))
+
+
+def test_export_bad_policy(finished_run, tmp_path):
+    code, out, err = run_cmd(
+        export, [str(finished_run.path), "--policy", "nope", "-o", str(tmp_path / "x.json")]
+    )
+    assert code == 2 and "nope" in err
