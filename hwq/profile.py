@@ -363,6 +363,16 @@ def _semantic_problems(res: _Resolved) -> list[str]:
             if comp.get("law") != "binary_matrix" and "lanes" not in comp:
                 out.append(f"{res.at(('compute',))}: compute.lanes: expected the number of "
                            "bit-serial lanes, found nothing")
+    if data.get("kind") == "gpu" and isinstance(data.get("tensor_core"), dict):
+        widths = [b for side in ("weights", "activations")
+                  for b in (bits or {}).get(side, []) if isinstance(b, int)]
+        fallback = data.get("fallback")
+        if ("int4_ops_per_s" not in data["tensor_core"] and any(b <= 4 for b in widths)
+                and not (isinstance(fallback, dict) and "int4" in fallback)):
+            out.append(
+                f"{res.at(('fallback',))}: fallback.int4: expected int8 or fp16 (the device has "
+                "no tensor_core.int4_ops_per_s but bits lists widths <= 4), found nothing"
+            )
     if data.get("kind") == "lut" and isinstance(data.get("table"), str):
         out += _table_problems(res)
     sources = data.get("sources")
