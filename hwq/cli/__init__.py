@@ -26,6 +26,11 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hwq.cli.cost_cmd", "table"),
     ("hwq.cli.finetune_cmd", "finetune"),
     ("hwq.cli.search_cmd", "search"),
+    ("hwq.cli.verify_cmd", "verify"),
+    ("hwq.cli.report_cmd", "report"),
+    ("hwq.cli.report_cmd", "runs"),
+    ("hwq.cli.report_cmd", "compare"),
+    ("hwq.cli.report_cmd", "export"),
 )
 
 
