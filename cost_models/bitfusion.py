@@ -1,0 +1,505 @@
+"""BitFusion cost model: an exact, Numba-compiled re-implementation of the public BitFusion
+simulator's tiling/dataflow optimizer (hsharma35/bitfusion, `bf_e_conf.ini`), as restated in
+reference/bitfusion_model.md §5-§6 and §11.
+
+For every (layer, weight bits, activation bits) the search is exhaustive over the 120 orders of the
+tile loops B, OW, OH, IC, OC and over power-of-two tile sizes capped at each dimension (OC in
+multiples of the array width M except for the im2col first layer).  A tiling is rejected when a
+tile exceeds half of its buffer (strict ">").  DRAM traffic follows the simulator's greedy
+"promotion" through the loop nest; the output tensor has a fill and a drain stream of 32-bit
+partial sums.  The inner dataflow (IS/OS/WS) is chosen by the smallest buffer-traffic proxy with
+ties IS, OS, WS.  The objective is lexicographic: minimum total cycles, then minimum energy.
+
+Extensions that reduce exactly to the reference:
+
+* non-square outputs (OH != OW) tile OH and OW independently; each axis reads (O-1)*S+K input
+  rows/columns; square outputs tie oh = ow exactly like the reference;
+* non-square kernels use KH*KW wherever the reference uses K*K;
+* a grouped conv costs `groups` times one IC/g -> OC/g conv (every additive column is scaled);
+* 1-bit operands compute like 2-bit ones (pf rule) but move 1 bit.
+
+Speed (results are identical to the plain search):
+
+* order-independent quantities (footprints, compute cycles, inner-dataflow accesses, a lower
+  bound on the total cycles) are computed once per tiling, and a tiling whose lower bound exceeds
+  the best total so far is skipped;
+* the 120 loop orders collapse onto the distinct orders of the loops with more than one trip
+  (a one-trip loop multiplies nothing and never changes residency), and the per-tensor
+  promotion is evaluated per distinct order only;
+* identical (shape, bits) rows of a call are solved once, grouped convs are solved per group;
+* every job of a call runs in one parallel Numba call; results persist in `memo.py`'s cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+from hwq.cost_models import memo
+from numba import njit, prange
+
+MODEL_VERSION = "bitfusion-1"
+
+PARAM_NAMES: tuple[str, ...] = (
+    "array_rows",  # N: reduction side
+    "array_cols",  # M: output-channel side
+    "max_bits",
+    "min_bits",
+    "partial_sum_bits",
+    "wbuf_size_bytes",
+    "wbuf_read_pj_per_bit",
+    "wbuf_write_pj_per_bit",
+    "ibuf_size_bytes",
+    "ibuf_read_pj_per_bit",
+    "ibuf_write_pj_per_bit",
+    "obuf_size_bytes",
+    "obuf_read_pj_per_bit",
+    "obuf_write_pj_per_bit",
+    "offchip_bandwidth_bits_per_cycle",
+    "offchip_energy_pj_per_bit",
+    "core_energy_pj_per_cycle",
+)
+
+OUT_COLUMNS: tuple[str, ...] = (
+    "cycles",
+    "compute_cycles",
+    "stall_cycles",
+    "energy_pj",
+    "energy_core_pj",
+    "energy_sram_pj",
+    "energy_dram_pj",
+    "energy_ibuf_pj",
+    "energy_wbuf_pj",
+    "energy_obuf_pj",
+    "dram_read_bits",
+    "dram_write_bits",
+    "ibuf_read_bits",
+    "ibuf_write_bits",
+    "wbuf_read_bits",
+    "wbuf_write_bits",
+    "obuf_read_bits",
+    "obuf_write_bits",
+    "tile_b",
+    "tile_oh",
+    "tile_ow",
+    "tile_ic",
+    "tile_oc",
+    "ntiles_b",
+    "ntiles_oh",
+    "ntiles_ow",
+    "ntiles_ic",
+    "ntiles_oc",
+    "loop_order",
+    "dataflow",
+    "perf_factor",
+)
+_COL = {name: i for i, name in enumerate(OUT_COLUMNS)}
+N_OUT = len(OUT_COLUMNS)
+# Columns that add up over the groups of a grouped conv (everything but the schedule).
+ADDITIVE_COLUMNS: tuple[str, ...] = OUT_COLUMNS[: _COL["tile_b"]]
+
+LAYER_COLUMNS: tuple[str, ...] = ("kernel_h", "kernel_w", "out_h", "out_w", "stride_h",
+                                  "stride_w", "in_channels", "out_channels", "batch", "groups",
+                                  "im2col")
+
+# Tile loops in the simulator's naming; an order lists them outer to inner.
+LOOP_NAMES: tuple[str, ...] = ("B", "OW", "OH", "IC", "OC")
+_PERMS = np.array(list(itertools.permutations(range(5))), dtype=np.int64)  # [120, 5]
+
+
+def _representative_orders() -> tuple[np.ndarray, np.ndarray]:
+    """For each mask of loops with more than one trip, the orders that stay distinct once the
+    one-trip loops are dropped (a one-trip loop multiplies nothing and keeps residency)."""
+    reps = np.zeros((32, 120), dtype=np.int64)
+    counts = np.zeros(32, dtype=np.int64)
+    for mask in range(32):
+        seen: set[tuple[int, ...]] = set()
+        for i, perm in enumerate(_PERMS.tolist()):
+            key = tuple(loop for loop in perm if mask >> loop & 1)
+            if key not in seen:
+                seen.add(key)
+                reps[mask, counts[mask]] = i
+                counts[mask] += 1
+    return reps, counts
+
+
+_REP_ORDERS, _REP_COUNTS = _representative_orders()
+LOOP_ORDER_NAMES: list[str] = [" > ".join(LOOP_NAMES[i] for i in p) for p in _PERMS]
+DATAFLOW_NAMES: tuple[str, ...] = ("input_stationary", "output_stationary", "weight_stationary")
+
+# Which tile loop indexes which tensor (loop index as in LOOP_NAMES): act, wgt, out.
+_DEPS = np.array([
+    [1, 0, 1],  # B
+    [1, 0, 1],  # OW
+    [1, 0, 1],  # OH
+    [1, 1, 0],  # IC
+    [0, 1, 1],  # OC
+], dtype=np.int64)
+
+
+def params_from_profile(data: Mapping) -> np.ndarray:
+    """float64 vector in PARAM_NAMES order from a resolved `bitfusion` profile dict."""
+    arr, buf = data["array"], data["buffers"]
+    values = [
+        arr["rows"], arr["cols"], arr["max_bits"], arr["min_bits"], arr["partial_sum_bits"],
+        buf["wbuf"]["size_bytes"], buf["wbuf"]["read_pj_per_bit"], buf["wbuf"]["write_pj_per_bit"],
+        buf["ibuf"]["size_bytes"], buf["ibuf"]["read_pj_per_bit"], buf["ibuf"]["write_pj_per_bit"],
+        buf["obuf"]["size_bytes"], buf["obuf"]["read_pj_per_bit"], buf["obuf"]["write_pj_per_bit"],
+        data["offchip"]["bandwidth_bits_per_cycle"], data["offchip"]["energy_pj_per_bit"],
+        data["core"]["energy_pj_per_cycle"],
+    ]
+    return np.asarray([float(v) for v in values], dtype=np.float64)
+
+
+def reference_params() -> np.ndarray:
+    """The `bf_e_conf.ini` configuration with the exact constants of bitfusion_model.md §1-2."""
+    return params_from_profile({
+        "array": {"rows": 16, "cols": 32, "max_bits": 8, "min_bits": 2, "partial_sum_bits": 32},
+        "buffers": {
+            "wbuf": {"size_bytes": 65536, "read_pj_per_bit": 0.02136565625,
+                     "write_pj_per_bit": 0.02891615625},
+            "ibuf": {"size_bytes": 32768, "read_pj_per_bit": 0.059474375,
+                     "write_pj_per_bit": 0.1137040625},
+            "obuf": {"size_bytes": 16384, "read_pj_per_bit": 0.0331553125,
+                     "write_pj_per_bit": 0.0730840625},
+        },
+        "offchip": {"bandwidth_bits_per_cycle": 192, "energy_pj_per_bit": 15.0},
+        "core": {"energy_pj_per_cycle": 235.104},
+    })
+
+
+# ----------------------------------------------------------------------------- Numba kernels
+
+
+@njit(cache=True, inline="always")
+def _cd(x, y):
+    return (x + y - 1) // y
+
+
+@njit(cache=True)
+def _pow2_caps(dim, mult):
+    """min(2^k * mult, dim) for k = 0 .. ceil(log2(ceil(dim / mult))), without duplicates."""
+    n = 1
+    top = _cd(dim, mult)
+    while (1 << (n - 1)) < top:
+        n += 1
+    out = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        out[k] = min((1 << k) * mult, dim)
+    return out
+
+
+@njit(cache=True)
+def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb, ab, params,
+               perms, deps, rep_orders, rep_counts, out):
+    n_rows = np.int64(params[0])
+    m_cols = np.int64(params[1])
+    pmax = np.int64(params[2])
+    pmin = np.int64(params[3])
+    psum = np.int64(params[4])
+    half_w = params[5] * 8.0 / 2.0
+    half_a = params[8] * 8.0 / 2.0
+    half_o = params[11] * 8.0 / 2.0
+    e_wr, e_ww = params[6], params[7]
+    e_ir, e_iw = params[9], params[10]
+    e_or, e_ow = params[12], params[13]
+    bw = np.int64(params[14])
+    e_dram = params[15]
+    e_core = params[16]
+
+    pf = (pmax // max(ab, pmin)) * (pmax // max(wb, pmin))
+    npf = n_rows * pf
+    kk = kh * kw
+    square = oh_dim == ow_dim
+
+    bs = _pow2_caps(batch, 1)
+    ohs = _pow2_caps(oh_dim, 1)
+    ows = _pow2_caps(ow_dim, 1)
+    ics = _pow2_caps(ic_dim, 1)
+    if im2col:
+        ocs = _pow2_caps(oc_dim, 1)
+    else:
+        ocs = _pow2_caps(oc_dim, m_cols)
+
+    half = np.empty(3, dtype=np.float64)
+    half[0] = half_a
+    half[1] = half_w
+    half[2] = half_o
+    trips = np.empty(5, dtype=np.int64)
+    tile = np.empty(3, dtype=np.int64)
+    tr = np.empty(3, dtype=np.int64)
+    res = np.empty(3, dtype=np.int64)
+    promo = np.empty(3, dtype=np.bool_)
+
+    found = False
+    best_total = np.int64(0)
+    best_energy = 0.0
+
+    for ib in range(bs.shape[0]):
+        b = bs[ib]
+        nb = _cd(batch, b)
+        for ioh in range(ohs.shape[0]):
+            oh = ohs[ioh]
+            noh = _cd(oh_dim, oh)
+            for iow in range(ows.shape[0]):
+                ow = ows[iow]
+                if square and ow != oh:
+                    continue
+                now = _cd(ow_dim, ow)
+                for iic in range(ics.shape[0]):
+                    ic = ics[iic]
+                    nic = _cd(ic_dim, ic)
+                    # act footprint does not depend on oc
+                    if im2col:
+                        a_t = ow * oh * kk * ic * b * ab
+                    else:
+                        a_t = (kw + (ow - 1) * sw) * (kh + (oh - 1) * sh) * ic * b * ab
+                    if a_t > half_a:
+                        continue
+                    for ioc in range(ocs.shape[0]):
+                        oc = ocs[ioc]
+                        noc = _cd(oc_dim, oc)
+                        cpad = _cd(oc, m_cols) * m_cols
+                        w_t = _cd(kk * ic, npf) * npf * oc * wb
+                        o_t = ow * oh * cpad * b * psum
+                        if w_t > half_w or o_t > half_o:
+                            continue
+                        n_t = nb * noh * now * nic * noc
+                        if im2col:
+                            compute = n_t * b * oh * ow * _cd(oc, m_cols) * _cd(kk * ic, npf)
+                        else:
+                            compute = n_t * b * _cd(oc, m_cols) * ow * oh * kk * _cd(ic, npf)
+                        # Lower bound: every tensor moves at least once per indexing tile.
+                        min_a = a_t * nb * now * noh * nic
+                        min_w = w_t * nic * noc
+                        min_o = o_t * nb * now * noh * noc
+                        lb = max(compute, _cd(min_a + min_w + 2 * min_o, bw))
+                        if found and lb > best_total:
+                            continue
+
+                        # Inner dataflow (order independent)
+                        if im2col:
+                            r_red = _cd(ic * kk, npf) * npf
+                        else:
+                            r_red = _cd(ic, npf) * npf * kk
+                        s_p = b * oh * ow
+                        is_e = r_red * s_p * (ab + cpad * (wb + psum))
+                        os_e = cpad * s_p * (psum + r_red * (ab + wb))
+                        ws_e = r_red * cpad * (wb + s_p * (ab + psum))
+                        mn = min(is_e, min(os_e, ws_e))
+                        mac_t = kk * ic * oh * ow * b * oc
+                        if is_e == mn:
+                            dflow = 0
+                            in_act_r = n_t * kk * ic * oh * ow * b * ab
+                            in_wgt_r = n_t * mac_t * wb
+                            in_out = n_t * mac_t * psum
+                        elif os_e == mn:
+                            dflow = 1
+                            in_act_r = n_t * mac_t * ab
+                            in_wgt_r = n_t * mac_t * wb
+                            in_out = n_t * oc * oh * ow * b * psum
+                        else:
+                            dflow = 2
+                            in_act_r = n_t * mac_t * ab
+                            in_wgt_r = n_t * kk * ic * oc * wb
+                            in_out = n_t * mac_t * psum
+
+                        trips[0] = nb
+                        trips[1] = now
+                        trips[2] = noh
+                        trips[3] = nic
+                        trips[4] = noc
+                        tile[0] = a_t
+                        tile[1] = w_t
+                        tile[2] = o_t
+                        mask = 0
+                        for j in range(5):
+                            if trips[j] > 1:
+                                mask |= 1 << j
+
+                        for k in range(rep_counts[mask]):
+                            io = rep_orders[mask, k]
+                            for x in range(3):
+                                tr[x] = tile[x]
+                                res[x] = tile[x]
+                                promo[x] = True
+                            for j in range(4, -1, -1):
+                                loop = perms[io, j]
+                                n = trips[loop]
+                                for x in range(3):
+                                    if promo[x]:
+                                        if deps[loop, x] == 1:
+                                            tr[x] *= n
+                                            if tr[x] > half[x]:
+                                                promo[x] = False
+                                            else:
+                                                res[x] = tr[x]
+                                    else:
+                                        tr[x] *= n
+                            dram_r = tr[0] + tr[1] + tr[2]
+                            dram_w = tr[2]
+                            init = res[0] + res[1] + res[2]
+                            final = res[2]
+                            latency = _cd(init, bw) + _cd(final, bw)
+                            mid = _cd(dram_r + dram_w - init - final, bw)
+                            stalls = max(0, mid - compute) + latency
+                            total = compute + stalls
+                            if found and total > best_total:
+                                continue
+                            obuf_r = tr[2] + in_out
+                            obuf_w = tr[2] + in_out
+                            e_c = compute * e_core
+                            e_w = in_wgt_r * e_wr + tr[1] * e_ww
+                            e_i = in_act_r * e_ir + tr[0] * e_iw
+                            e_o = obuf_r * e_or + obuf_w * e_ow
+                            e_d = dram_r * e_dram + dram_w * e_dram
+                            energy = e_c + in_wgt_r * e_wr
+                            energy += tr[1] * e_ww
+                            energy += in_act_r * e_ir
+                            energy += tr[0] * e_iw
+                            energy += obuf_r * e_or
+                            energy += obuf_w * e_ow
+                            energy += dram_r * e_dram
+                            energy += dram_w * e_dram
+                            if found and total == best_total and not energy < best_energy:
+                                continue
+                            found = True
+                            best_total = total
+                            best_energy = energy
+                            out[0] = total
+                            out[1] = compute
+                            out[2] = stalls
+                            out[3] = energy
+                            out[4] = e_c
+                            out[5] = e_i + e_w + e_o
+                            out[6] = e_d
+                            out[7] = e_i
+                            out[8] = e_w
+                            out[9] = e_o
+                            out[10] = dram_r
+                            out[11] = dram_w
+                            out[12] = in_act_r
+                            out[13] = tr[0]
+                            out[14] = in_wgt_r
+                            out[15] = tr[1]
+                            out[16] = obuf_r
+                            out[17] = obuf_w
+                            out[18] = b
+                            out[19] = oh
+                            out[20] = ow
+                            out[21] = ic
+                            out[22] = oc
+                            out[23] = nb
+                            out[24] = noh
+                            out[25] = now
+                            out[26] = nic
+                            out[27] = noc
+                            out[28] = io
+                            out[29] = dflow
+                            out[30] = pf
+    return found
+
+
+@njit(cache=True, parallel=True)
+def _solve_jobs(jobs, params, perms, deps, rep_orders, rep_counts):
+    """jobs int64 [J, 12]: kh, kw, oh, ow, sh, sw, ic, oc, batch, im2col, w, a (one group)."""
+    n = jobs.shape[0]
+    out = np.full((n, 31), np.nan)
+    for j in prange(n):
+        r = jobs[j]
+        _solve_one(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+                   params, perms, deps, rep_orders, rep_counts, out[j])
+    return out
+
+
+# ----------------------------------------------------------------------------- Python API
+
+
+def _check_inputs(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
+                  params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    layers = np.ascontiguousarray(np.asarray(layers, dtype=np.int64))
+    if layers.ndim != 2 or layers.shape[1] != len(LAYER_COLUMNS):
+        raise ValueError(f"layers must be int64 [L, {len(LAYER_COLUMNS)}] "
+                         f"({', '.join(LAYER_COLUMNS)}), got shape {layers.shape}")
+    w_bits = np.ascontiguousarray(np.asarray(w_bits, dtype=np.int64).ravel())
+    a_bits = np.ascontiguousarray(np.asarray(a_bits, dtype=np.int64).ravel())
+    if w_bits.shape != a_bits.shape:
+        raise ValueError(f"w_bits and a_bits differ in length: {w_bits.size} vs {a_bits.size}")
+    params = np.ascontiguousarray(np.asarray(params, dtype=np.float64))
+    if params.shape != (len(PARAM_NAMES),):
+        raise ValueError(f"params must have {len(PARAM_NAMES)} entries ({', '.join(PARAM_NAMES)})")
+    max_bits = int(params[2])
+    for p, (w, a) in enumerate(zip(w_bits.tolist(), a_bits.tolist())):
+        if not (1 <= w <= max_bits and 1 <= a <= max_bits):
+            raise ValueError(
+                f"bit pair row {p}: W{w}A{a} is outside 1..{max_bits} bits per operand "
+                f"(BitFusion's perf factor is 0 there; the reference simulator cannot price it)"
+            )
+    for i, row in enumerate(layers.tolist()):
+        kh, kw, oh, ow, sh, sw, ic, oc, b, g, im2col = row
+        if min(kh, kw, oh, ow, sh, sw, ic, oc, b, g) < 1 or im2col not in (0, 1):
+            raise ValueError(f"layer row {i}: invalid values {dict(zip(LAYER_COLUMNS, row))}")
+        if ic % g or oc % g:
+            raise ValueError(f"layer row {i}: groups={g} does not divide in_channels={ic} and "
+                             f"out_channels={oc}")
+    return layers, w_bits, a_bits, params
+
+
+def params_digest(params: np.ndarray) -> str:
+    h = hashlib.sha256(MODEL_VERSION.encode())
+    h.update(np.ascontiguousarray(params, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def solve_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
+                params: np.ndarray) -> np.ndarray:
+    """The uncached computation: float64 [L, P, len(OUT_COLUMNS)] in one Numba call."""
+    n_layers, n_pairs = layers.shape[0], w_bits.shape[0]
+    result = np.empty((n_layers, n_pairs, N_OUT), dtype=np.float64)
+    if n_layers == 0 or n_pairs == 0:
+        return result
+    groups = layers[:, 9]
+    single = layers[:, [0, 1, 2, 3, 4, 5, 6, 7, 8, 10]].copy()
+    single[:, 6] //= groups
+    single[:, 7] //= groups
+    # One job per distinct (single-group shape, w, a): identical rows are solved once.
+    jobs = np.concatenate([
+        np.repeat(single, n_pairs, axis=0),
+        np.tile(np.stack([w_bits, a_bits], axis=1), (n_layers, 1)),
+    ], axis=1)
+    uniq, inverse = np.unique(jobs, axis=0, return_inverse=True)
+    solved = _solve_jobs(np.ascontiguousarray(uniq), params, _PERMS, _DEPS, _REP_ORDERS,
+                         _REP_COUNTS)
+    if np.isnan(solved[:, 0]).any():
+        bad = uniq[np.isnan(solved[:, 0])][0]
+        raise ValueError(f"no tiling fits the buffers for layer (one group) "
+                         f"{dict(zip(LAYER_COLUMNS[:9] + ('im2col', 'w', 'a'), bad.tolist()))}")
+    flat = solved[inverse.ravel()].reshape(n_layers, n_pairs, N_OUT)
+    n_add = len(ADDITIVE_COLUMNS)
+    flat[:, :, :n_add] *= groups[:, None, None].astype(np.float64)
+    result[:] = flat
+    return result
+
+
+def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray, params: np.ndarray,
+             use_cache: bool = True) -> np.ndarray:
+    """Price every layer row at every (w_bits[p], a_bits[p]) pair.
+
+    layers: int64 [L, 11] in LAYER_COLUMNS order (FC as K = O = S = 1; im2col = 1 for the layer
+    reading the model input).  Returns float64 [L, P, len(OUT_COLUMNS)] (energies in pJ, traffic
+    in bits, loop_order indexes LOOP_ORDER_NAMES, dataflow 0=IS, 1=OS, 2=WS).  Bits outside
+    1..max_bits raise ValueError.  Results persist in the memo cache unless use_cache is False or
+    HWQ_NO_CACHE=1.
+    """
+    layers, w_bits, a_bits, params = _check_inputs(layers, w_bits, a_bits, params)
+    if not use_cache or memo.disabled():
+        return solve_table(layers, w_bits, a_bits, params)
+    return memo.cached_table(layers, w_bits, a_bits, params, params_digest(params), N_OUT,
+                             lambda ly, w, a: solve_table(ly, w, a, params))
+
+
+__all__ = ["PARAM_NAMES", "OUT_COLUMNS", "LOOP_ORDER_NAMES", "DATAFLOW_NAMES", "LAYER_COLUMNS",
+           "params_from_profile", "reference_params", "simulate", "solve_table"]
+

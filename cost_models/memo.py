@@ -1,0 +1,105 @@
+"""Persistent per-row result cache for the Numba cost models.
+
+A result row is keyed by (layer row, weight bits, activation bits, sha256 of the parameter bytes).
+Rows live under `$HWQ_CACHE_DIR` (default `platformdirs.user_cache_dir("hwq")`) in
+`<namespace>/<params digest>/<sha256 of the layer row>.npy`, one float64 array per layer row whose
+lines are `[w, a, *outputs]`.  Writes are atomic (a unique temporary file, then `os.replace`), so
+concurrent writers can at worst drop each other's new lines, never corrupt a file.
+`HWQ_NO_CACHE=1` disables the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+NAMESPACE = "bitfusion"
+
+
+def disabled() -> bool:
+    return os.environ.get("HWQ_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("HWQ_CACHE_DIR")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("hwq")
+    return Path(root)
+
+
+def _row_path(base: Path, row: np.ndarray) -> Path:
+    digest = hashlib.sha256(np.ascontiguousarray(row, dtype=np.int64).tobytes()).hexdigest()
+    return base / f"{digest}.npy"
+
+
+def _load(path: Path, n_out: int) -> dict[tuple[int, int], np.ndarray]:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return {}
+    if arr.ndim != 2 or arr.shape[1] != n_out + 2:
+        return {}
+    return {(int(r[0]), int(r[1])): r[2:] for r in arr}
+
+
+def _store(path: Path, entries: dict[tuple[int, int], np.ndarray], n_out: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.empty((len(entries), n_out + 2), dtype=np.float64)
+    for i, ((w, a), vals) in enumerate(sorted(entries.items())):
+        arr[i, 0], arr[i, 1] = w, a
+        arr[i, 2:] = vals
+    fd, tmp = tempfile.mkstemp(prefix=path.stem[:16] + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def cached_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
+                 params: np.ndarray, params_digest: str, n_out: int,
+                 compute: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+                 namespace: str = NAMESPACE) -> np.ndarray:
+    """[L, P, n_out] from the cache, computing only the missing rows in one `compute` call.
+
+    `compute(layers_subset, w_bits, a_bits)` returns [L', P, n_out]; it is called once (or not at
+    all) with the layer rows that miss at least one pair.  Unreadable cache files count as misses;
+    an unwritable cache directory only loses the persistence.
+    """
+    n_layers, n_pairs = layers.shape[0], w_bits.shape[0]
+    out = np.empty((n_layers, n_pairs, n_out), dtype=np.float64)
+    base = cache_dir() / namespace / params_digest
+    pairs = list(zip(w_bits.tolist(), a_bits.tolist()))
+    # Identical layer rows share one file; read each once.
+    uniq, inverse = np.unique(layers, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    loaded = [_load(_row_path(base, row), n_out) for row in uniq]
+    missing = [u for u, got in enumerate(loaded) if any(p not in got for p in pairs)]
+    if missing:
+        fresh = compute(np.ascontiguousarray(uniq[missing]), w_bits, a_bits)
+        for k, u in enumerate(missing):
+            got = loaded[u]
+            for p, pair in enumerate(pairs):
+                got[pair] = fresh[k, p]
+            try:
+                _store(_row_path(base, uniq[u]), _load(_row_path(base, uniq[u]), n_out) | got,
+                       n_out)
+            except OSError:
+                pass
+    for i in range(n_layers):
+        got = loaded[inverse[i]]
+        for p, pair in enumerate(pairs):
+            out[i, p] = got[pair]
+    return out
