@@ -347,7 +347,13 @@ def plot_pareto(run: Run, path: str | os.PathLike[str]) -> Path:
                 zorder=3,
                 label="Pareto front (run)",
             )
-            handles.setdefault("Pareto front (run)", h)
+            from matplotlib.lines import Line2D
+
+            proxy = Line2D(
+                [], [], ls="", marker="o", ms=7, mfc="white", mec="black", mew=0.9
+            )  # the front's markers take their species' colour
+            handles.setdefault("Pareto front (coloured by species)", proxy)
+            del h
             order = np.argsort(front[ccol].to_numpy())
             maximise = OBJECTIVES[quality][1]
             xs, ys = front[ccol].to_numpy()[order] / cdiv, front[qcol].to_numpy()[order] / qdiv
