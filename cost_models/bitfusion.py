@@ -402,16 +402,35 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
     return found
 
 
+@njit(cache=True)
+def _solve_range(jobs, params, perms, deps, rep_orders, rep_counts, out, j):
+    r = jobs[j]
+    _solve_one(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
+               params, perms, deps, rep_orders, rep_counts, out[j])
+
+
 @njit(cache=True, parallel=True)
-def _solve_jobs(jobs, params, perms, deps, rep_orders, rep_counts):
+def _solve_jobs_parallel(jobs, params, perms, deps, rep_orders, rep_counts):
     """jobs int64 [J, 12]: kh, kw, oh, ow, sh, sw, ic, oc, batch, im2col, w, a (one group)."""
     n = jobs.shape[0]
     out = np.full((n, 31), np.nan)
     for j in prange(n):
-        r = jobs[j]
-        _solve_one(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-                   params, perms, deps, rep_orders, rep_counts, out[j])
+        _solve_range(jobs, params, perms, deps, rep_orders, rep_counts, out, j)
     return out
+
+
+@njit(cache=True)
+def _solve_jobs_serial(jobs, params, perms, deps, rep_orders, rep_counts):
+    n = jobs.shape[0]
+    out = np.full((n, 31), np.nan)
+    for j in range(n):
+        _solve_range(jobs, params, perms, deps, rep_orders, rep_counts, out, j)
+    return out
+
+
+# Below this many distinct jobs one thread is faster: a parallel launch waits for every worker,
+# which on a loaded machine costs a scheduler quantum (milliseconds) per call.
+PARALLEL_MIN_JOBS = 16
 
 
 # ----------------------------------------------------------------------------- Python API
@@ -470,7 +489,8 @@ def solve_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
         np.tile(np.stack([w_bits, a_bits], axis=1), (n_layers, 1)),
     ], axis=1)
     uniq, inverse = np.unique(jobs, axis=0, return_inverse=True)
-    solved = _solve_jobs(np.ascontiguousarray(uniq), params, _PERMS, _DEPS, _REP_ORDERS,
+    kernel = _solve_jobs_parallel if uniq.shape[0] >= PARALLEL_MIN_JOBS else _solve_jobs_serial
+    solved = kernel(np.ascontiguousarray(uniq), params, _PERMS, _DEPS, _REP_ORDERS,
                          _REP_COUNTS)
     if np.isnan(solved[:, 0]).any():
         bad = uniq[np.isnan(solved[:, 0])][0]
