@@ -233,172 +233,214 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
     res = np.empty(3, dtype=np.int64)
     promo = np.empty(3, dtype=np.bool_)
 
-    found = False
-    best_total = np.int64(0)
-    best_energy = 0.0
-
-    for ib in range(bs.shape[0]):
+    # Phase 1: every tiling that fits, with an order-independent lower bound on its cycles.
+    cap = bs.shape[0] * ohs.shape[0] * ows.shape[0] * ics.shape[0] * ocs.shape[0]
+    cand = np.empty((cap, 5), dtype=np.int64)
+    bound = np.empty(cap, dtype=np.int64)
+    n_cand = 0
+    for ib in range(bs.shape[0] - 1, -1, -1):
         b = bs[ib]
         nb = _cd(batch, b)
-        for ioh in range(ohs.shape[0]):
+        for ioh in range(ohs.shape[0] - 1, -1, -1):
             oh = ohs[ioh]
             noh = _cd(oh_dim, oh)
-            for iow in range(ows.shape[0]):
+            for iow in range(ows.shape[0] - 1, -1, -1):
                 ow = ows[iow]
                 if square and ow != oh:
                     continue
                 now = _cd(ow_dim, ow)
-                for iic in range(ics.shape[0]):
+                o_sp = ow * oh * b * psum
+                for iic in range(ics.shape[0] - 1, -1, -1):
                     ic = ics[iic]
                     nic = _cd(ic_dim, ic)
-                    # act footprint does not depend on oc
                     if im2col:
                         a_t = ow * oh * kk * ic * b * ab
                     else:
                         a_t = (kw + (ow - 1) * sw) * (kh + (oh - 1) * sh) * ic * b * ab
                     if a_t > half_a:
                         continue
-                    for ioc in range(ocs.shape[0]):
+                    min_a = a_t * nb * now * noh * nic
+                    red = _cd(kk * ic, npf)
+                    for ioc in range(ocs.shape[0] - 1, -1, -1):
                         oc = ocs[ioc]
                         noc = _cd(oc_dim, oc)
-                        cpad = _cd(oc, m_cols) * m_cols
-                        w_t = _cd(kk * ic, npf) * npf * oc * wb
-                        o_t = ow * oh * cpad * b * psum
+                        ocb = _cd(oc, m_cols)
+                        w_t = red * npf * oc * wb
+                        o_t = o_sp * ocb * m_cols
                         if w_t > half_w or o_t > half_o:
                             continue
                         n_t = nb * noh * now * nic * noc
                         if im2col:
-                            compute = n_t * b * oh * ow * _cd(oc, m_cols) * _cd(kk * ic, npf)
+                            compute = n_t * b * oh * ow * ocb * red
                         else:
-                            compute = n_t * b * _cd(oc, m_cols) * ow * oh * kk * _cd(ic, npf)
-                        # Lower bound: every tensor moves at least once per indexing tile.
-                        min_a = a_t * nb * now * noh * nic
+                            compute = n_t * b * ocb * ow * oh * kk * _cd(ic, npf)
+                        # total >= compute + prologue + epilogue (resident chunks >= tiles), and
+                        # total >= DRAM traffic / bandwidth, where every tensor moves at least
+                        # once per tile of the loops that index it.
                         min_w = w_t * nic * noc
                         min_o = o_t * nb * now * noh * noc
-                        lb = max(compute, _cd(min_a + min_w + 2 * min_o, bw))
-                        if found and lb > best_total:
-                            continue
+                        lb = max(compute + _cd(a_t + w_t + o_t, bw) + _cd(o_t, bw),
+                                 _cd(min_a + min_w + 2 * min_o, bw))
+                        cand[n_cand, 0] = b
+                        cand[n_cand, 1] = oh
+                        cand[n_cand, 2] = ow
+                        cand[n_cand, 3] = ic
+                        cand[n_cand, 4] = oc
+                        bound[n_cand] = lb
+                        n_cand += 1
 
-                        # Inner dataflow (order independent)
-                        if im2col:
-                            r_red = _cd(ic * kk, npf) * npf
-                        else:
-                            r_red = _cd(ic, npf) * npf * kk
-                        s_p = b * oh * ow
-                        is_e = r_red * s_p * (ab + cpad * (wb + psum))
-                        os_e = cpad * s_p * (psum + r_red * (ab + wb))
-                        ws_e = r_red * cpad * (wb + s_p * (ab + psum))
-                        mn = min(is_e, min(os_e, ws_e))
-                        mac_t = kk * ic * oh * ow * b * oc
-                        if is_e == mn:
-                            dflow = 0
-                            in_act_r = n_t * kk * ic * oh * ow * b * ab
-                            in_wgt_r = n_t * mac_t * wb
-                            in_out = n_t * mac_t * psum
-                        elif os_e == mn:
-                            dflow = 1
-                            in_act_r = n_t * mac_t * ab
-                            in_wgt_r = n_t * mac_t * wb
-                            in_out = n_t * oc * oh * ow * b * psum
-                        else:
-                            dflow = 2
-                            in_act_r = n_t * mac_t * ab
-                            in_wgt_r = n_t * kk * ic * oc * wb
-                            in_out = n_t * mac_t * psum
+    # Phase 2: full evaluation in order of the bound, until the bound exceeds the best total.
+    rank = np.argsort(bound[:n_cand], kind="mergesort")
+    found = False
+    best_total = np.int64(0)
+    best_energy = 0.0
+    for r in range(n_cand):
+        k = rank[r]
+        if found and bound[k] > best_total:
+            break
+        b = cand[k, 0]
+        oh = cand[k, 1]
+        ow = cand[k, 2]
+        ic = cand[k, 3]
+        oc = cand[k, 4]
+        nb = _cd(batch, b)
+        noh = _cd(oh_dim, oh)
+        now = _cd(ow_dim, ow)
+        nic = _cd(ic_dim, ic)
+        noc = _cd(oc_dim, oc)
+        cpad = _cd(oc, m_cols) * m_cols
+        if im2col:
+            a_t = ow * oh * kk * ic * b * ab
+        else:
+            a_t = (kw + (ow - 1) * sw) * (kh + (oh - 1) * sh) * ic * b * ab
+        w_t = _cd(kk * ic, npf) * npf * oc * wb
+        o_t = ow * oh * cpad * b * psum
+        n_t = nb * noh * now * nic * noc
+        if im2col:
+            compute = n_t * b * oh * ow * _cd(oc, m_cols) * _cd(kk * ic, npf)
+        else:
+            compute = n_t * b * _cd(oc, m_cols) * ow * oh * kk * _cd(ic, npf)
 
-                        trips[0] = nb
-                        trips[1] = now
-                        trips[2] = noh
-                        trips[3] = nic
-                        trips[4] = noc
-                        tile[0] = a_t
-                        tile[1] = w_t
-                        tile[2] = o_t
-                        mask = 0
-                        for j in range(5):
-                            if trips[j] > 1:
-                                mask |= 1 << j
+        # Inner dataflow (order independent)
+        if im2col:
+            r_red = _cd(ic * kk, npf) * npf
+        else:
+            r_red = _cd(ic, npf) * npf * kk
+        s_p = b * oh * ow
+        is_e = r_red * s_p * (ab + cpad * (wb + psum))
+        os_e = cpad * s_p * (psum + r_red * (ab + wb))
+        ws_e = r_red * cpad * (wb + s_p * (ab + psum))
+        mn = min(is_e, min(os_e, ws_e))
+        mac_t = kk * ic * oh * ow * b * oc
+        if is_e == mn:
+            dflow = 0
+            in_act_r = n_t * kk * ic * oh * ow * b * ab
+            in_wgt_r = n_t * mac_t * wb
+            in_out = n_t * mac_t * psum
+        elif os_e == mn:
+            dflow = 1
+            in_act_r = n_t * mac_t * ab
+            in_wgt_r = n_t * mac_t * wb
+            in_out = n_t * oc * oh * ow * b * psum
+        else:
+            dflow = 2
+            in_act_r = n_t * mac_t * ab
+            in_wgt_r = n_t * kk * ic * oc * wb
+            in_out = n_t * mac_t * psum
 
-                        for k in range(rep_counts[mask]):
-                            io = rep_orders[mask, k]
-                            for x in range(3):
-                                tr[x] = tile[x]
-                                res[x] = tile[x]
-                                promo[x] = True
-                            for j in range(4, -1, -1):
-                                loop = perms[io, j]
-                                n = trips[loop]
-                                for x in range(3):
-                                    if promo[x]:
-                                        if deps[loop, x] == 1:
-                                            tr[x] *= n
-                                            if tr[x] > half[x]:
-                                                promo[x] = False
-                                            else:
-                                                res[x] = tr[x]
-                                    else:
-                                        tr[x] *= n
-                            dram_r = tr[0] + tr[1] + tr[2]
-                            dram_w = tr[2]
-                            init = res[0] + res[1] + res[2]
-                            final = res[2]
-                            latency = _cd(init, bw) + _cd(final, bw)
-                            mid = _cd(dram_r + dram_w - init - final, bw)
-                            stalls = max(0, mid - compute) + latency
-                            total = compute + stalls
-                            if found and total > best_total:
-                                continue
-                            obuf_r = tr[2] + in_out
-                            obuf_w = tr[2] + in_out
-                            e_c = compute * e_core
-                            e_w = in_wgt_r * e_wr + tr[1] * e_ww
-                            e_i = in_act_r * e_ir + tr[0] * e_iw
-                            e_o = obuf_r * e_or + obuf_w * e_ow
-                            e_d = dram_r * e_dram + dram_w * e_dram
-                            energy = e_c + in_wgt_r * e_wr
-                            energy += tr[1] * e_ww
-                            energy += in_act_r * e_ir
-                            energy += tr[0] * e_iw
-                            energy += obuf_r * e_or
-                            energy += obuf_w * e_ow
-                            energy += dram_r * e_dram
-                            energy += dram_w * e_dram
-                            if found and total == best_total and not energy < best_energy:
-                                continue
-                            found = True
-                            best_total = total
-                            best_energy = energy
-                            out[0] = total
-                            out[1] = compute
-                            out[2] = stalls
-                            out[3] = energy
-                            out[4] = e_c
-                            out[5] = e_i + e_w + e_o
-                            out[6] = e_d
-                            out[7] = e_i
-                            out[8] = e_w
-                            out[9] = e_o
-                            out[10] = dram_r
-                            out[11] = dram_w
-                            out[12] = in_act_r
-                            out[13] = tr[0]
-                            out[14] = in_wgt_r
-                            out[15] = tr[1]
-                            out[16] = obuf_r
-                            out[17] = obuf_w
-                            out[18] = b
-                            out[19] = oh
-                            out[20] = ow
-                            out[21] = ic
-                            out[22] = oc
-                            out[23] = nb
-                            out[24] = noh
-                            out[25] = now
-                            out[26] = nic
-                            out[27] = noc
-                            out[28] = io
-                            out[29] = dflow
-                            out[30] = pf
+        trips[0] = nb
+        trips[1] = now
+        trips[2] = noh
+        trips[3] = nic
+        trips[4] = noc
+        tile[0] = a_t
+        tile[1] = w_t
+        tile[2] = o_t
+        mask = 0
+        for j in range(5):
+            if trips[j] > 1:
+                mask |= 1 << j
+
+        for q in range(rep_counts[mask]):
+            io = rep_orders[mask, q]
+            for x in range(3):
+                tr[x] = tile[x]
+                res[x] = tile[x]
+                promo[x] = True
+            for j in range(4, -1, -1):
+                loop = perms[io, j]
+                n = trips[loop]
+                for x in range(3):
+                    if promo[x]:
+                        if deps[loop, x] == 1:
+                            tr[x] *= n
+                            if tr[x] > half[x]:
+                                promo[x] = False
+                            else:
+                                res[x] = tr[x]
+                    else:
+                        tr[x] *= n
+            dram_r = tr[0] + tr[1] + tr[2]
+            dram_w = tr[2]
+            init = res[0] + res[1] + res[2]
+            final = res[2]
+            latency = _cd(init, bw) + _cd(final, bw)
+            mid = _cd(dram_r + dram_w - init - final, bw)
+            stalls = max(0, mid - compute) + latency
+            total = compute + stalls
+            if found and total > best_total:
+                continue
+            obuf_r = tr[2] + in_out
+            obuf_w = tr[2] + in_out
+            e_c = compute * e_core
+            e_w = in_wgt_r * e_wr + tr[1] * e_ww
+            e_i = in_act_r * e_ir + tr[0] * e_iw
+            e_o = obuf_r * e_or + obuf_w * e_ow
+            e_d = dram_r * e_dram + dram_w * e_dram
+            energy = e_c + in_wgt_r * e_wr
+            energy += tr[1] * e_ww
+            energy += in_act_r * e_ir
+            energy += tr[0] * e_iw
+            energy += obuf_r * e_or
+            energy += obuf_w * e_ow
+            energy += dram_r * e_dram
+            energy += dram_w * e_dram
+            if found and total == best_total and not energy < best_energy:
+                continue
+            found = True
+            best_total = total
+            best_energy = energy
+            out[0] = total
+            out[1] = compute
+            out[2] = stalls
+            out[3] = energy
+            out[4] = e_c
+            out[5] = e_i + e_w + e_o
+            out[6] = e_d
+            out[7] = e_i
+            out[8] = e_w
+            out[9] = e_o
+            out[10] = dram_r
+            out[11] = dram_w
+            out[12] = in_act_r
+            out[13] = tr[0]
+            out[14] = in_wgt_r
+            out[15] = tr[1]
+            out[16] = obuf_r
+            out[17] = obuf_w
+            out[18] = b
+            out[19] = oh
+            out[20] = ow
+            out[21] = ic
+            out[22] = oc
+            out[23] = nb
+            out[24] = noh
+            out[25] = now
+            out[26] = nic
+            out[27] = noc
+            out[28] = io
+            out[29] = dflow
+            out[30] = pf
     return found
 
 
@@ -472,6 +514,15 @@ def params_digest(params: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _dedupe(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows (first-seen order) and the index of each row among them."""
+    seen: dict[tuple[int, ...], int] = {}
+    inverse = np.fromiter((seen.setdefault(tuple(r), len(seen)) for r in rows.tolist()),
+                          dtype=np.int64, count=rows.shape[0])
+    distinct = np.array(list(seen), dtype=np.int64).reshape(len(seen), rows.shape[1])
+    return np.ascontiguousarray(distinct), inverse
+
+
 def solve_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
                 params: np.ndarray) -> np.ndarray:
     """The uncached computation: float64 [L, P, len(OUT_COLUMNS)] in one Numba call."""
@@ -483,20 +534,21 @@ def solve_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     single = layers[:, [0, 1, 2, 3, 4, 5, 6, 7, 8, 10]].copy()
     single[:, 6] //= groups
     single[:, 7] //= groups
-    # One job per distinct (single-group shape, w, a): identical rows are solved once.
-    jobs = np.concatenate([
-        np.repeat(single, n_pairs, axis=0),
-        np.tile(np.stack([w_bits, a_bits], axis=1), (n_layers, 1)),
-    ], axis=1)
-    uniq, inverse = np.unique(jobs, axis=0, return_inverse=True)
-    kernel = _solve_jobs_parallel if uniq.shape[0] >= PARALLEL_MIN_JOBS else _solve_jobs_serial
-    solved = kernel(np.ascontiguousarray(uniq), params, _PERMS, _DEPS, _REP_ORDERS,
-                         _REP_COUNTS)
+    # Jobs are (distinct single-group shape) x (distinct bit pair): identical rows solved once.
+    u_layers, inv_l = _dedupe(single)
+    pairs = np.stack([w_bits, a_bits], axis=1)
+    u_pairs, inv_p = _dedupe(pairs)
+    n_ul, n_up = u_layers.shape[0], u_pairs.shape[0]
+    jobs = np.empty((n_ul * n_up, 12), dtype=np.int64)
+    jobs[:, :10] = np.repeat(u_layers, n_up, axis=0)
+    jobs[:, 10:] = np.tile(u_pairs, (n_ul, 1))
+    kernel = _solve_jobs_parallel if jobs.shape[0] >= PARALLEL_MIN_JOBS else _solve_jobs_serial
+    solved = kernel(jobs, params, _PERMS, _DEPS, _REP_ORDERS, _REP_COUNTS)
     if np.isnan(solved[:, 0]).any():
-        bad = uniq[np.isnan(solved[:, 0])][0]
+        bad = jobs[np.isnan(solved[:, 0])][0]
         raise ValueError(f"no tiling fits the buffers for layer (one group) "
                          f"{dict(zip(LAYER_COLUMNS[:9] + ('im2col', 'w', 'a'), bad.tolist()))}")
-    flat = solved[inverse.ravel()].reshape(n_layers, n_pairs, N_OUT)
+    flat = solved.reshape(n_ul, n_up, N_OUT)[inv_l][:, inv_p]
     n_add = len(ADDITIVE_COLUMNS)
     flat[:, :, :n_add] *= groups[:, None, None].astype(np.float64)
     result[:] = flat
