@@ -148,9 +148,9 @@ class RunWriter:
         (p / "candidates").mkdir(exist_ok=True)
         full = {k: None for k in META_KEYS}
         full.update(meta)
-        full.setdefault("status", "running")
-        full.setdefault("started_at", now_iso())
-        full.setdefault("evaluations", 0)
+        for key, default in (("status", "running"), ("started_at", now_iso()), ("evaluations", 0)):
+            if full.get(key) is None:  # every key is pre-filled with None above
+                full[key] = default
         w = cls(p, full)
         w.write_meta()
         return w

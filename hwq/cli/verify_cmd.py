@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import pandas as pd
 
 from hwq.cli.options import json_option
 from hwq.cli.output import emit_json, emit_table, records
@@ -46,9 +47,15 @@ def verify(run_dir: str, top: int, epochs: int | None, executor: str, address: s
         cols.append(-front[col].to_numpy(float) if maximise else front[col].to_numpy(float))
     F = np.stack(cols, axis=1)
     writer = RunWriter.resume(path)
+    before = run.verify
     with make_executor(executor, address=address) as pool:
         _verify(prep, writer, front, F, top, pool)
     table = Run.open(path).verify
+    if before is not None and len(before) and table is not None:
+        # keep earlier verifications of other policies; a re-verified policy takes the new row
+        merged = pd.concat([before, table]).drop_duplicates("policy_id", keep="last")
+        writer.write_frame(merged.reset_index(drop=True), "verify.parquet", "verify")
+        table = merged
     if table is None:
         raise UserError(f"{path}: nothing verified (QAT needs trained weights and data)")
     rows = records(table)
