@@ -109,34 +109,54 @@ LOOP_NAMES: tuple[str, ...] = ("B", "OW", "OH", "IC", "OC")
 _PERMS = np.array(list(itertools.permutations(range(5))), dtype=np.int64)  # [120, 5]
 
 
-def _representative_orders() -> tuple[np.ndarray, np.ndarray]:
-    """For each mask of loops with more than one trip, the orders that stay distinct once the
-    one-trip loops are dropped (a one-trip loop multiplies nothing and keeps residency)."""
-    reps = np.zeros((32, 120), dtype=np.int64)
+def _representative_orders() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each mask of loops with more than one trip, the loop orders that stay distinct once
+    the one-trip loops are dropped (a one-trip loop multiplies nothing and keeps residency).
+
+    Returns, per mask: seq [32, 120, 5], the multi-trip loops of each distinct order from the
+    innermost outwards, sorted so that orders sharing inner loops are adjacent; shared [32, 120],
+    how many innermost loops an order shares with the previous one (their promotion state is
+    reused); code [32, 120], the index in LOOP_ORDER_NAMES of one full order it stands for; and
+    counts [32].
+    """
+    seq = np.zeros((32, 120, 5), dtype=np.int64)
+    shared = np.zeros((32, 120), dtype=np.int64)
+    code = np.zeros((32, 120), dtype=np.int64)
     counts = np.zeros(32, dtype=np.int64)
     for mask in range(32):
-        seen: set[tuple[int, ...]] = set()
+        first: dict[tuple[int, ...], int] = {}
         for i, perm in enumerate(_PERMS.tolist()):
-            key = tuple(loop for loop in perm if mask >> loop & 1)
-            if key not in seen:
-                seen.add(key)
-                reps[mask, counts[mask]] = i
-                counts[mask] += 1
-    return reps, counts
+            inner_out = tuple(loop for loop in reversed(perm) if mask >> loop & 1)
+            first.setdefault(inner_out, i)
+        prev: tuple[int, ...] = ()
+        for k, inner_out in enumerate(sorted(first)):
+            seq[mask, k, :len(inner_out)] = inner_out
+            common = 0
+            while common < min(len(prev), len(inner_out)) and prev[common] == inner_out[common]:
+                common += 1
+            shared[mask, k] = common
+            code[mask, k] = first[inner_out]
+            prev = inner_out
+        counts[mask] = len(first)
+    # skip[mask, q, d]: the first order after q that does not share q's d innermost loops.
+    skip = np.zeros((32, 120, 6), dtype=np.int64)
+    for mask in range(32):
+        n = int(counts[mask])
+        for q in range(n):
+            for d in range(6):
+                nxt = q + 1
+                while nxt < n and shared[mask, nxt] >= d:
+                    nxt += 1
+                skip[mask, q, d] = nxt
+    return seq, shared, code, counts, skip
 
 
-_REP_ORDERS, _REP_COUNTS = _representative_orders()
+_ORDER_SEQ, _ORDER_SHARED, _ORDER_CODE, _ORDER_COUNTS, _ORDER_SKIP = _representative_orders()
 LOOP_ORDER_NAMES: list[str] = [" > ".join(LOOP_NAMES[i] for i in p) for p in _PERMS]
 DATAFLOW_NAMES: tuple[str, ...] = ("input_stationary", "output_stationary", "weight_stationary")
 
-# Which tile loop indexes which tensor (loop index as in LOOP_NAMES): act, wgt, out.
-_DEPS = np.array([
-    [1, 0, 1],  # B
-    [1, 0, 1],  # OW
-    [1, 0, 1],  # OH
-    [1, 1, 0],  # IC
-    [0, 1, 1],  # OC
-], dtype=np.int64)
+# Which tile loop indexes which tensor (bitfusion_model.md §6), as used by the kernel:
+#   act: B, OW, OH, IC (not OC);  wgt: IC, OC;  out: B, OW, OH, OC (not IC).
 
 
 def params_from_profile(data: Mapping) -> np.ndarray:
@@ -193,7 +213,7 @@ def _pow2_caps(dim, mult):
 
 @njit(cache=True)
 def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb, ab, params,
-               perms, deps, rep_orders, rep_counts, out):
+               o_seq, o_shared, o_code, o_counts, o_skip, out):
     n_rows = np.int64(params[0])
     m_cols = np.int64(params[1])
     pmax = np.int64(params[2])
@@ -223,15 +243,18 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
     else:
         ocs = _pow2_caps(oc_dim, m_cols)
 
-    half = np.empty(3, dtype=np.float64)
-    half[0] = half_a
-    half[1] = half_w
-    half[2] = half_o
     trips = np.empty(5, dtype=np.int64)
-    tile = np.empty(3, dtype=np.int64)
-    tr = np.empty(3, dtype=np.int64)
-    res = np.empty(3, dtype=np.int64)
-    promo = np.empty(3, dtype=np.bool_)
+    # Promotion state after the d innermost multi-trip loops (d = 0..5) for act, wgt, out:
+    # traffic, resident chunk, still resident.
+    st_ta = np.empty(6, dtype=np.int64)
+    st_ra = np.empty(6, dtype=np.int64)
+    st_pa = np.empty(6, dtype=np.bool_)
+    st_tw = np.empty(6, dtype=np.int64)
+    st_rw = np.empty(6, dtype=np.int64)
+    st_pw = np.empty(6, dtype=np.bool_)
+    st_to = np.empty(6, dtype=np.int64)
+    st_ro = np.empty(6, dtype=np.int64)
+    st_po = np.empty(6, dtype=np.bool_)
 
     # Phase 1: every tiling that fits, with an order-independent lower bound on its cycles.
     cap = bs.shape[0] * ohs.shape[0] * ows.shape[0] * ics.shape[0] * ocs.shape[0]
@@ -353,54 +376,98 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
         trips[2] = noh
         trips[3] = nic
         trips[4] = noc
-        tile[0] = a_t
-        tile[1] = w_t
-        tile[2] = o_t
+        st_ta[0] = a_t
+        st_ra[0] = a_t
+        st_pa[0] = True
+        st_tw[0] = w_t
+        st_rw[0] = w_t
+        st_pw[0] = True
+        st_to[0] = o_t
+        st_ro[0] = o_t
+        st_po[0] = True
         mask = 0
+        m_active = 0
         for j in range(5):
             if trips[j] > 1:
                 mask |= 1 << j
+                m_active += 1
 
-        for q in range(rep_counts[mask]):
-            io = rep_orders[mask, q]
-            for x in range(3):
-                tr[x] = tile[x]
-                res[x] = tile[x]
-                promo[x] = True
-            for j in range(4, -1, -1):
-                loop = perms[io, j]
+        q = 0
+        n_orders = o_counts[mask]
+        while q < n_orders:
+            q_next = q + 1
+            depth = m_active
+            for d in range(o_shared[mask, q], m_active):
+                loop = o_seq[mask, q, d]
                 n = trips[loop]
-                for x in range(3):
-                    if promo[x]:
-                        if deps[loop, x] == 1:
-                            tr[x] *= n
-                            if tr[x] > half[x]:
-                                promo[x] = False
-                            else:
-                                res[x] = tr[x]
+                ta, ra, pa = st_ta[d], st_ra[d], st_pa[d]
+                tw, rw, pw = st_tw[d], st_rw[d], st_pw[d]
+                to, ro, po = st_to[d], st_ro[d], st_po[d]
+                # act: indexed by every loop but OC
+                if not pa:
+                    ta *= n
+                elif loop != 4:
+                    ta *= n
+                    if ta > half_a:
+                        pa = False
                     else:
-                        tr[x] *= n
-            dram_r = tr[0] + tr[1] + tr[2]
-            dram_w = tr[2]
-            init = res[0] + res[1] + res[2]
-            final = res[2]
+                        ra = ta
+                # wgt: indexed by IC and OC
+                if not pw:
+                    tw *= n
+                elif loop >= 3:
+                    tw *= n
+                    if tw > half_w:
+                        pw = False
+                    else:
+                        rw = tw
+                # out: indexed by every loop but IC
+                if not po:
+                    to *= n
+                elif loop != 3:
+                    to *= n
+                    if to > half_o:
+                        po = False
+                    else:
+                        ro = to
+                st_ta[d + 1], st_ra[d + 1], st_pa[d + 1] = ta, ra, pa
+                st_tw[d + 1], st_rw[d + 1], st_pw[d + 1] = tw, rw, pw
+                st_to[d + 1], st_ro[d + 1], st_po[d + 1] = to, ro, po
+                if not (pa or pw or po):
+                    # No tensor is resident any more: every outer loop multiplies all three
+                    # whatever its position, so all orders sharing these inner loops are equal.
+                    depth = d + 1
+                    q_next = o_skip[mask, q, depth]
+                    break
+            rest = np.int64(1)
+            for d in range(depth, m_active):
+                rest *= trips[o_seq[mask, q, d]]
+            tr_a = st_ta[depth] * rest
+            tr_w = st_tw[depth] * rest
+            tr_o = st_to[depth] * rest
+            init = st_ra[depth] + st_rw[depth] + st_ro[depth]
+            final = st_ro[depth]
+            order = o_code[mask, q]
+            q = q_next
+            dram_r = tr_a + tr_w + tr_o
+            dram_w = tr_o
             latency = _cd(init, bw) + _cd(final, bw)
             mid = _cd(dram_r + dram_w - init - final, bw)
             stalls = max(0, mid - compute) + latency
             total = compute + stalls
             if found and total > best_total:
                 continue
-            obuf_r = tr[2] + in_out
-            obuf_w = tr[2] + in_out
+            obuf_r = tr_o + in_out
+            obuf_w = tr_o + in_out
             e_c = compute * e_core
-            e_w = in_wgt_r * e_wr + tr[1] * e_ww
-            e_i = in_act_r * e_ir + tr[0] * e_iw
+            e_w = in_wgt_r * e_wr + tr_w * e_ww
+            e_i = in_act_r * e_ir + tr_a * e_iw
             e_o = obuf_r * e_or + obuf_w * e_ow
             e_d = dram_r * e_dram + dram_w * e_dram
             energy = e_c + in_wgt_r * e_wr
-            energy += tr[1] * e_ww
+            energy += tr_w * e_ww
             energy += in_act_r * e_ir
-            energy += tr[0] * e_iw
+            energy += tr_a * e_iw
             energy += obuf_r * e_or
             energy += obuf_w * e_ow
             energy += dram_r * e_dram
@@ -423,9 +490,9 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
             out[10] = dram_r
             out[11] = dram_w
             out[12] = in_act_r
-            out[13] = tr[0]
+            out[13] = tr_a
             out[14] = in_wgt_r
-            out[15] = tr[1]
+            out[15] = tr_w
             out[16] = obuf_r
             out[17] = obuf_w
             out[18] = b
@@ -438,35 +505,35 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
             out[25] = now
             out[26] = nic
             out[27] = noc
-            out[28] = io
+            out[28] = order
             out[29] = dflow
             out[30] = pf
     return found
 
 
 @njit(cache=True)
-def _solve_range(jobs, params, perms, deps, rep_orders, rep_counts, out, j):
+def _solve_range(jobs, params, o_seq, o_shared, o_code, o_counts, o_skip, out, j):
     r = jobs[j]
     _solve_one(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
-               params, perms, deps, rep_orders, rep_counts, out[j])
+               params, o_seq, o_shared, o_code, o_counts, o_skip, out[j])
 
 
 @njit(cache=True, parallel=True)
-def _solve_jobs_parallel(jobs, params, perms, deps, rep_orders, rep_counts):
+def _solve_jobs_parallel(jobs, params, o_seq, o_shared, o_code, o_counts, o_skip):
     """jobs int64 [J, 12]: kh, kw, oh, ow, sh, sw, ic, oc, batch, im2col, w, a (one group)."""
     n = jobs.shape[0]
     out = np.full((n, 31), np.nan)
     for j in prange(n):
-        _solve_range(jobs, params, perms, deps, rep_orders, rep_counts, out, j)
+        _solve_range(jobs, params, o_seq, o_shared, o_code, o_counts, o_skip, out, j)
     return out
 
 
 @njit(cache=True)
-def _solve_jobs_serial(jobs, params, perms, deps, rep_orders, rep_counts):
+def _solve_jobs_serial(jobs, params, o_seq, o_shared, o_code, o_counts, o_skip):
     n = jobs.shape[0]
     out = np.full((n, 31), np.nan)
     for j in range(n):
-        _solve_range(jobs, params, perms, deps, rep_orders, rep_counts, out, j)
+        _solve_range(jobs, params, o_seq, o_shared, o_code, o_counts, o_skip, out, j)
     return out
 
 
@@ -543,7 +610,8 @@ def solve_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     jobs[:, :10] = np.repeat(u_layers, n_up, axis=0)
     jobs[:, 10:] = np.tile(u_pairs, (n_ul, 1))
     kernel = _solve_jobs_parallel if jobs.shape[0] >= PARALLEL_MIN_JOBS else _solve_jobs_serial
-    solved = kernel(jobs, params, _PERMS, _DEPS, _REP_ORDERS, _REP_COUNTS)
+    solved = kernel(jobs, params, _ORDER_SEQ, _ORDER_SHARED, _ORDER_CODE,
+                    _ORDER_COUNTS, _ORDER_SKIP)
     if np.isnan(solved[:, 0]).any():
         bad = jobs[np.isnan(solved[:, 0])][0]
         raise ValueError(f"no tiling fits the buffers for layer (one group) "
