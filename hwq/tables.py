@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hwq import __version__
 from hwq.activations import ActivationPlan, plan_activations
 from hwq.errors import UserError
 from hwq.graph import LayerGraph
@@ -134,13 +138,72 @@ def cost_table(
     *,
     bops_max: bool = False,
 ) -> CostTable:
-    """Price every layer of `graph` at every pair of `bits` (default: the profile's defaults)."""
-    from hwq.cost_models.metrics import layer_bops, layer_weight_bytes
-    from hwq.cost_models.registry import pricer
+    """Price every layer of `graph` at every pair of `bits` (default: the profile's defaults).
 
+    A table priced before (same graph hash, profile sha256, pairs) is read back from the
+    persistent cache without importing Numba; `HWQ_NO_CACHE=1` turns that off.
+    """
     if batch is not None:
         graph = graph.with_batch(int(batch))
     pairs = _check_pairs(bits if bits is not None else profile.default_pairs())
+    path = _cache_path(graph, profile, pairs, bops_max)
+    if path is not None and path.is_file():
+        hit = _read_cached(path, graph, profile, pairs)
+        if hit is not None:
+            return hit
+    table = _price(graph, profile, pairs, bops_max)
+    if path is not None:
+        _write_cached(path, table)
+    return table
+
+
+def _cache_path(
+    graph: LayerGraph, profile: DeviceProfile, pairs: list[tuple[int, int]], bops_max: bool
+) -> Path | None:
+    """Where this table is cached, or None when caching is off (or the device reads a file)."""
+    from hwq.cost_models import memo
+
+    if memo.disabled() or profile.kind == "lut":
+        return None
+    key = json.dumps([SCHEMA_VERSION, __version__, graph.graph_hash, profile.sha256, pairs,
+                      bops_max], separators=(",", ":"))
+    return memo.cache_dir() / "tables" / f"{hashlib.sha256(key.encode()).hexdigest()}.npz"
+
+
+def _read_cached(
+    path: Path, graph: LayerGraph, profile: DeviceProfile, pairs: list[tuple[int, int]]
+) -> CostTable | None:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            values = {c: npz[f"v_{c}"] for c in VALUE_COLUMNS}
+            feasible = npz["feasible"]
+            details = {k[2:]: npz[k] for k in npz.files if k.startswith("d_")}
+            labels = json.loads(str(npz["labels"]))
+    except (OSError, KeyError, ValueError):
+        return None  # a damaged entry is priced again and overwritten
+    return CostTable(graph, profile, pairs, values, feasible, details, labels)
+
+
+def _write_cached(path: Path, table: CostTable) -> None:
+    arrays = {f"v_{c}": table.values[c] for c in VALUE_COLUMNS}
+    arrays.update({f"d_{c}": v for c, v in table.details.items()})
+    arrays["feasible"] = table.feasible
+    arrays["labels"] = np.array(json.dumps({k: list(v) for k, v in table.detail_labels.items()}))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache costs speed, never the result
+        log.debug("cost table cache not written: %s", exc)
+
+
+def _price(
+    graph: LayerGraph, profile: DeviceProfile, pairs: list[tuple[int, int]], bops_max: bool
+) -> CostTable:
+    from hwq.cost_models.metrics import layer_bops, layer_weight_bytes
+    from hwq.cost_models.registry import pricer
+
     w = np.array([p[0] for p in pairs], dtype=np.int64)
     a = np.array([p[1] for p in pairs], dtype=np.int64)
     n, k = len(graph), len(pairs)
