@@ -5,7 +5,8 @@ Rows live under `$HWQ_CACHE_DIR` (default `platformdirs.user_cache_dir("hwq")`) 
 `<namespace>/<params digest>/<sha256 of the layer row>.npy`, one float64 array per layer row whose
 lines are `[w, a, *outputs]`.  Writes are atomic (a unique temporary file, then `os.replace`), so
 concurrent writers can at worst drop each other's new lines, never corrupt a file.
-`HWQ_NO_CACHE=1` disables the cache.
+Rows already read or written by this process are also kept in memory (keyed by file path, so
+another `HWQ_CACHE_DIR` is another cache).  `HWQ_NO_CACHE=1` disables both.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 import numpy as np
 
 NAMESPACE = "bitfusion"
+MEMORY_ROWS = 16384  # layer rows kept in memory (each holds its (w, a) results)
+
+_memory: dict[Path, dict[tuple[int, int], np.ndarray]] = {}
 
 
 def disabled() -> bool:
@@ -37,6 +41,20 @@ def cache_dir() -> Path:
 def _row_path(base: Path, row: np.ndarray) -> Path:
     digest = hashlib.sha256(np.ascontiguousarray(row, dtype=np.int64).tobytes()).hexdigest()
     return base / f"{digest}.npy"
+
+
+def _remember(path: Path, entries: dict[tuple[int, int], np.ndarray]) -> None:
+    if len(_memory) >= MEMORY_ROWS:
+        _memory.clear()
+    _memory[path] = entries
+
+
+def _lookup(path: Path, n_out: int) -> dict[tuple[int, int], np.ndarray]:
+    got = _memory.get(path)
+    if got is None:
+        got = _load(path, n_out)
+        _remember(path, got)
+    return got
 
 
 def _load(path: Path, n_out: int) -> dict[tuple[int, int], np.ndarray]:
@@ -83,19 +101,23 @@ def cached_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     base = cache_dir() / namespace / params_digest
     pairs = list(zip(w_bits.tolist(), a_bits.tolist()))
     # Identical layer rows share one file; read each once.
-    uniq, inverse = np.unique(layers, axis=0, return_inverse=True)
-    inverse = inverse.ravel()
-    loaded = [_load(_row_path(base, row), n_out) for row in uniq]
+    seen: dict[tuple[int, ...], int] = {}
+    inverse = [seen.setdefault(tuple(r), len(seen)) for r in layers.tolist()]
+    uniq = np.array(list(seen), dtype=np.int64).reshape(len(seen), layers.shape[1])
+    paths = [_row_path(base, row) for row in uniq]
+    loaded = [_lookup(path, n_out) for path in paths]
     missing = [u for u, got in enumerate(loaded) if any(p not in got for p in pairs)]
     if missing:
         fresh = compute(np.ascontiguousarray(uniq[missing]), w_bits, a_bits)
         for k, u in enumerate(missing):
-            got = loaded[u]
+            # Merge with whatever another process stored meanwhile, then replace atomically.
+            merged = _load(paths[u], n_out) | loaded[u]
             for p, pair in enumerate(pairs):
-                got[pair] = fresh[k, p]
+                merged[pair] = fresh[k, p]
+            loaded[u] = merged
+            _remember(paths[u], merged)
             try:
-                _store(_row_path(base, uniq[u]), _load(_row_path(base, uniq[u]), n_out) | got,
-                       n_out)
+                _store(paths[u], merged, n_out)
             except OSError:
                 pass
     for i in range(n_layers):
