@@ -18,16 +18,21 @@ Extensions that reduce exactly to the reference:
 * a grouped conv costs `groups` times one IC/g -> OC/g conv (every additive column is scaled);
 * 1-bit operands compute like 2-bit ones (pf rule) but move 1 bit.
 
-Speed (results are identical to the plain search):
+Speed (results are identical to the plain search; tests/cost_models/test_bitfusion_properties.py
+compares them with a plain transcription of §5-§6):
 
-* order-independent quantities (footprints, compute cycles, inner-dataflow accesses, a lower
-  bound on the total cycles) are computed once per tiling, and a tiling whose lower bound exceeds
-  the best total so far is skipped;
+* phase 1 computes the order-independent quantities of every fitting tiling once (footprints,
+  compute cycles and a lower bound on the total: compute + prologue/epilogue of the bare tiles,
+  and all-tensors-once DRAM traffic / bandwidth); phase 2 evaluates tilings in order of that
+  bound and stops as soon as the bound exceeds the best total found;
 * the 120 loop orders collapse onto the distinct orders of the loops with more than one trip
-  (a one-trip loop multiplies nothing and never changes residency), and the per-tensor
-  promotion is evaluated per distinct order only;
+  (a one-trip loop multiplies nothing and never changes residency); they are walked depth-first
+  from the innermost loop, so orders sharing inner loops reuse their promotion state, and once no
+  tensor is resident every order of the remaining outer loops gives the same statistics, so that
+  whole subtree is evaluated once;
 * identical (shape, bits) rows of a call are solved once, grouped convs are solved per group;
-* every job of a call runs in one parallel Numba call; results persist in `memo.py`'s cache.
+* every job of a call runs in one Numba call (parallel over jobs for larger tables); results
+  persist in `memo.py`'s cache.
 """
 
 from __future__ import annotations
