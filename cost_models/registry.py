@@ -17,6 +17,7 @@ from typing import Any
 PRICERS: dict[str, str] = {
     "bitfusion": "hwq.cost_models.bitfusion_table:price",
     "bit_serial": "hwq.cost_models.bit_serial:price",
+    "gpu": "hwq.cost_models.gpu:price",
     "lut": "hwq.cost_models.lut:price",
 }
 
