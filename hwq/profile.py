@@ -10,10 +10,11 @@ import copy
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -21,10 +22,10 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
 from hwq.errors import ProfileError
-from hwq.profile_schema import BIT_VALUES, KINDS, schema_for
+from hwq.profile_schema import BIT_VALUES, FILE_KEYS, KINDS, common_schema, schema_for
 from hwq.yaml_lines import load_with_lines
 
 _MISSING = object()
@@ -69,11 +70,24 @@ class Bits:
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """A validated, frozen device profile."""
+    """A validated, frozen device profile: `load_profile` makes one.
+
+    `data` is the resolved profile (after `extends`), read-only all the way down; `sha256` hashes
+    it as canonical JSON. Two profiles are equal when their data and path are.
+    """
 
     data: Mapping[str, Any]
     path: Path | None = None
-    _plain: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", _freeze(self.data))
+
+    def __hash__(self) -> int:
+        return hash((self.sha256, self.path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A mutable deep copy of the resolved profile (plain dicts and lists)."""
+        return _thaw(self.data)
 
     @property
     def name(self) -> str:
@@ -105,10 +119,11 @@ class DeviceProfile:
 
     @cached_property
     def sha256(self) -> str:
-        text = json.dumps(self._plain, sort_keys=True, separators=(",", ":"))
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def get(self, key_path: str, default: Any = _MISSING) -> Any:
+        """The value at a dotted key path (`buffers.wbuf.size_bytes`); KeyError or `default`."""
         node: Any = self.data
         for part in key_path.split("."):
             if not isinstance(node, Mapping) or part not in node:
@@ -119,13 +134,16 @@ class DeviceProfile:
         return node
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self._plain, sort_keys=False, default_flow_style=None)
+        """The resolved profile as YAML (loads back to the same sha256)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def default_pairs(self) -> list[tuple[int, int]]:
+        """All (w_bits, a_bits) combinations of bits.search_default, weights first (w-major)."""
         d = self.bits.search_default
         return [(w, a) for w in d for a in d]
 
     def resolve_path(self, rel: str | os.PathLike[str]) -> Path:
+        """A path a profile names, relative to the profile file (absolute paths unchanged)."""
         p = Path(rel)
         if p.is_absolute() or self.path is None:
             return p
@@ -187,14 +205,29 @@ class _Resolved:
         return f"{self.root}:1"
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: Mapping[str, Any],
+           removed: list[tuple[str, ...]], at: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Deep merge of `over` onto `base`; a key set to null (`~`) in `over` removes it."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+        if v is None:
+            out.pop(k, None)
+            removed.append((*at, k))
+        elif isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v, removed, (*at, k))
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def _drop_sources_of(data: dict[str, Any], removed: list[tuple[str, ...]]) -> dict[str, Any]:
+    """Removing a key through `extends` also removes the sources that cite it."""
+    sources = data.get("sources")
+    if not removed or not isinstance(sources, dict):
+        return data
+    data["sources"] = {k: v for k, v in sources.items()
+                       if not any(tuple(str(k).split("."))[:len(r)] == r for r in removed)}
+    return data
 
 
 def _locate(ref: str, relative_to: Path | None) -> Path | None:
@@ -206,13 +239,30 @@ def _locate(ref: str, relative_to: Path | None) -> Path | None:
     return p if p.is_file() else None
 
 
+def _rebase_files(data: dict[str, Any], base: Path, child: Path) -> dict[str, Any]:
+    """A relative file a base profile names stays that file when another directory extends it."""
+    if base.resolve().parent == child.resolve().parent:
+        return data
+    out = copy.deepcopy(data)
+    for key_path in FILE_KEYS:
+        node: Any = out
+        for part in key_path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(key_path[-1]) if isinstance(node, dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            target = base.resolve().parent / value
+            node[key_path[-1]] = Path(os.path.relpath(target, child.resolve().parent)).as_posix()
+    return out
+
+
 def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
+    """Parse `path` and its `extends` chain into merged data with each key's FILE:LINE."""
     res = _Resolved()
     res.root = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        res.problems.append(f"{path}:1: cannot read the profile: {exc.strerror}")
+        res.problems.append(f"{path}:1: (file): expected a readable file, found {exc.strerror}")
         return res
     data, lines, problems = load_with_lines(text, str(path))
     res.problems.extend(problems)
@@ -222,47 +272,51 @@ def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
         res.problems.append(f"{path}:1: (top level): expected a mapping, found {_describe(data)}")
         return res
     here = {k: f"{path}:{v}" for k, v in lines.items()}
-    ref = data.get("extends")
-    if ref is not None:
-        line = here.get(("extends",), f"{path}:1")
-        base_path = _locate(str(ref), path) if isinstance(ref, str) else None
-        seen = [p.resolve() for p in (*chain, path)]
-        if base_path is None:
-            res.broken = True
-            res.problems.append(
-                f"{line}: extends: expected a shipped profile name ({', '.join(list_profiles())})"
-                f" or a profile path, found {_describe(ref)}"
-            )
-        elif base_path.resolve() in seen:
-            res.broken = True
-            cycle = [*seen[seen.index(base_path.resolve()):], base_path.resolve()]
-            res.problems.append(
-                f"{line}: extends: expected no cycle, found "
-                + " -> ".join(c.name for c in cycle)
-            )
-        else:
-            base = _resolve(base_path, (*chain, path))
-            res.problems.extend(base.problems)
-            res.broken = base.broken or not base.data
-            res.where.update(base.where)
-            merged = _merge(base.data, {k: v for k, v in data.items() if k != "extends"})
-            res.where.update(here)
-            res.data = merged
-            return res
+    own = {k: v for k, v in data.items() if k != "extends"}
     res.where.update(here)
-    res.data = {k: v for k, v in data.items() if k != "extends"}
+    if data.get("extends") is None:  # a null here is a value, reported by the schema
+        res.data = own
+        return res
+    _extend(res, data["extends"], here.get(("extends",), f"{path}:1"), path, chain)
+    res.where.update(here)  # this file's lines win over its base's
+    removed: list[tuple[str, ...]] = []
+    res.data = _drop_sources_of(_merge(res.data, own, removed), removed)
     return res
 
 
+def _extend(res: _Resolved, ref: Any, line: str, path: Path, chain: tuple[Path, ...]) -> None:
+    """Start `res` from the base profile `ref` names, or record why that is impossible."""
+    base_path = _locate(ref, path) if isinstance(ref, str) else None
+    seen = [p.resolve() for p in (*chain, path)]
+    if base_path is None:
+        res.broken = True
+        res.problems.append(f"{line}: extends: expected a shipped profile name "
+                            f"({', '.join(list_profiles())}) or a profile path, found "
+                            f"{_describe(ref)}")
+    elif base_path.resolve() in seen:
+        res.broken = True
+        cycle = [*seen[seen.index(base_path.resolve()):], base_path.resolve()]
+        res.problems.append(f"{line}: extends: expected no cycle, found "
+                            + " -> ".join(c.name for c in cycle))
+    else:
+        base = _resolve(base_path, (*chain, path))
+        res.problems.extend(base.problems)
+        res.broken = base.broken or not base.data
+        res.where.update(base.where)
+        res.data = _rebase_files(base.data, base_path, path)
+
+
 def _number_hint(value: Any) -> str:
-    """For a number YAML 1.1 read as text (`500e6`): how to write it so it reads as a number."""
+    """How to write a value so YAML reads the number meant: `500e6` -> 500000000 or 5.0e+8."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        return f" (write {int(value)})"
     if not isinstance(value, str):
         return ""
     try:
         number = float(value.replace("_", ""))
     except ValueError:
         return ""
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         return ""
     mantissa, exponent = f"{number:.6e}".split("e")
     mantissa = mantissa.rstrip("0")
@@ -272,118 +326,216 @@ def _number_hint(value: Any) -> str:
     return f" (write {plain} or {scientific})"
 
 
+def _is_strict_int(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# Counts and sizes are written as integers: jsonschema's default would accept 16.0.
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_int),
+)
+
+
 def _schema_problems(res: _Resolved) -> list[str]:
     data = res.data
     kind = data.get("kind")
-    out: list[str] = []
-    if kind not in KINDS:
-        where = res.at(("kind",))
+    if kind in KINDS:
+        schema = schema_for(str(kind))
+        out: list[str] = []
+    else:  # still check the keys every kind shares
+        schema = common_schema()
         found = _describe(kind) if "kind" in data else "nothing"
-        out.append(f"{where}: kind: expected one of {', '.join(KINDS)}, found {found}")
-        return out
-    validator = Draft202012Validator(schema_for(str(kind)))
-    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
-        path = tuple(err.absolute_path)
-        v, val = err.validator, err.instance
-        if v == "additionalProperties":
-            allowed = set(err.schema.get("properties", {}))
-            for extra in sorted(set(val) - allowed):
-                out.append(f"{res.at((*path, extra))}: {_dotted((*path, extra))}: expected one "
-                           f"of the keys {', '.join(sorted(allowed))}, found unknown key "
-                           f"{extra!r}")
+        out = [f"{res.at(('kind',))}: kind: expected one of {', '.join(KINDS)}, found {found}"]
+    errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.path)))
+    for err in errors:
+        if kind not in KINDS and list(err.absolute_path) == ["kind"]:
             continue
-        if v == "required":
-            missing = err.message.split("'")[1] if "'" in err.message else err.message
-            out.append(f"{res.at(path)}: {_dotted((*path, missing))}: expected a value, "
-                       "found nothing (required key missing)")
-            continue
-        where, dotted = res.at(path), _dotted(path)
-        if v == "type":
-            types = err.validator_value if isinstance(err.validator_value, list) else [
-                err.validator_value]
-            expected = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
-            hint = _number_hint(val) if "number" in types or "integer" in types else ""
-            out.append(f"{where}: {dotted}: expected {expected}, found {_describe(val)}{hint}")
-        elif v in ("exclusiveMinimum", "minimum"):
-            op = ">" if v == "exclusiveMinimum" else ">="
-            out.append(f"{where}: {dotted}: expected a number {op} {err.validator_value}, "
-                       f"found {_describe(val)}")
-        elif v in ("enum", "const"):
-            options = err.validator_value if v == "enum" else [err.validator_value]
-            out.append(f"{where}: {dotted}: expected one of {', '.join(map(str, options))}, "
-                       f"found {_describe(val)}")
-        elif v == "minItems":
-            out.append(f"{where}: {dotted}: expected a non-empty list, found an empty list")
-        elif v in ("maxProperties", "minProperties"):
-            bound = "at most" if v == "maxProperties" else "at least"
-            out.append(
-                f"{where}: {dotted}: expected {bound} {err.validator_value} keys, "
-                f"found {len(val)} ({', '.join(map(str, val))})"
-            )
-        elif v == "maximum":
-            out.append(
-                f"{where}: {dotted}: expected a number <= {err.validator_value}, "
-                f"found {_describe(val)}"
-            )
-        elif v == "propertyNames":
-            out.append(f"{where}: {dotted}: expected kernel names like w8a8 or w4a8, "
-                       f"found {_describe(val)}")
-        else:
-            out.append(f"{where}: {dotted}: expected {v} {err.validator_value}, "
-                       f"found {_describe(val)}")
+        out += _error_messages(err, res)
     return out
 
 
+def _error_messages(err: Any, res: _Resolved) -> list[str]:
+    """FILE:LINE: key.path: expected ..., found ... for one jsonschema error."""
+    path = tuple(err.absolute_path)
+    v, val = err.validator, err.instance
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        return [f"{res.at((*path, extra))}: {_dotted((*path, extra))}: expected one of the keys "
+                f"{', '.join(allowed)}, found unknown key {extra!r}"
+                for extra in sorted(set(val) - set(allowed))]
+    if "propertyNames" in err.schema_path:  # the bad name is a key of the mapping at `path`
+        return [f"{res.at((*path, val))}: {_dotted((*path, val))}: expected a kernel name "
+                f"like w8a8 or w4a8 (w<1-8>a<1-8>), found {val!r}"]
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return [f"{res.at((*path, missing))}: {_dotted((*path, missing))}: expected a value, "
+                "found nothing (required key missing)"]
+    return [f"{res.at(path)}: {_dotted(path)}: {_expected_found(err)}"]
+
+
+def _expected_found(err: Any) -> str:
+    v, val, bound = err.validator, err.instance, err.validator_value
+    if v == "type":
+        types = bound if isinstance(bound, list) else [bound]
+        expected = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        hint = _number_hint(val) if {"number", "integer"} & set(types) else ""
+        return f"expected {expected}, found {_describe(val)}{hint}"
+    if v in ("exclusiveMinimum", "minimum", "maximum"):
+        op = {"exclusiveMinimum": ">", "minimum": ">=", "maximum": "<="}[v]
+        return f"expected a number {op} {bound}, found {_describe(val)}"
+    if v in ("enum", "const"):
+        options = bound if v == "enum" else [bound]
+        return f"expected one of {', '.join(map(str, options))}, found {_describe(val)}"
+    if v == "minItems":
+        return "expected a non-empty list, found an empty list"
+    if v == "minLength":
+        return f"expected a non-empty text, found {_describe(val)}"
+    return f"expected {v} {bound}, found {_describe(val)}"
+
+
 def _semantic_problems(res: _Resolved) -> list[str]:
-    data = res.data
-    out: list[str] = []
+    """Rules a schema cannot say: cross-key constraints, finiteness, sources that exist."""
+    out = _finite_problems(res, res.data, ()) + _bits_problems(res) + _sources_problems(res)
+    kind_rules = {"bitfusion": _bitfusion_problems, "bit_serial": _bit_serial_problems,
+                  "gpu": _gpu_problems, "mcu": _mcu_problems, "lut": _lut_problems}
+    rule = kind_rules.get(str(res.data.get("kind")))
+    return out + (rule(res) if rule else [])
+
+
+def _finite_problems(res: _Resolved, node: Any, path: tuple[Any, ...]) -> list[str]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _finite_problems(res, v, (*path, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _finite_problems(res, v, (*path, i))]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{res.at(path)}: {_dotted(path)}: expected a finite number, found {node}"]
+    return []
+
+
+def _widths(data: Mapping[str, Any]) -> dict[str, list[int]]:
     bits = data.get("bits")
-    if isinstance(bits, dict):
-        default = bits.get("search_default")
-        for side in ("weights", "activations"):
-            allowed = bits.get(side)
-            if isinstance(default, list) and isinstance(allowed, list) and allowed:
-                extra = [b for b in default if b not in allowed and b in BIT_VALUES]
-                if extra:
-                    out.append(f"{res.at(('bits', 'search_default'))}: bits.search_default: "
-                               f"expected widths listed in bits.{side}, found {extra}")
-    if data.get("kind") == "bitfusion":
-        arr = data.get("array")
-        if isinstance(arr, dict):
-            lo, hi = arr.get("min_bits"), arr.get("max_bits")
-            if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-                out.append(f"{res.at(('array', 'min_bits'))}: array.min_bits: expected at most "
-                           f"array.max_bits ({hi}), found {lo}")
-    if data.get("kind") == "bit_serial":
-        comp = data.get("compute")
-        if isinstance(comp, dict):
-            if comp.get("law") == "binary_matrix" and "binary_array" not in comp:
-                out.append(f"{res.at(('compute',))}: compute.binary_array: expected dm, dk, dn "
-                           "for the binary_matrix law, found nothing")
-            if comp.get("law") != "binary_matrix" and "lanes" not in comp:
-                out.append(f"{res.at(('compute',))}: compute.lanes: expected the number of "
-                           "bit-serial lanes, found nothing")
-    if data.get("kind") == "gpu" and isinstance(data.get("tensor_core"), dict):
-        widths = [b for side in ("weights", "activations")
-                  for b in (bits or {}).get(side, []) if isinstance(b, int)]
-        fallback = data.get("fallback")
-        if ("int4_ops_per_s" not in data["tensor_core"] and any(b <= 4 for b in widths)
-                and not (isinstance(fallback, dict) and "int4" in fallback)):
-            out.append(
-                f"{res.at(('fallback',))}: fallback.int4: expected int8 or fp16 (the device has "
-                "no tensor_core.int4_ops_per_s but bits lists widths <= 4), found nothing"
-            )
-    if data.get("kind") == "lut" and isinstance(data.get("table"), str):
-        out += _table_problems(res)
-    sources = data.get("sources")
-    if isinstance(sources, dict):
-        for key in sources:
-            node: Any = data
-            for part in str(key).split("."):
-                node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
-            if node is _MISSING:
-                out.append(f"{res.at(('sources', key))}: sources.{key}: expected the key path "
-                           f"of a figure in this profile, found {key!r}, which does not exist")
+    if not isinstance(bits, dict):
+        return {}
+    return {side: [b for b in bits[side] if b in BIT_VALUES and not isinstance(b, bool)]
+            for side in ("weights", "activations", "search_default")
+            if isinstance(bits.get(side), list)}
+
+
+def _bits_problems(res: _Resolved) -> list[str]:
+    widths = _widths(res.data)
+    default = widths.get("search_default", [])
+    out = []
+    for side in ("weights", "activations"):
+        extra = [b for b in default if side in widths and widths[side] and b not in widths[side]]
+        if extra:
+            out.append(f"{res.at(('bits', 'search_default'))}: bits.search_default: expected "
+                       f"widths listed in bits.{side}, found {extra}")
+    return out
+
+
+def _max_width_problems(res: _Resolved, limit: int, why: str) -> list[str]:
+    """Widths a kind's cost model cannot price are refused in the profile already."""
+    out = []
+    for side, listed in _widths(res.data).items():
+        over = sorted({b for b in listed if b > limit})
+        if over:
+            out.append(f"{res.at(('bits', side))}: bits.{side}: expected widths <= {limit} "
+                       f"({why}), found {over}")
+    return out
+
+
+def _int_at(data: Mapping[str, Any], *path: str) -> int | None:
+    node: Any = data
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, int) and not isinstance(node, bool) else None
+
+
+def _bitfusion_problems(res: _Resolved) -> list[str]:
+    lo, hi = _int_at(res.data, "array", "min_bits"), _int_at(res.data, "array", "max_bits")
+    out = []
+    if lo is not None and hi is not None and lo > hi:
+        out.append(f"{res.at(('array', 'min_bits'))}: array.min_bits: expected at most "
+                   f"array.max_bits ({hi}), found {lo}")
+    if hi is not None:
+        out += _max_width_problems(res, hi, "array.max_bits")
+    return out
+
+
+def _bit_serial_problems(res: _Resolved) -> list[str]:
+    comp = res.data.get("compute")
+    if not isinstance(comp, dict):
+        return []
+    where = res.at(("compute",))
+    if comp.get("law") == "binary_matrix":
+        if "binary_array" not in comp:
+            return [f"{where}: compute.binary_array: expected {{dm, dk, dn}} for the "
+                    "binary_matrix law, found nothing"]
+        return []
+    out = [f"{where}: compute.{key}: expected {what} for the {comp.get('law')} law, found "
+           "nothing" for key, what in (("lanes", "the MACs per cycle at full precision"),
+                                       ("parallel_bits", "the full-precision width"))
+           if key not in comp]
+    parallel = _int_at(res.data, "compute", "parallel_bits")
+    if parallel is not None:
+        out += _max_width_problems(res, parallel, "compute.parallel_bits")
+    return out
+
+
+def _gpu_problems(res: _Resolved) -> list[str]:
+    data, out = res.data, []
+    listed = {b for side in _widths(data).values() for b in side}
+    tc = data.get("tensor_core") if isinstance(data.get("tensor_core"), dict) else {}
+    fallback = data.get("fallback") if isinstance(data.get("fallback"), dict) else {}
+    where = res.at(("fallback",) if "fallback" in data else ("bits",))
+    if "int4_ops_per_s" not in tc and "int4" not in fallback and any(b <= 4 for b in listed):
+        out.append(f"{where}: fallback.int4: expected int8 or fp16 (the device has no "
+                   "tensor_core.int4_ops_per_s but bits lists widths <= 4), found nothing")
+    if "below_int4" not in fallback and any(b < 4 for b in listed):
+        out.append(f"{where}: fallback.below_int4: expected int4, int8 or fp16 (bits lists "
+                   "widths below 4), found nothing")
+    if "cuda_core" not in data and 32 in listed:
+        out.append(f"{res.at(('bits',))}: cuda_core.fp32_ops_per_s: expected the FP32 peak "
+                   "(bits lists 32), found nothing")
+    power = data.get("power")
+    if isinstance(power, dict):
+        idle, peak = power.get("idle_w"), power.get("max_w")
+        if _is_number(idle) and _is_number(peak) and idle > peak:
+            out.append(f"{res.at(('power', 'idle_w'))}: power.idle_w: expected at most "
+                       f"power.max_w ({peak}), found {idle}")
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _mcu_problems(res: _Resolved) -> list[str]:
+    out = _max_width_problems(res, 8, "mcu kernels are integer kernels up to 8 bits")
+    kernels = res.data.get("cycles_per_mac")
+    if isinstance(kernels, dict) and "w4a8" in kernels and (
+            "int4_weight_unpack_overhead" in res.data):
+        out.append(f"{res.at(('int4_weight_unpack_overhead',))}: int4_weight_unpack_overhead: "
+                   "expected either it or cycles_per_mac.w4a8, found both")
+    return out
+
+
+def _lut_problems(res: _Resolved) -> list[str]:
+    return _table_problems(res) if isinstance(res.data.get("table"), str) else []
+
+
+def _sources_problems(res: _Resolved) -> list[str]:
+    sources, out = res.data.get("sources"), []
+    if not isinstance(sources, dict):
+        return out
+    for key in sources:
+        node: Any = res.data
+        for part in str(key).split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is _MISSING or str(key).split(".")[0] in ("sources", "extends"):
+            out.append(f"{res.at(('sources', key))}: sources.{key}: expected the key path "
+                       f"of a figure in this profile, found {key!r}, which does not exist")
     return out
 
 
@@ -428,7 +580,7 @@ def validate_file(path: str | os.PathLike[str]) -> list[str]:
     """Every problem of the profile at `path` (empty when it is valid)."""
     p = Path(path)
     if not p.is_file():
-        return [f"{p}:1: no such profile file"]
+        return [f"{p}:1: (file): expected a profile YAML file, found nothing at this path"]
     return _load_checked(p)[1]
 
 
@@ -447,4 +599,4 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
     res, problems = _load_checked(path)
     if problems:
         raise ProfileError(problems)
-    return DeviceProfile(_freeze(res.data), path, _thaw(res.data))
+    return DeviceProfile(res.data, path)

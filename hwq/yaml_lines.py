@@ -32,6 +32,13 @@ def load_with_lines(text: str, source: str) -> tuple[Any, dict[Path_, int], list
             for key_node, value_node in n.value:
                 key = loader.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1
+                if not isinstance(key, str):
+                    dotted = ".".join(map(str, path)) or "(top level)"
+                    problems.append(
+                        f"{source}:{line}: {dotted}: expected text keys, found the key "
+                        f"{key!r} ({type(key).__name__}; quote it)"
+                    )
+                    continue
                 if key in out:
                     dotted = ".".join(map(str, (*path, key)))
                     first = lines.get((*path, key), "?")

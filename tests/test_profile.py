@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from hwq.errors import ProfileError
 from hwq.profile import list_profiles, load_profile, validate_file
+from hwq.yaml_lines import load_with_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 BITFUSION = ROOT / "device_profiles" / "bitfusion.yaml"
@@ -103,67 +104,140 @@ def test_to_yaml_round_trips(tmp_path):
         assert again.sha256 == p.sha256, name
 
 
-# (rule, mutation, expected "KEY.PATH: expected ..." fragment, needle of the reported line)
+SHIPPED = {name: (ROOT / "device_profiles" / f"{name}.yaml").read_text()
+           for name in list_profiles()}
+
+# (rule, base profile, mutation, expected "KEY.PATH: expected ..." fragment, needle of the line)
 RULES = [
-    ("unknown key", lambda t: t + "colour: blue\n", "colour: expected one of the keys",
-     "colour"),
-    ("nested unknown key",
+    ("unknown key", "bitfusion", lambda t: t + "colour: blue\n",
+     "colour: expected one of the keys", "colour"),
+    ("nested unknown key", "bitfusion",
      lambda t: t.replace("partial_sum_bits: 32", "partial_sum_bits: 32, spare: 1"),
      "array.spare: expected one of the keys", "spare: 1"),
-    ("duplicate key", lambda t: t + "core: {energy_pj_per_cycle: 1.0}\n",
+    ("duplicate key", "bitfusion", lambda t: t + "core: {energy_pj_per_cycle: 1.0}\n",
      "core: expected each key once, found a duplicate (first at line 13)",
      "energy_pj_per_cycle: 1.0"),
-    ("string for number", lambda t: t.replace("clock_hz: 500000000", "clock_hz: 500e6"),
+    ("non-text key", "bitfusion", lambda t: t + "16: wide\n",
+     "(top level): expected text keys, found the key 16", "16: wide"),
+    ("string for number", "bitfusion",
+     lambda t: t.replace("clock_hz: 500000000", "clock_hz: 500e6"),
      "clock_hz: expected a number, found string '500e6' (write 500000000 or 5.0e+8)", "500e6"),
-    ("wrong type", lambda t: t.replace("cols: 32", "cols: [32]"),
+    ("wrong type", "bitfusion", lambda t: t.replace("cols: 32", "cols: [32]"),
      "array.cols: expected an integer, found a list", "cols: [32]"),
-    ("zero size", lambda t: t.replace("size_bytes: 32768", "size_bytes: 0"),
+    ("float for integer", "bitfusion", lambda t: t.replace("cols: 32", "cols: 32.0"),
+     "array.cols: expected an integer, found 32.0 (write 32)", "cols: 32.0"),
+    ("not finite", "bitfusion", lambda t: t.replace("clock_hz: 500000000", "clock_hz: .nan"),
+     "clock_hz: expected a finite number, found nan", "clock_hz"),
+    ("zero size", "bitfusion", lambda t: t.replace("size_bytes: 32768", "size_bytes: 0"),
      "buffers.ibuf.size_bytes: expected a number > 0, found 0", "size_bytes: 0"),
-    ("negative size", lambda t: t.replace("size_bytes: 16384", "size_bytes: -16384"),
+    ("negative size", "bitfusion",
+     lambda t: t.replace("size_bytes: 16384", "size_bytes: -16384"),
      "buffers.obuf.size_bytes: expected a number > 0, found -16384", "-16384"),
-    ("zero clock", lambda t: t.replace("clock_hz: 500000000", "clock_hz: 0"),
+    ("zero clock", "bitfusion", lambda t: t.replace("clock_hz: 500000000", "clock_hz: 0"),
      "clock_hz: expected a number > 0, found 0", "clock_hz"),
-    ("zero bandwidth", lambda t: t.replace("bandwidth_bits_per_cycle: 192",
-                                           "bandwidth_bits_per_cycle: 0"),
+    ("zero bandwidth", "bitfusion", lambda t: t.replace("bandwidth_bits_per_cycle: 192",
+                                                        "bandwidth_bits_per_cycle: 0"),
      "offchip.bandwidth_bits_per_cycle: expected a number > 0", "bandwidth_bits_per_cycle: 0"),
-    ("negative energy", lambda t: t.replace("energy_pj_per_bit: 15.0", "energy_pj_per_bit: -1"),
-     "offchip.energy_pj_per_bit: expected a number >= 0, found -1", "energy_pj_per_bit: -1"),
-    ("unknown kind", lambda t: t.replace("kind: bitfusion", "kind: tpu"),
+    ("zero dram energy", "bitfusion",
+     lambda t: t.replace("energy_pj_per_bit: 15.0", "energy_pj_per_bit: 0"),
+     "offchip.energy_pj_per_bit: expected a number > 0, found 0", "energy_pj_per_bit: 0"),
+    ("negative core energy", "bitfusion",
+     lambda t: t.replace("energy_pj_per_cycle: 235.104", "energy_pj_per_cycle: -1"),
+     "core.energy_pj_per_cycle: expected a number > 0, found -1", "energy_pj_per_cycle: -1"),
+    ("negative buffer energy", "bitfusion",
+     lambda t: t.replace("read_pj_per_bit: 0.059474375", "read_pj_per_bit: -0.06"),
+     "buffers.ibuf.read_pj_per_bit: expected a number >= 0, found -0.06", "-0.06"),
+    ("zero cores", "gap8", lambda t: t.replace("cores: 8", "cores: 0"),
+     "cores: expected a number > 0, found 0", "cores: 0"),
+    ("zero lanes", "stripes", lambda t: t.replace("lanes: 4096", "lanes: 0"),
+     "compute.lanes: expected a number > 0, found 0", "lanes: 0"),
+    ("unknown kind", "bitfusion", lambda t: t.replace("kind: bitfusion", "kind: tpu"),
      "kind: expected one of bitfusion, bit_serial, gpu, mcu, lut, found string 'tpu'", "kind:"),
-    ("schema version", lambda t: t.replace("schema_version: 1", "schema_version: 2"),
+    ("schema version", "bitfusion",
+     lambda t: t.replace("schema_version: 1", "schema_version: 2"),
      "schema_version: expected one of 1, found 2", "schema_version"),
-    ("bad width", lambda t: t.replace("search_default: [2, 4, 8]", "search_default: [2, 4, 9]"),
+    ("bad width", "bitfusion",
+     lambda t: t.replace("search_default: [2, 4, 8]", "search_default: [2, 4, 9]"),
      "bits.search_default.2: expected one of 1, 2, 3, 4, 5, 6, 7, 8, 16, 32, found 9", "bits:"),
-    ("empty bits", lambda t: t.replace("weights: [1, 2, 3, 4, 5, 6, 7, 8]", "weights: []"),
+    ("empty bits", "bitfusion",
+     lambda t: t.replace("weights: [1, 2, 3, 4, 5, 6, 7, 8]", "weights: []"),
      "bits.weights: expected a non-empty list, found an empty list", "bits:"),
-    ("too many efficiency keys",
-     lambda t: T4.replace("launch: 1.0}", "launch: 1.0, kernel: 0.9}"),
-     "efficiency: expected at most 3 keys, found 4", "efficiency"),
-    ("int4 without tensor cores or fallback",
-     lambda t: (ROOT / "device_profiles" / "h100.yaml").read_text().replace("int4: int8, ", ""),
-     "fallback.int4: expected int8 or fp16", "fallback:"),
-    ("default outside widths",
+    ("default outside widths", "bitfusion",
      lambda t: t.replace("activations: [1, 2, 3, 4, 5, 6, 7, 8]", "activations: [4, 8]"),
      "bits.search_default: expected widths listed in bits.activations, found [2]", "bits:"),
-    ("missing key", lambda t: re.sub(r"  core\.energy.*\n", "", t.replace(
+    ("width above max_bits", "bitfusion",
+     lambda t: t.replace("weights: [1, 2, 3, 4, 5, 6, 7, 8]", "weights: [2, 4, 8, 16]"),
+     "bits.weights: expected widths <= 8 (array.max_bits), found [16]", "bits:"),
+    ("width above parallel_bits", "stripes",
+     lambda t: t.replace("7, 8, 16], search", "7, 8, 16, 32], search"),
+     "bits.activations: expected widths <= 16 (compute.parallel_bits), found [32]", "bits:"),
+    ("mcu width above 8", "gap8",
+     lambda t: t.replace("weights: [1, 2, 3, 4, 5, 6, 7, 8]", "weights: [2, 4, 8, 32]"),
+     "bits.weights: expected widths <= 8 (mcu kernels", "bits:"),
+    ("min above max bits", "bitfusion", lambda t: t.replace("min_bits: 2", "min_bits: 9"),
+     "array.min_bits: expected at most array.max_bits (8), found 9", "array:"),
+    ("efficiency keys", "t4",
+     lambda t: re.sub(r"(overlap: [\d.]+)\}", r"\1, kernel: 0.9}", t),
+     "efficiency.kernel: expected one of the keys compute, memory, overlap, found unknown key",
+     "efficiency:"),
+    ("efficiency above 1", "t4", lambda t: re.sub(r"compute: [\d.]+", "compute: 1.5", t),
+     "efficiency.compute: expected a number <= 1, found 1.5", "efficiency:"),
+    ("int4 without tensor cores or fallback", "h100",
+     lambda t: t.replace("int4: int8, ", "").replace(
+         "  fallback.int4: \"no INT4 tensor cores on Hopper: int4 computes as int8 "
+         "(nunchaku-ai/nunchaku#381)\"\n", ""),
+     "fallback.int4: expected int8 or fp16", "fallback:"),
+    ("widths below 4 without fallback", "a100",
+     lambda t: t.replace("fallback: {below_int4: int4}\n", "").replace(
+         "  fallback.below_int4: \"widths 1-3 compute on the int4 tensor cores (policy)\"\n", "")
+     .replace("weights: [4, 8, 16, 32]", "weights: [2, 4, 8, 16, 32]"),
+     "fallback.below_int4: expected int4, int8 or fp16", "bits:"),
+    ("fp32 without its peak", "t4",
+     lambda t: re.sub(r"^ *cuda_core.*\n", "", t, flags=re.M),
+     "cuda_core.fp32_ops_per_s: expected the FP32 peak (bits lists 32)", "bits:"),
+    ("idle above max power", "t4", lambda t: t.replace("idle_w: 10.0", "idle_w: 100.0"),
+     "power.idle_w: expected at most power.max_w (70.0), found 100.0", "power:"),
+    ("serial law without lanes", "stripes",
+     lambda t: re.sub(r"^  (compute\.)?lanes:.*\n", "", t, flags=re.M),
+     "compute.lanes: expected the MACs per cycle at full precision", "compute:"),
+    ("binary law without array", "bismo",
+     lambda t: re.sub(r"  binary_array:.*\n", "", t).replace(
+         "  compute.binary_array: \"EECS-NTNU/bismo README (make all: 2 x 64 x 2)\"\n", ""),
+     "compute.binary_array: expected {dm, dk, dn}", "compute:"),
+    ("bad law", "loom", lambda t: t.replace("law: serial_both", "law: serial_all"),
+     "compute.law: expected one of serial_activations, serial_weights, serial_both, "
+     "binary_matrix, found string 'serial_all'", "law: serial_all"),
+    ("unpack overhead and w4a8 kernel", "stm32h743",
+     lambda t: t.replace("  w8a8: {", "  w4a8: {conv: 7, depthwise: 9, pointwise: 6, fc: 8}\n"
+                                      "  w8a8: {"),
+     "int4_weight_unpack_overhead: expected either it or cycles_per_mac.w4a8, found both",
+     "int4_weight_unpack_overhead:"),
+    ("bad kernel name", "gap8", lambda t: t.replace("w2a2:", "int2:"),
+     "cycles_per_mac.int2: expected a kernel name like w8a8 or w4a8 (w<1-8>a<1-8>), "
+     "found 'int2'", "int2:"),
+    ("missing key", "bitfusion", lambda t: re.sub(r"  core\.energy.*\n", "", t.replace(
         "core: {energy_pj_per_cycle: 235.104}\n", "")),
      "core: expected a value, found nothing", "schema_version"),
-    ("missing nested key", lambda t: t.replace(", partial_sum_bits: 32", ""),
+    ("missing nested key", "bitfusion", lambda t: t.replace(", partial_sum_bits: 32", ""),
      "array.partial_sum_bits: expected a value, found nothing", "array:"),
-    ("bad sources key", lambda t: t + "  array.depth: datasheet\n",
+    ("bad sources key", "bitfusion", lambda t: t + "  array.depth: datasheet\n",
      "sources.array.depth: expected the key path", "array.depth"),
-    ("non-string source", lambda t: t + "  core: 12\n",
+    ("non-string source", "bitfusion", lambda t: t + "  core: 12\n",
      "sources.core: expected a string, found 12", "  core: 12"),
-    ("yaml syntax", lambda t: t.replace("cols: 32,", "cols: [32,"), "YAML syntax error", None),
-    ("unknown extends", lambda t: "extends: nosuch\n" + t,
+    ("empty source", "bitfusion", lambda t: t + "  core: ''\n",
+     "sources.core: expected a non-empty text, found string ''", "  core: ''"),
+    ("yaml syntax", "bitfusion", lambda t: t.replace("cols: 32,", "cols: [32,"),
+     "YAML syntax error", None),
+    ("unknown extends", "bitfusion", lambda t: "extends: nosuch\n" + t,
      "extends: expected a shipped profile name (a100, ", "extends"),
 ]
 
 
-@pytest.mark.parametrize(("rule", "mutate", "fragment", "needle"), RULES,
+@pytest.mark.parametrize(("rule", "base", "mutate", "fragment", "needle"), RULES,
                          ids=[r[0] for r in RULES])
-def test_each_rejection_rule(tmp_path, rule, mutate, fragment, needle):
-    text = mutate(BASE)
+def test_each_rejection_rule(tmp_path, rule, base, mutate, fragment, needle):
+    text = mutate(SHIPPED[base])
+    assert text != SHIPPED[base]
     path = write(tmp_path, text)
     problems = validate_file(path)
     assert len(problems) == 1, problems
@@ -179,6 +253,19 @@ def test_each_rejection_rule(tmp_path, rule, mutate, fragment, needle):
     with pytest.raises(ProfileError) as exc:
         load_profile(path)
     assert exc.value.problems == problems
+
+
+def test_zero_buffer_energy_is_allowed(tmp_path):
+    text = BASE.replace("write_pj_per_bit: 0.1137040625", "write_pj_per_bit: 0")
+    assert validate_file(write(tmp_path, text)) == []
+
+
+def test_unknown_kind_still_checks_the_common_keys(tmp_path):
+    text = BASE.replace("kind: bitfusion", "kind: tpu").replace("clock_hz: 500000000",
+                                                                "clock_hz: 500e6")
+    path = write(tmp_path, text)
+    assert [p.split(": expected")[0] for p in validate_file(path)] == [
+        f"{path}:{line_of(text, 'kind:')}: kind", f"{path}:{line_of(text, 'clock_hz')}: clock_hz"]
 
 
 def test_three_independent_mistakes_all_reported():
@@ -255,15 +342,85 @@ def test_import_stays_light():
     assert out.stdout.strip() == "[]"
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.sampled_from(["wbuf", "ibuf", "obuf"]), st.integers(1, 2**40))
-def test_positive_size_change_stays_valid(tmp_path_factory, buf, delta):
-    base = load_profile("bitfusion")
-    size = base.get(f"buffers.{buf}.size_bytes") + delta
-    tmp = tmp_path_factory.mktemp("prop")
-    text = re.sub(rf"({buf}: {{size_bytes: )\d+", rf"\g<1>{size}", BASE)
-    path = write(tmp, text)
+def _leaves(node, path=()):
+    if hasattr(node, "items"):
+        for k, v in node.items():
+            yield from _leaves(v, (*path, k))
+    else:
+        yield path, node
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_shipped_figures_cite_a_source_and_unknowns_name_their_default(name):
+    p = load_profile(name)
+    cited = {tuple(k.split(".")) for k in p.sources}
+    for path, value in _leaves(p.data):
+        if path[0] in ("schema_version", "bits", "sources") or isinstance(value, str):
+            continue
+        assert any(path[:n] in cited for n in range(1, len(path) + 1)), (name, path)
+    lines = load_with_lines(p.path.read_text(), str(p.path))[1]
+    text = p.path.read_text().splitlines()
+    for key, source in p.sources.items():
+        if not source.startswith("unknown"):
+            continue
+        parts = tuple(key.split("."))
+        marked = [text[lines[parts[:n]] - 1] for n in range(1, len(parts) + 1)]
+        assert any("#" in line for line in marked), (name, key, "needs a YAML comment")
+
+
+def test_profiles_hash_and_compare_by_content():
+    a, b = load_profile("bitfusion"), load_profile("bitfusion")
+    assert a == b and hash(a) == hash(b) and len({a, b, load_profile("t4")}) == 2
+
+
+def test_extends_from_another_directory_keeps_the_table(tmp_path):
+    base_dir, child_dir = tmp_path / "base", tmp_path / "elsewhere" / "deeper"
+    base_dir.mkdir()
+    child_dir.mkdir(parents=True)
+    (base_dir / "m.csv").write_text("op,w_bits,a_bits,latency_s\nconv,8,8,2e-3\n")
+    write(base_dir, "schema_version: 1\nname: base\nkind: lut\ntable: m.csv\n", "base.yaml")
+    child = write(child_dir, "extends: ../../base/base.yaml\nname: child\n", "child.yaml")
+    assert validate_file(child) == []
+    p = load_profile(child)
+    assert p.get("table") == "../../base/m.csv"
+    assert p.resolve_path(p.get("table")).resolve() == (base_dir / "m.csv").resolve()
+
+
+# the size keys of every shipped profile (any key ending _bytes)
+SIZE_KEYS = [(name, ".".join(path)) for name in list_profiles()
+             for path, _ in _leaves(load_profile(name).data)
+             if path[0] != "sources" and path[-1].endswith("_bytes")]
+
+
+def _nested(key_path: str, value: int) -> str:
+    """YAML that sets one dotted key (deep merge keeps the siblings), e.g. `a:\n  b: 1`."""
+    parts = key_path.split(".")
+    return "".join(f"{'  ' * i}{part}:\n" for i, part in enumerate(parts[:-1])) + (
+        f"{'  ' * (len(parts) - 1)}{parts[-1]}: {value}\n")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(SIZE_KEYS), st.integers(1, 2**40))
+def test_positive_size_change_stays_valid(tmp_path_factory, size_key, delta):
+    name, key = size_key
+    base = load_profile(name)
+    size = base.get(key) + delta
+    path = write(tmp_path_factory.mktemp("prop"), f"extends: {name}\n" + _nested(key, size))
     assert validate_file(path) == []
     p = load_profile(path)
-    assert p.get(f"buffers.{buf}.size_bytes") == size
+    assert p.get(key) == size
     assert p.sha256 != base.sha256
+    assert {k: v for k, v in _leaves(p.data) if ".".join(k) != key} == {
+        k: v for k, v in _leaves(base.data) if ".".join(k) != key}
+
+
+def test_extends_null_removes_a_key_and_its_sources(tmp_path):
+    text = ("extends: a100\nname: a100-no-int4\ntensor_core: {int4_ops_per_s: ~}\n"
+            "fallback: {int4: int8}\n")
+    p = load_profile(write(tmp_path, text))
+    assert p.get("tensor_core.int4_ops_per_s", None) is None
+    assert p.get("tensor_core.int8_ops_per_s") == 624.0e12
+    assert "tensor_core" in p.sources  # the section's source stays; nothing cites the gone key
+    bare = write(tmp_path, "extends: a100\ntensor_core: {int4_ops_per_s: ~}\n", "bare.yaml")
+    (problem,) = validate_file(bare)
+    assert "fallback.int4: expected int8 or fp16" in problem
