@@ -19,6 +19,7 @@ PRICERS: dict[str, str] = {
     "bit_serial": "hwq.cost_models.bit_serial:price",
     "gpu": "hwq.cost_models.gpu:price",
     "lut": "hwq.cost_models.lut:price",
+    "mcu": "hwq.cost_models.mcu:price",
 }
 
 
