@@ -70,4 +70,14 @@ def evaluate(table: CostTable, policies: Sequence[Policy] | np.ndarray) -> pd.Da
         else f"layer {names[b]}: not feasible at W{w[p, b]}A{a[p, b]} on {table.profile.name}"
         for p, b in enumerate(bad_layer)
     ]
+    if table.profile.kind == "mcu":  # network terms: weights in flash, activations in SRAM
+        from hwq.cost_models.mcu import network_terms
+
+        fits, reasons, overflow = network_terms(table, arr, out["peak_activation_bytes"].to_numpy())
+        out["feasible"] = out["feasible"].to_numpy() & np.asarray(fits, dtype=bool)
+        out["infeasible_reason"] = [
+            "; ".join(r for r in (layer, net) if r)
+            for layer, net in zip(out["infeasible_reason"], reasons)
+        ]
+        out["overflow_bytes"] = np.asarray(overflow, dtype=np.float64)
     return out
