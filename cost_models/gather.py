@@ -1,33 +1,51 @@
-"""Pricing policy batches from a cost table: a Numba gather and sum over layers."""
+"""Pricing policy batches from a cost table: one fused Numba pass per policy."""
 
 from __future__ import annotations
 
 import numpy as np
+from hwq.cost_models.metrics import policy_peak_bytes
 from numba import njit
 
 
 @njit(cache=True)
-def gather_sum(values: np.ndarray, pair_idx: np.ndarray) -> np.ndarray:
-    """values float64 [C, L, K] (column, layer, bit pair); pair_idx int64 [P, L] -> [P, C] sums."""
-    n_cols, n_layers, _ = values.shape
-    n_pol = pair_idx.shape[0]
-    out = np.zeros((n_pol, n_cols), dtype=np.float64)
+def evaluate_batch(
+    values: np.ndarray,        # float64 [L, K, C] (columns innermost: one contiguous add)
+    lut: np.ndarray,           # int64 [33, 33] pair index of (w, a), -1 if absent
+    feasible: np.ndarray,      # bool [L, K]
+    pairs: np.ndarray,         # int [P, L, 2] (w, a) per layer
+    tensor_elems: np.ndarray,  # activation plan (hwq.activations), see peak_activation_bytes
+    reader_ptr: np.ndarray,
+    reader_idx: np.ndarray,
+    live_ptr: np.ndarray,
+    live_idx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass per policy: column sums [P, C], peak activation bytes [P], first infeasible
+    layer [P] (-1: none) and first layer whose pair is not in the table [P] (-1: none)."""
+    n_layers, _, n_cols = values.shape
+    n_pol = pairs.shape[0]
+    n_tensors = tensor_elems.shape[0]
+    sums = np.zeros((n_pol, n_cols), dtype=np.float64)
+    peak = np.zeros(n_pol, dtype=np.float64)
+    bad = np.full(n_pol, -1, dtype=np.int64)
+    missing = np.full(n_pol, -1, dtype=np.int64)
+    bits = np.empty(n_tensors, dtype=np.float64)
     for p in range(n_pol):
         for i in range(n_layers):
-            k = pair_idx[p, i]
-            for c in range(n_cols):
-                out[p, c] += values[c, i, k]
-    return out
-
-
-@njit(cache=True)
-def gather_all(flags: np.ndarray, pair_idx: np.ndarray) -> np.ndarray:
-    """flags bool [L, K]; -> [P] index of the first layer whose pair is not feasible, or -1."""
-    n_pol, n_layers = pair_idx.shape
-    out = np.full(n_pol, -1, dtype=np.int64)
-    for p in range(n_pol):
-        for i in range(n_layers):
-            if not flags[i, pair_idx[p, i]]:
-                out[p] = i
+            w = pairs[p, i, 0]
+            a = pairs[p, i, 1]
+            k = -1
+            if 0 <= w <= 32 and 0 <= a <= 32:
+                k = lut[w, a]
+            if k < 0:
+                missing[p] = i
                 break
-    return out
+            row = values[i, k]
+            for c in range(n_cols):
+                sums[p, c] += row[c]
+            if bad[p] < 0 and not feasible[i, k]:
+                bad[p] = i
+        if missing[p] >= 0:
+            continue
+        peak[p] = policy_peak_bytes(pairs[p, :, 1], tensor_elems, reader_ptr, reader_idx,
+                                    live_ptr, live_idx, bits)
+    return sums, peak, bad, missing

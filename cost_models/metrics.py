@@ -38,34 +38,48 @@ def layer_weight_bytes(weight_params: np.ndarray, w_bits: np.ndarray) -> np.ndar
 
 
 @njit(cache=True)
+def policy_peak_bytes(
+    a_bits: np.ndarray,  # int [L] activation bits of each layer (its input)
+    tensor_elems: np.ndarray,
+    reader_ptr: np.ndarray,
+    reader_idx: np.ndarray,
+    live_ptr: np.ndarray,
+    live_idx: np.ndarray,
+    bits: np.ndarray,  # float64 [T] scratch
+) -> float:
+    """Peak activation bytes of one policy: max over layers of the bytes of every tensor live
+    at it, each tensor at the largest activation bits of its readers (8 if it has none)."""
+    for t in range(tensor_elems.shape[0]):
+        b = 0
+        for k in range(reader_ptr[t], reader_ptr[t + 1]):
+            v = a_bits[reader_idx[k]]
+            if v > b:
+                b = v
+        bits[t] = 8.0 if b == 0 else float(b)
+    peak = 0.0
+    for i in range(live_ptr.shape[0] - 1):
+        total = 0.0
+        for k in range(live_ptr[i], live_ptr[i + 1]):
+            t = live_idx[k]
+            total += tensor_elems[t] * bits[t]
+        if total > peak:
+            peak = total
+    return peak / 8.0
+
+
+@njit(cache=True)
 def peak_activation_bytes(
-    a_bits: np.ndarray,  # int64 [P, L] activation bits of each layer (its input)
-    tensor_elems: np.ndarray,  # int64 [T]
-    reader_ptr: np.ndarray,  # int64 [T + 1] CSR into reader_idx
-    reader_idx: np.ndarray,  # int64 [R] layers whose a_bits decide the tensor's bits
-    live_ptr: np.ndarray,  # int64 [L + 1] CSR into live_idx
-    live_idx: np.ndarray,  # int64 [E] tensors resident while layer i runs
+    a_bits: np.ndarray,         # int64 [P, L] activation bits of each layer (its input)
+    tensor_elems: np.ndarray,   # int64 [T]
+    reader_ptr: np.ndarray,     # int64 [T + 1] CSR into reader_idx
+    reader_idx: np.ndarray,     # int64 [R] layers whose a_bits decide the tensor's bits
+    live_ptr: np.ndarray,       # int64 [L + 1] CSR into live_idx
+    live_idx: np.ndarray,       # int64 [E] tensors resident while layer i runs
 ) -> np.ndarray:
-    """[P] peak activation bytes: max over layers of the bytes of every tensor live at it."""
-    n_pol, n_layers = a_bits.shape
-    n_tensors = tensor_elems.shape[0]
-    out = np.empty(n_pol, dtype=np.float64)
-    bits = np.empty(n_tensors, dtype=np.float64)
-    for p in range(n_pol):
-        for t in range(n_tensors):
-            b = 0
-            for k in range(reader_ptr[t], reader_ptr[t + 1]):
-                v = a_bits[p, reader_idx[k]]
-                if v > b:
-                    b = v
-            bits[t] = 8.0 if b == 0 else float(b)
-        peak = 0.0
-        for i in range(n_layers):
-            total = 0.0
-            for k in range(live_ptr[i], live_ptr[i + 1]):
-                t = live_idx[k]
-                total += tensor_elems[t] * bits[t]
-            if total > peak:
-                peak = total
-        out[p] = peak / 8.0
+    """[P] peak activation bytes of a batch of policies."""
+    out = np.empty(a_bits.shape[0], dtype=np.float64)
+    bits = np.empty(tensor_elems.shape[0], dtype=np.float64)
+    for p in range(a_bits.shape[0]):
+        out[p] = policy_peak_bytes(a_bits[p], tensor_elems, reader_ptr, reader_idx, live_ptr,
+                                   live_idx, bits)
     return out

@@ -45,31 +45,32 @@ def policies_to_array(table: CostTable, policies: Sequence[Policy] | np.ndarray)
 
 def evaluate(table: CostTable, policies: Sequence[Policy] | np.ndarray) -> pd.DataFrame:
     """One row per policy: totals over layers, peak activation memory and feasibility."""
-    from hwq.cost_models.gather import gather_all, gather_sum
+    from hwq.cost_models.gather import evaluate_batch
 
     arr = policies_to_array(table, policies)
-    w, a = arr[:, :, 0], arr[:, :, 1]
-    if arr.size and (w.min() < 0 or a.min() < 0 or w.max() > 32 or a.max() > 32):
-        raise UserError("policies: bits must be within 1-8, 16 or 32")
-    idx = table.pair_lookup[w, a] if arr.size else np.zeros(w.shape, dtype=np.int64)
-    if arr.size and idx.min() < 0:
-        p, i = map(int, np.argwhere(idx < 0)[0])
+    plan = table.activation_plan
+    sums, peak, bad_layer, missing = evaluate_batch(
+        table.stacked_lkc, table.pair_lookup, table.feasible, arr, plan.tensor_elems,
+        plan.reader_ptr, plan.reader_idx, plan.live_ptr, plan.live_idx,
+    )
+    if len(missing) and missing.max() >= 0:
+        p = int(np.argmax(missing >= 0))
+        i = int(missing[p])
+        w, a = arr[p, i]
         raise UserError(
-            f"policy {p}: layer {table.graph.names[i]}: pair W{w[p, i]}A{a[p, i]} is not in the "
-            f"cost table (pairs: {', '.join(f'{x}x{y}' for x, y in table.pairs)})"
+            f"policy {p}: layer {table.graph.names[i]}: pair W{w}A{a} is not in the cost table "
+            f"(pairs: {', '.join(f'{x}x{y}' for x, y in table.pairs)})"
         )
-    sums = gather_sum(table.stacked, np.ascontiguousarray(idx))
     out = pd.DataFrame({c: sums[:, VALUE_COLUMNS.index(c)] for c in SUM_COLUMNS})
-    out.insert(3, "peak_activation_bytes", table.activation_plan.peak_bytes(a))
-    bad_layer = gather_all(table.feasible, np.ascontiguousarray(idx))
+    out.insert(3, "peak_activation_bytes", peak)
     names = table.graph.names
     out["feasible"] = bad_layer < 0
-    out["infeasible_reason"] = [
-        ""
-        if b < 0
-        else f"layer {names[b]}: not feasible at W{w[p, b]}A{a[p, b]} on {table.profile.name}"
-        for p, b in enumerate(bad_layer)
-    ]
+    reasons = np.full(len(arr), "", dtype=object)
+    for p in np.flatnonzero(bad_layer >= 0):
+        b = int(bad_layer[p])
+        reasons[p] = (f"layer {names[b]}: not feasible at W{arr[p, b, 0]}A{arr[p, b, 1]} on "
+                      f"{table.profile.name}")
+    out["infeasible_reason"] = reasons
     if table.profile.kind == "mcu":  # network terms: weights in flash, activations in SRAM
         from hwq.cost_models.mcu import network_terms
 

@@ -79,6 +79,11 @@ class CostTable:
         """float64 [C, L, K] of VALUE_COLUMNS, the operand of the Numba gather."""
         return np.ascontiguousarray(np.stack([self.values[c] for c in VALUE_COLUMNS]))
 
+    @cached_property
+    def stacked_lkc(self) -> np.ndarray:
+        """float64 [L, K, C] of VALUE_COLUMNS, the layout of the fused policy kernel."""
+        return np.ascontiguousarray(self.stacked.transpose(1, 2, 0))
+
     def to_pandas(self) -> pd.DataFrame:
         n, k = len(self.graph), len(self.pairs)
         data: dict[str, object] = {
