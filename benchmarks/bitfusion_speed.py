@@ -1,15 +1,22 @@
 """Speed of the `bitfusion` cost model against the reference simulator's wall time.
 
-Times `hwq.cost_models.bitfusion.simulate` (persistent cache disabled) one (layer, bit pair) at a
-time over the distinct batch-16 rows of the reference CSV and over a ResNet-50 layer set at batch
-16 (or the layers of a saved hwq LayerGraph, `--layers FILE.parquet`, mapped like the `bitfusion`
-table adapter), after a warm-up that compiles/loads the Numba kernels.  Prints one JSON object:
+With the persistent cache disabled (HWQ_NO_CACHE=1, set before hwq is imported) and after a
+warm-up that compiles or loads every Numba kernel, it times `hwq.cost_models.bitfusion.simulate`
+over the distinct batch-16 (layer, bit pair) rows of the reference CSV:
 
-  rows, hwq_median_s_per_row, hwq_p90_s_per_row, hwq_max_s_per_row, reference_median_s_per_row
-  (median `sim_wall_s` of the same CSV rows), speedup_ratio (reference / hwq medians), and the
-  same statistics split per set, plus the time of one whole-table call per set.
+* per row: one `simulate` call per (layer, pair), `--repeat` times; a row's time is the median of
+  its repeats, and `hwq_median_s_per_row` is the median over rows;
+* whole table: the CSV's distinct layer rows x distinct pairs in ONE call, `--repeat` times; the
+  median call time divided by the number of CSV rows (and by the number of table cells).
 
-Usage: python benchmarks/bitfusion_speed.py [--layers FILE.parquet] [--pairs 2,4,8] [--repeat N]
+`reference_median_s_per_row` is the median `sim_wall_s` (the authors' simulator, wall seconds per
+layer and pair) of the same rows, and `speedup_ratio` = reference median / hwq median.  A second
+layer set is timed the same way: ResNet-50 at batch 16 by default, or the layers of a saved hwq
+LayerGraph (`--model-layers FILE.parquet`, mapped like the `bitfusion` table adapter; a Parquet
+table with the 11 columns of `bitfusion.LAYER_COLUMNS` is read as is).  Prints one JSON object.
+
+Usage: python benchmarks/bitfusion_speed.py [--model-layers FILE.parquet] [--pairs 2,4,8]
+                                            [--repeat N]
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ def resnet50_rows(batch: int = 16) -> np.ndarray:
 
 
 def csv_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Simulator rows of CSV lines (fc: K = O = S = 1, never im2col, like get_FC_cycles)."""
     fc = (frame["layer_type"] == "fc").to_numpy()
     one = np.ones(len(frame), dtype=np.int64)
 
@@ -70,11 +78,15 @@ def csv_rows(frame: pd.DataFrame) -> np.ndarray:
         pick("in_channels", frame["fc_in_features"].fillna(0).to_numpy()),
         pick("out_channels", frame["fc_out_features"].fillna(0).to_numpy()),
         frame["batch"].to_numpy(dtype=np.int64), one,
-        frame["im2col_first_layer"].to_numpy(dtype=np.int64),
+        np.where(fc, 0, frame["im2col_first_layer"].to_numpy(dtype=np.int64)),
     ], axis=1)
 
 
-def graph_rows(path: str) -> np.ndarray:
+def model_rows(path: str) -> np.ndarray:
+    """Layer rows of a saved LayerGraph, or of a Parquet table holding LAYER_COLUMNS."""
+    frame = pd.read_parquet(path)
+    if all(c in frame.columns for c in bf.LAYER_COLUMNS):
+        return np.ascontiguousarray(frame[list(bf.LAYER_COLUMNS)].to_numpy(dtype=np.int64))
     from hwq.cost_models.bitfusion_table import layer_rows
 
     from hwq.graph import LayerGraph
@@ -84,30 +96,43 @@ def graph_rows(path: str) -> np.ndarray:
 
 def time_rows(rows: np.ndarray, w: np.ndarray, a: np.ndarray, params: np.ndarray,
               repeat: int) -> np.ndarray:
-    """Best-of-`repeat` wall seconds of one simulate call per (row, pair)."""
-    times = np.empty(len(rows))
-    for i in range(len(rows)):
-        best = np.inf
-        for _ in range(repeat):
+    """Median over `repeat` runs of the wall seconds of one simulate call per (row, pair)."""
+    times = np.empty((repeat, len(rows)))
+    for r in range(repeat):
+        for i in range(len(rows)):
             t0 = time.perf_counter()
             bf.simulate(rows[i:i + 1], w[i:i + 1], a[i:i + 1], params, use_cache=False)
-            best = min(best, time.perf_counter() - t0)
-        times[i] = best
-    return times
+            times[r, i] = time.perf_counter() - t0
+    return np.median(times, axis=0)
+
+
+def time_table(rows: np.ndarray, w: np.ndarray, a: np.ndarray, params: np.ndarray,
+               repeat: int) -> tuple[float, int]:
+    """Median wall seconds of ONE simulate call over distinct rows x distinct pairs, and the
+    number of table cells."""
+    u_rows = np.unique(rows, axis=0)
+    u_pairs = np.unique(np.stack([w, a], axis=1), axis=0)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        bf.simulate(u_rows, u_pairs[:, 0], u_pairs[:, 1], params, use_cache=False)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), len(u_rows) * len(u_pairs)
 
 
 def _stats(times: np.ndarray) -> dict[str, float]:
     return {"rows": int(times.size), "median_s_per_row": float(np.median(times)),
-            "p90_s_per_row": float(np.quantile(times, 0.9)), "max_s_per_row": float(times.max()),
-            "total_s": float(times.sum())}
+            "mean_s_per_row": float(times.mean()),
+            "p90_s_per_row": float(np.quantile(times, 0.9)), "max_s_per_row": float(times.max())}
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", help="saved hwq LayerGraph (.parquet) to time instead of ResNet-50")
-    ap.add_argument("--pairs", default="2,4,8", help="bit widths crossed for the layer set")
+    ap.add_argument("--model-layers", "--layers", dest="model_layers",
+                    help="saved hwq LayerGraph (.parquet) to time instead of ResNet-50")
+    ap.add_argument("--pairs", default="2,4,8", help="bit widths crossed for that layer set")
     ap.add_argument("--batch", type=int, default=16, help="batch of the ResNet-50 layer set")
-    ap.add_argument("--repeat", type=int, default=1, help="best of N timings per row")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per timing (median taken)")
     args = ap.parse_args(argv)
 
     params = bf.reference_params()
@@ -118,8 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     c_w = ref["wbits"].to_numpy(dtype=np.int64)
     c_a = ref["abits"].to_numpy(dtype=np.int64)
 
-    if args.layers:
-        layer_set, set_name = graph_rows(args.layers), Path(args.layers).name
+    if args.model_layers:
+        layer_set, set_name = model_rows(args.model_layers), Path(args.model_layers).name
     else:
         layer_set, set_name = resnet50_rows(args.batch), f"resnet50_b{args.batch}"
     widths = [int(x) for x in args.pairs.split(",")]
@@ -136,29 +161,29 @@ def main(argv: list[str] | None = None) -> dict:
     warmup_s = time.perf_counter() - t0
 
     t_csv = time_rows(c_rows, c_w, c_a, params, args.repeat)
+    table_csv_s, cells_csv = time_table(c_rows, c_w, c_a, params, args.repeat)
     t_set = time_rows(g_rows, g_w, g_a, params, args.repeat)
+    table_set_s, cells_set = time_table(g_rows, g_w, g_a, params, args.repeat)
 
-    t0 = time.perf_counter()
-    bf.simulate(layer_set, np.array([p[0] for p in grid]), np.array([p[1] for p in grid]),
-                params, use_cache=False)
-    table_s = time.perf_counter() - t0
-
-    all_t = np.concatenate([t_csv, t_set])
     ref_median = float(ref["sim_wall_s"].median())
-    hwq_median = float(np.median(all_t))
+    hwq_median = float(np.median(t_csv))
     report = {
-        "rows": int(all_t.size),
+        "rows": int(t_csv.size),
         "hwq_median_s_per_row": hwq_median,
-        "hwq_p90_s_per_row": float(np.quantile(all_t, 0.9)),
-        "hwq_max_s_per_row": float(all_t.max()),
         "reference_median_s_per_row": ref_median,
         "speedup_ratio": ref_median / hwq_median,
-        "csv_batch16": {**_stats(t_csv),
-                        "reference_median_s_per_row": ref_median,
-                        "speedup_ratio": ref_median / float(np.median(t_csv))},
+        "hwq_p90_s_per_row": float(np.quantile(t_csv, 0.9)),
+        "hwq_max_s_per_row": float(t_csv.max()),
+        "hwq_total_s_one_call_per_row": float(t_csv.sum()),
+        "whole_table_call_s": table_csv_s,
+        "whole_table_s_per_row": table_csv_s / len(t_csv),
+        "whole_table_cells": cells_csv,
+        "whole_table_s_per_cell": table_csv_s / cells_csv,
+        "reference_total_s": float(ref["sim_wall_s"].sum()),
         set_name: {**_stats(t_set), "layers": int(len(layer_set)), "pairs": len(grid),
-                   "whole_table_call_s": table_s,
-                   "whole_table_s_per_row": table_s / max(1, len(layer_set) * len(grid))},
+                   "whole_table_call_s": table_set_s,
+                   "whole_table_s_per_cell": table_set_s / cells_set},
+        "repeat": args.repeat,
         "warmup_s": warmup_s,
         "numba_threads": int(__import__("numba").get_num_threads()),
     }

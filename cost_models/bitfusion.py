@@ -16,7 +16,9 @@ Extensions that reduce exactly to the reference:
   rows/columns; square outputs tie oh = ow exactly like the reference;
 * non-square kernels use KH*KW wherever the reference uses K*K;
 * a grouped conv costs `groups` times one IC/g -> OC/g conv (every additive column is scaled);
-* 1-bit operands compute like 2-bit ones (pf rule) but move 1 bit.
+* 1-bit operands compute like 2-bit ones (pf rule) but move 1 bit;
+* the off-chip width may be a non-integer bits/cycle figure: transfers take
+  ceil(float(bits) / width) cycles, the simulator's own ceil_a_by_b.
 
 Speed (results are identical to the plain search; tests/cost_models/test_bitfusion_properties.py
 compares them with a plain transcription of §5-§6):
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -203,6 +206,13 @@ def _cd(x, y):
     return (x + y - 1) // y
 
 
+@njit(cache=True, inline="always")
+def _cdf(x, y):
+    """ceil(x / y) for bits over the off-chip width, as the simulator computes it
+    (int(math.ceil(float(a) / b))), so a non-integer bits/cycle figure is priced too."""
+    return np.int64(math.ceil(x / y))
+
+
 @njit(cache=True)
 def _pow2_caps(dim, mult):
     """min(2^k * mult, dim) for k = 0 .. ceil(log2(ceil(dim / mult))), without duplicates."""
@@ -230,7 +240,7 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
     e_wr, e_ww = params[6], params[7]
     e_ir, e_iw = params[9], params[10]
     e_or, e_ow = params[12], params[13]
-    bw = np.int64(params[14])
+    bw = params[14]  # float: the simulator's ceil(float(bits) / if_width)
     e_dram = params[15]
     e_core = params[16]
 
@@ -307,8 +317,8 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
                         # once per tile of the loops that index it.
                         min_w = w_t * nic * noc
                         min_o = o_t * nb * now * noh * noc
-                        lb = max(compute + _cd(a_t + w_t + o_t, bw) + _cd(o_t, bw),
-                                 _cd(min_a + min_w + 2 * min_o, bw))
+                        lb = max(compute + _cdf(a_t + w_t + o_t, bw) + _cdf(o_t, bw),
+                                 _cdf(min_a + min_w + 2 * min_o, bw))
                         cand[n_cand, 0] = b
                         cand[n_cand, 1] = oh
                         cand[n_cand, 2] = ow
@@ -456,8 +466,8 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
             q = q_next
             dram_r = tr_a + tr_w + tr_o
             dram_w = tr_o
-            latency = _cd(init, bw) + _cd(final, bw)
-            mid = _cd(dram_r + dram_w - init - final, bw)
+            latency = _cdf(init, bw) + _cdf(final, bw)
+            mid = _cdf(dram_r + dram_w - init - final, bw)
             stalls = max(0, mid - compute) + latency
             total = compute + stalls
             if found and total > best_total:
@@ -550,6 +560,25 @@ PARALLEL_MIN_JOBS = 16
 # ----------------------------------------------------------------------------- Python API
 
 
+# Parameters the kernel uses as integers (array geometry, widths) and as positive sizes.
+_INT_PARAMS = ("array_rows", "array_cols", "max_bits", "min_bits", "partial_sum_bits")
+_POSITIVE_PARAMS = _INT_PARAMS + ("wbuf_size_bytes", "ibuf_size_bytes", "obuf_size_bytes",
+                                  "offchip_bandwidth_bits_per_cycle")
+
+
+def _check_params(params: np.ndarray) -> None:
+    named = dict(zip(PARAM_NAMES, params.tolist()))
+    bad = [f"{k}={v}" for k, v in named.items() if not math.isfinite(v)
+           or (k in _POSITIVE_PARAMS and v <= 0) or v < 0
+           or (k in _INT_PARAMS and v != int(v))]
+    if bad:
+        raise ValueError("invalid bitfusion parameters (integers >= 1 for the array and widths, "
+                         "sizes and bandwidth > 0, energies >= 0): " + ", ".join(bad))
+    if named["min_bits"] > named["max_bits"]:
+        raise ValueError(f"invalid bitfusion parameters: min_bits={named['min_bits']} > "
+                         f"max_bits={named['max_bits']}")
+
+
 def _check_inputs(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
                   params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     layers = np.ascontiguousarray(np.asarray(layers, dtype=np.int64))
@@ -563,6 +592,7 @@ def _check_inputs(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     params = np.ascontiguousarray(np.asarray(params, dtype=np.float64))
     if params.shape != (len(PARAM_NAMES),):
         raise ValueError(f"params must have {len(PARAM_NAMES)} entries ({', '.join(PARAM_NAMES)})")
+    _check_params(params)
     max_bits = int(params[2])
     for p, (w, a) in enumerate(zip(w_bits.tolist(), a_bits.tolist())):
         if not (1 <= w <= max_bits and 1 <= a <= max_bits):

@@ -43,7 +43,8 @@ ENERGY = [
 
 
 def layer_rows(frame: pd.DataFrame) -> np.ndarray:
-    """Simulator rows from the CSV's shape columns (conv: K, O, S; fc: K = O = S = 1)."""
+    """Simulator rows from the CSV's shape columns (conv: K, O, S; fc: K = O = S = 1, IC/OC from
+    fc_in_features/fc_out_features)."""
     fc = (frame["layer_type"] == "fc").to_numpy()
     one = np.ones(len(frame), dtype=np.int64)
 
@@ -57,7 +58,8 @@ def layer_rows(frame: pd.DataFrame) -> np.ndarray:
     ic = pick("in_channels", frame["fc_in_features"].fillna(0).to_numpy())
     oc = pick("out_channels", frame["fc_out_features"].fillna(0).to_numpy())
     batch = frame["batch"].to_numpy(dtype=np.int64)
-    im2col = frame["im2col_first_layer"].to_numpy(dtype=np.int64)
+    # The simulator prices a MatMul through get_FC_cycles, which never uses im2col.
+    im2col = np.where(fc, 0, frame["im2col_first_layer"].to_numpy(dtype=np.int64))
     return np.stack([k, k, o, o, s, s, ic, oc, batch, one, im2col], axis=1)
 
 
@@ -68,15 +70,16 @@ def reference() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def computed(reference):
+    """Every ok row, from ONE simulate call: the distinct layer rows x the distinct bit pairs."""
     ok = reference[reference["status"] == "ok"].reset_index(drop=True)
     rows = layer_rows(ok)
-    params = bf.reference_params()
-    # One call per distinct bit pair (the model prices a table: every row at every pair).
-    out = np.empty((len(ok), len(bf.OUT_COLUMNS)))
-    for (w, a), idx in ok.groupby(["wbits", "abits"]).indices.items():
-        table = bf.simulate(rows[idx], np.array([w]), np.array([a]), params, use_cache=False)
-        out[idx] = table[:, 0, :]
-    return ok, out
+    u_rows, inv_rows = np.unique(rows, axis=0, return_inverse=True)
+    pairs = ok[["wbits", "abits"]].to_numpy(dtype=np.int64)
+    u_pairs, inv_pairs = np.unique(pairs, axis=0, return_inverse=True)
+    table = bf.simulate(u_rows, u_pairs[:, 0], u_pairs[:, 1], bf.reference_params(),
+                        use_cache=False)
+    assert table.shape == (len(u_rows), len(u_pairs), len(bf.OUT_COLUMNS))
+    return ok, table[inv_rows.ravel(), inv_pairs.ravel()]
 
 
 def test_csv_is_the_shared_reference(reference):
@@ -162,18 +165,18 @@ def test_out_of_range_bits_name_the_pair(w, a):
 
 
 def test_table_equals_rowwise(computed):
-    """A whole table in one call equals the per-pair calls (memoised duplicate rows included)."""
+    """The whole table in one call equals one call per (layer, pair), duplicates included."""
     ok, out = computed
     sub = ok[(ok["batch"] == 16) & (ok["network"] == "LeNet-5")]
     rows = layer_rows(sub)
-    pairs = sorted(set(zip(sub["wbits"], sub["abits"])))
-    w = np.array([p[0] for p in pairs])
-    a = np.array([p[1] for p in pairs])
-    table = bf.simulate(np.concatenate([rows, rows]), w, a, bf.reference_params(), use_cache=False)
     for i, idx in enumerate(sub.index):
-        p = pairs.index((sub.loc[idx, "wbits"], sub.loc[idx, "abits"]))
-        np.testing.assert_array_equal(table[i, p, :18], out[idx, :18])
-        np.testing.assert_array_equal(table[i + len(sub), p], table[i, p])
+        w, a = sub.loc[idx, "wbits"], sub.loc[idx, "abits"]
+        single = bf.simulate(rows[i:i + 1], np.array([w]), np.array([a]), bf.reference_params(),
+                             use_cache=False)
+        np.testing.assert_array_equal(single[0, 0], out[idx])
+    twice = bf.simulate(np.concatenate([rows, rows]), sub["wbits"].to_numpy(),
+                        sub["abits"].to_numpy(), bf.reference_params(), use_cache=False)
+    np.testing.assert_array_equal(twice[:len(sub)], twice[len(sub):])
 
 
 def test_persistent_cache_roundtrip(tmp_cache, monkeypatch):
