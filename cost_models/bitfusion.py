@@ -48,7 +48,7 @@ import numpy as np
 from hwq.cost_models import memo
 from numba import njit, prange
 
-MODEL_VERSION = "bitfusion-1"
+MODEL_VERSION = "bitfusion-2"  # part of the cache key: bump when results change
 
 PARAM_NAMES: tuple[str, ...] = (
     "array_rows",  # N: reduction side
