@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -170,9 +171,23 @@ def _cache_path(
 
     if memo.disabled() or profile.kind == "lut":
         return None
-    key = json.dumps([SCHEMA_VERSION, __version__, graph.graph_hash, profile.sha256, pairs,
-                      bops_max], separators=(",", ":"))
+    key = json.dumps([SCHEMA_VERSION, __version__, _cost_models_digest(), graph.graph_hash,
+                      profile.sha256, pairs, bops_max], separators=(",", ":"))
     return memo.cache_dir() / "tables" / f"{hashlib.sha256(key.encode()).hexdigest()}.npz"
+
+
+@lru_cache(maxsize=1)
+def _cost_models_digest() -> str:
+    """sha256 of the cost models' sources: a changed model never serves an old cached table."""
+    root = Path(__file__).resolve().parent.parent / "cost_models"
+    spec = importlib.util.find_spec("hwq.cost_models")
+    if spec is not None and spec.submodule_search_locations:
+        root = Path(next(iter(spec.submodule_search_locations)))
+    digest = hashlib.sha256()
+    for f in sorted(root.glob("*.py")):
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
 
 
 def _read_cached(
