@@ -57,7 +57,8 @@ def layer_row(
     out_shape: tuple[int, ...],
     reads_input: bool,
 ) -> dict[str, Any]:
-    """One LayerGraph row from a module and the shapes it saw."""
+    """The shape columns of one LayerGraph row from a module and the shapes it saw
+    (`LayerGraph.from_frame` derives MACs, weight params and element counts from them)."""
     if isinstance(module, nn.Linear):
         batch = math.prod(in_shape[:-1]) if len(in_shape) > 1 else 1
         ic, oc = module.in_features, module.out_features
@@ -86,7 +87,6 @@ def layer_row(
         sh, sw = s
         ph, pw = p
         op = "conv"
-    params = oc * (ic // groups) * kh * kw
     row = {
         "name": name,
         "op": op,
@@ -104,10 +104,6 @@ def layer_row(
         "pad_h": ph,
         "pad_w": pw,
         "groups": groups,
-        "macs": batch * oh * ow * params,
-        "weight_params": params,
-        "in_elems": batch * ic * ih * iw,
-        "out_elems": batch * oc * oh * ow,
         "reads_input": reads_input,
     }
     return row
@@ -186,7 +182,7 @@ class _Flow:
         self.unsupported.append(UnsupportedLayer(name, type_name, int(macs), reason))
 
     def graph(self, specialised: bool, model_name: str | None) -> LayerGraph:
-        df = pd.DataFrame(self.rows, columns=list(SHAPE_COLUMNS))
+        df = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=list(SHAPE_COLUMNS))
         df["inputs"] = [list(i) for i in self.inputs]
         graph = LayerGraph.from_frame(
             df,
