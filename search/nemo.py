@@ -65,6 +65,8 @@ class NemoParams:
     migrants: int = 4  # front members of other species joining a direct species' parents
     # each generation (an hwq extension: direct species refine what the GNNs found; 0 = off)
     ucb_c: float = 0.5  # UCB exploration coefficient
+    utility: str = "share"  # share: 1 - R2 of the species' share of the front; contribution:
+    # how much R2 worsens without the species' front members
     r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
     graph_mode: str = "dataflow"  # GNN input edges: dataflow or chain (NEMO's original)
     gnn_features: str = "graph+costs"  # node features: graph (NEMO's shape features) or
@@ -163,7 +165,7 @@ class NEMO(Algorithm):
         X = sp.decode(genomes)
         retries = self.params.ops.dedup_retries
         batch_keys: set[bytes] = set()
-        for _ in range(max(retries, 0) + 1):
+        for attempt in range(max(retries, 0) + 1):
             dup = []
             for i in range(n):
                 k = self._key(X[i])
@@ -171,10 +173,10 @@ class NEMO(Algorithm):
                     dup.append(i)
                 else:
                     batch_keys.add(k)
-            if not dup or _ == retries:
+            if not dup or attempt == retries:
                 break
             for i in dup:
-                genomes[i] = sp.revary(genomes[i], rng)
+                genomes[i] = sp.revary(genomes[i], rng, attempt)
             X[dup] = sp.decode(genomes[dup])
             batch_keys = set()
         return X, genomes
@@ -251,7 +253,17 @@ class NEMO(Algorithm):
         newest = n_gen == np.max(n_gen)
         produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(s_count)])
         self.evals += produced
-        ucb = ucb_of(1.0 - r2, self.evals, p.ucb_c)
+        if p.utility == "contribution":
+            whole = r2_indicator(Fn[front], self.weights)
+            util = np.array(
+                [
+                    r2_indicator(Fn[front & (sp_of != s)], self.weights) - whole
+                    for s in range(s_count)
+                ]
+            )
+        else:
+            util = 1.0 - r2
+        ucb = ucb_of(util, self.evals, p.ucb_c)
         if p.fixed_sizes:
             new_alloc = allocate(self.pop_size, np.ones(s_count), self.min_size)
         else:

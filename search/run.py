@@ -172,12 +172,12 @@ def _field(obj: Any, name: str) -> Any:
 
 def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> Prepared:
     """Resolve every option: profile, graph, pairs, encoding, cost table, quality, problem."""
-    from hwq.profile import load_profile
     from hwq.search.encoding import Encoding, parse_pin_specs
     from hwq.search.quality import resolve_quality
 
-    from hwq.tables import cost_table
     from hwq.model_source import load_graph
+    from hwq.profile import load_profile
+    from hwq.tables import cost_table
     from hwq.units import parse_pairs
 
     config.validate()

@@ -53,7 +53,8 @@ class SpeciesParams:
     gnn_reset_std: float = 0.1
     gnn_bias_scale: float = 0.04  # 1-D tensors (biases) are picked this much less often
     gnn_weight_limit: float = 1e6  # |w| clamp
-    dedup_retries: int = 3  # re-vary a child that decodes to an already evaluated policy
+    dedup_retries: int = 10  # re-vary (ever more strongly) a child that decodes to an already
+    # evaluated policy, at most this many times
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,8 +84,9 @@ class Species:
     ) -> np.ndarray:
         raise NotImplementedError
 
-    def revary(self, child: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A further variation of one child (used when it repeats an evaluated policy)."""
+    def revary(self, child: np.ndarray, rng: np.random.Generator, attempt: int = 0) -> np.ndarray:
+        """A further variation of one child that repeats an evaluated policy; the variation
+        grows with `attempt` (0, 1, ...)."""
         raise NotImplementedError
 
 
@@ -143,11 +145,12 @@ class DirectSpecies(Species):
             g[:, cols] = vals[np.clip(X[:, cols], 0, len(vals) - 1)]
         return g
 
-    def _mutate(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _mutate(self, X: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
         from pymoo.operators.mutation.pm import mut_pm
 
         p = self.params
         prob = p.pm_prob_var if p.pm_prob_var is not None else 1.0 / max(self.n_var, 1)
+        prob = min(1.0, prob * scale)
         n = len(X)
         return mut_pm(
             X.astype(np.float64),
@@ -185,8 +188,8 @@ class DirectSpecies(Species):
         children[0::2], children[1::2] = Q[0], Q[1]
         return self._mutate(children[:n], rng)
 
-    def revary(self, child: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self._mutate(child[None, :], rng)[0]
+    def revary(self, child: np.ndarray, rng: np.random.Generator, attempt: int = 0) -> np.ndarray:
+        return self._mutate(child[None, :], rng, float(attempt + 1))[0]
 
 
 # -- GNN species -----------------------------------------------------------------------------------
@@ -259,16 +262,17 @@ class GNNSpecies(Species):
                 i = int(rng.integers(0, shape[0]))
                 child[sl][i] = donor[sl][i]
 
-    def _mutate(self, w: np.ndarray, rng: np.random.Generator) -> None:
+    def _mutate(self, w: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> None:
         p = self.params
         for sl, shape in self.slices:
             seg = w[sl]
-            prob = 2.0 * rng.random()
+            prob = 2.0 * rng.random() * scale
             if len(shape) < 2:
                 prob *= p.gnn_bias_scale
             if rng.random() >= prob:
                 continue
-            k = int(rng.integers(0, math.ceil(p.gnn_mut_frac * seg.size) + 1))
+            frac = min(1.0, p.gnn_mut_frac * scale)
+            k = int(rng.integers(0, math.ceil(frac * seg.size) + 1))
             if k == 0:
                 continue
             idx = rng.integers(0, seg.size, size=k)
@@ -281,7 +285,7 @@ class GNNSpecies(Species):
                 np.where(
                     r < p.gnn_super_prob + p.gnn_reset_prob,
                     noise * p.gnn_reset_std,
-                    cur + noise * p.gnn_mut_strength * np.abs(cur),
+                    cur + noise * min(p.gnn_mut_strength * scale, 1.0) * np.abs(cur),
                 ),
             )
             seg[idx] = np.clip(new, -p.gnn_weight_limit, p.gnn_weight_limit)
@@ -302,9 +306,9 @@ class GNNSpecies(Species):
             out[i] = child
         return out
 
-    def revary(self, child: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def revary(self, child: np.ndarray, rng: np.random.Generator, attempt: int = 0) -> np.ndarray:
         out = child.astype(np.float32).copy()
-        self._mutate(out, rng)
+        self._mutate(out, rng, float(2**attempt))
         return out
 
 
