@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,8 +53,19 @@ def emit_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     if not rows:
         sys.stdout.write("(no rows)\n")
         return
+    for line in format_table(rows, columns):
+        sys.stdout.write(line + "\n")
+
+
+def format_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    fmt: Callable[[Any], str] | None = None,
+) -> list[str]:
+    """Aligned text lines (header first): numbers right-aligned, text left-aligned."""
     cols = list(columns or rows[0].keys())
-    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
+    show = fmt or _fmt
+    cells = [[show(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     numeric = [all(_is_num(r.get(c)) for r in rows) for c in cols]
 
@@ -63,9 +74,7 @@ def emit_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
             v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)
         ).rstrip()
 
-    sys.stdout.write(line(cols) + "\n")
-    for row in cells:
-        sys.stdout.write(line(row) + "\n")
+    return [line(cols)] + [line(row) for row in cells]
 
 
 def _is_num(v: Any) -> bool:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import click
 
 from hwq.cli.options import json_option
-from hwq.cli.output import emit_json, emit_table
+from hwq.cli.output import emit_json, emit_table, format_table
 from hwq.errors import ProfileError
 
 
@@ -34,17 +35,49 @@ def list_cmd(as_json: bool) -> None:
 
 @profile.command("show")
 @click.argument("name")
+@click.option(
+    "--bits",
+    help="Pairs WxA for the peak MACs/s and energy per MAC table, e.g. 8x8,4x4 (default: every "
+    "supported pair when there are at most 16, else the profile's search pairs).",
+)
 @json_option
-def show_cmd(name: str, as_json: bool) -> None:
-    """The resolved profile NAME (a shipped name or a YAML path)."""
+def show_cmd(name: str, bits: str | None, as_json: bool) -> None:
+    """The resolved profile NAME (a shipped name or a YAML path), then what it implies per
+    (w_bits, a_bits) pair: peak MACs/s and energy per MAC, from the kind's cost model."""
     from hwq.profile import load_profile
+    from hwq.profile_summary import summarize
+    from hwq.units import parse_pairs
 
     p = load_profile(name)
+    summary = summarize(p, parse_pairs(bits) if bits else None)
     if as_json:
-        emit_json({"name": p.name, "kind": p.kind, "sha256": p.sha256, "profile": dict(p.data)})
-    else:
-        sys.stdout.write(f"# sha256: {p.sha256}\n")
-        sys.stdout.write(p.to_yaml())
+        emit_json({"name": p.name, "kind": p.kind, "sha256": p.sha256, "profile": dict(p.data),
+                   "pairs": summary.rows(), "pairs_basis": summary.basis})
+        return
+    sys.stdout.write(f"# sha256: {p.sha256}\n")
+    sys.stdout.write(p.to_yaml())
+    # The table is written as YAML comments: stdout stays a loadable profile.
+    header = f"What the profile implies per (w_bits, a_bits) pair, from the {summary.basis}:"
+    sys.stdout.write("\n")
+    for line in textwrap.wrap(header, width=96):
+        sys.stdout.write(f"# {line}\n")
+    columns = list(PAIR_COLUMNS)
+    if any(row["note"] for row in summary.rows()):
+        columns.append("note")
+    for line in format_table(summary.rows(), columns, _pair_cell):
+        sys.stdout.write(f"# {line}".rstrip() + "\n")
+
+
+PAIR_COLUMNS = ("w_bits", "a_bits", "peak_macs_per_s", "energy_per_mac_pj",
+                "total_energy_per_mac_pj")
+
+
+def _pair_cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 @profile.command("validate")

@@ -1,0 +1,243 @@
+"""What a device profile implies per (w_bits, a_bits) pair: peak MACs/s and energy per MAC.
+
+`hwq profile show` prints these so that a user sees at a glance what a profile means to the cost
+model, before pricing a network with it. Nothing here is a second model of the devices: the numbers
+come from the kind's own cost model (`hwq.cost_table`, the `cost_models` registry), so a change to a
+model or to a profile shows up here too.
+
+* Every kind with a cost model (`bitfusion`, `bit_serial`, `gpu`, `mcu`, ...) prices one synthetic,
+  compute-bound layer, `SYNTHETIC_LAYER`: a 3x3 convolution, batch 64, 128x128 output, 4096 -> 4096
+  channels (1.58e14 MACs; every dimension a power of two, so arrays, GEMM tiles and fusion groups of
+  power-of-two sizes divide it exactly; GPU waves over a non-power-of-two SM count round up by
+  less than 0.1 %). Then
+
+      peak_macs_per_s         = MACs / (compute_cycles / clock_hz)  (else MACs / latency_s)
+      energy_per_mac_pj       = energy_core_pj / MACs               (compute only)
+      total_energy_per_mac_pj = energy_pj / MACs                    (buffers and DRAM too)
+
+  The peak is the rate of the compute units alone: memory stalls are left out (a real layer's
+  rate is at most this). It is the rate of a standard convolution: a kind whose fully-connected
+  or depthwise layers follow another law (Loom's and Stripes' `fc_law`, an MCU's per-layer-type
+  cycles) runs those at their own rate. A GPU's figure includes `efficiency.compute`, and its
+  core energy is the power term (idle included). The total energy is that of this one layer
+  (its reuse of buffered data), not a property of the device alone.
+* A `lut` profile has no model to extrapolate with: its figures are those of its own table, per pair
+  the fastest measured shape (MACs / latency_s, and energy_pj / MACs of that shape when the table
+  has energies; repeated measurements of a shape at their median, as the lut cost model reads
+  them). MACs come from the shape like any layer's (`LayerGraph.from_frame`), the output size at
+  padding (kernel - 1) // 2 since the table has none. A pair the table does not measure gets a
+  note instead of numbers.
+
+The pairs are all supported pairs when there are at most `MAX_ALL_PAIRS` of them, else all
+combinations of `bits.search_default` (the pairs a search uses by default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwq.errors import CostModelError
+from hwq.graph import LayerGraph
+from hwq.profile import DeviceProfile
+
+MAX_ALL_PAIRS = 16
+
+SYNTHETIC_LAYER: dict[str, Any] = {
+    "name": "synthetic_conv3x3",
+    "op": "conv",
+    "batch": 64,
+    "in_channels": 4096,
+    "out_channels": 4096,
+    "out_h": 128,
+    "out_w": 128,
+    "kernel_h": 3,
+    "kernel_w": 3,
+    "stride_h": 1,
+    "stride_w": 1,
+    "pad_h": 1,
+    "pad_w": 1,
+    "groups": 1,
+    "reads_input": False,  # not the network's first layer (BitFusion would im2col it)
+}
+SYNTHETIC_BASIS = (
+    "cost model on a compute-bound 3x3 conv (batch 64, 128x128 output, 4096->4096 channels): "
+    "peak = MACs / compute time (stalls left out), energy_per_mac = core energy / MACs, "
+    "total_energy_per_mac = all energy / MACs on that layer"
+)
+
+
+@dataclass(frozen=True)
+class PairSummary:
+    """One (w_bits, a_bits) pair; None where the profile implies no figure (`note` says why)."""
+
+    w_bits: int
+    a_bits: int
+    peak_macs_per_s: float | None
+    energy_per_mac_pj: float | None
+    total_energy_per_mac_pj: float | None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    """The pairs of one profile and how their figures were obtained (`basis`)."""
+
+    profile: str
+    kind: str
+    basis: str
+    pairs: list[PairSummary] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.pairs]
+
+
+def summary_pairs(profile: DeviceProfile) -> list[tuple[int, int]]:
+    """Every supported pair when there are at most MAX_ALL_PAIRS, else the search default pairs."""
+    weights, acts = profile.bits.weights, profile.bits.activations
+    if len(weights) * len(acts) <= MAX_ALL_PAIRS:
+        return [(int(w), int(a)) for w in weights for a in acts]
+    return profile.default_pairs()
+
+
+def summarize(
+    profile: DeviceProfile, pairs: Sequence[tuple[int, int]] | None = None
+) -> ProfileSummary:
+    """Peak MACs/s and energy per MAC of `profile` at `pairs` (default: `summary_pairs`)."""
+    chosen = [(int(w), int(a)) for w, a in (pairs if pairs is not None else summary_pairs(profile))]
+    chosen = list(dict.fromkeys(chosen))
+    if profile.kind == "lut":
+        return _summarize_lut(profile, chosen)
+    return _summarize_model(profile, chosen)
+
+
+def synthetic_graph() -> LayerGraph:
+    """The one-layer graph every modelled kind is priced on."""
+    return LayerGraph.from_frame(pd.DataFrame([SYNTHETIC_LAYER]), source="synthetic layer")
+
+
+# -- kinds with a cost model -----------------------------------------------------------------------
+def _summarize_model(profile: DeviceProfile, pairs: list[tuple[int, int]]) -> ProfileSummary:
+    from hwq.tables import cost_table
+
+    graph = synthetic_graph()
+    try:
+        table = cost_table(graph, profile, bits=pairs)
+    except CostModelError:
+        table = None  # a pair the model refuses fails the whole call: price pair by pair below
+    out: list[PairSummary] = []
+    for k, (w, a) in enumerate(pairs):
+        if table is not None:
+            out.append(_pair_from(profile, w, a, table.values, table.feasible, k))
+            continue
+        try:
+            one = cost_table(graph, profile, bits=[(w, a)])
+        except CostModelError as exc:
+            out.append(PairSummary(w, a, None, None, None, _refusal(str(exc))))
+            continue
+        out.append(_pair_from(profile, w, a, one.values, one.feasible, 0))
+    return ProfileSummary(profile.name, profile.kind, SYNTHETIC_BASIS, out)
+
+
+def _refusal(message: str) -> str:
+    """The cost model's refusal without the synthetic layer's name (it is not the user's layer)."""
+    prefix = f"layer {SYNTHETIC_LAYER['name']}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _pair_from(
+    profile: DeviceProfile,
+    w: int,
+    a: int,
+    values: dict[str, np.ndarray],
+    feasible: np.ndarray,
+    k: int,
+) -> PairSummary:
+    macs = float(values["macs"][0, k])
+    compute = float(values["compute_cycles"][0, k])
+    latency = float(values["latency_s"][0, k])
+    note = None
+    if not bool(feasible[0, k]):
+        return PairSummary(w, a, None, None, None,
+                           "infeasible on the synthetic layer (nothing fits the buffers)")
+    if profile.clock_hz and math.isfinite(compute) and compute > 0:
+        peak = macs / (compute / float(profile.clock_hz))
+    elif math.isfinite(latency) and latency > 0:
+        peak = macs / latency
+        note = "from latency (no compute cycles)"
+    else:
+        peak = math.nan
+        note = "the cost model gives no time for this pair"
+    core = _finite(float(values["energy_core_pj"][0, k]) / macs)
+    total = _finite(float(values["energy_pj"][0, k]) / macs)
+    return PairSummary(w, a, _finite(peak), core, total, note)
+
+
+# -- lut: the table's own rows ---------------------------------------------------------------------
+def _summarize_lut(profile: DeviceProfile, pairs: list[tuple[int, int]]) -> ProfileSummary:
+    from hwq.cost_models.lut import KEY_COLUMNS, read_table
+
+    table_path = profile.resolve_path(str(profile.get("table")))
+    _, by_shape = read_table(table_path)
+    basis = (
+        f"measured table {table_path.name}: per pair its fastest row, peak = MACs / latency_s, "
+        "total_energy_per_mac = energy_pj / MACs of that row (MACs from the row's shape, "
+        "output size at padding (kernel - 1) // 2)"
+    )
+    keys = list(by_shape)
+    macs = _lut_macs(keys, KEY_COLUMNS)
+    best: dict[tuple[int, int], tuple[float, float]] = {}  # pair -> (MACs/s, pJ/MAC)
+    for key, m in zip(keys, macs):
+        latency, energy = by_shape[key]
+        if not (latency > 0 and m > 0):
+            continue
+        pair = (int(key[-2]), int(key[-1]))
+        rate = m / latency
+        if pair not in best or rate > best[pair][0]:
+            best[pair] = (rate, energy / m)
+    out: list[PairSummary] = []
+    for w, a in pairs:
+        if (w, a) not in best:
+            out.append(PairSummary(w, a, None, None, None,
+                                   f"not measured: {table_path.name} has no W{w}A{a} row"))
+            continue
+        rate, pj = best[(w, a)]
+        note = None if math.isfinite(pj) else "the table has no energy_pj"
+        out.append(PairSummary(w, a, rate, None, _finite(pj), note))
+    return ProfileSummary(profile.name, profile.kind, basis, out)
+
+
+def _lut_macs(keys: list[tuple[Any, ...]], columns: Sequence[str]) -> list[float]:
+    """MACs of each measured shape, derived by LayerGraph.from_frame like any layer's."""
+    if not keys:
+        return []
+    rows = []
+    for i, key in enumerate(keys):
+        rec = dict(zip(columns, key))
+        row: dict[str, Any] = {
+            "name": f"row{i}", "op": rec["op"], "batch": rec["batch"],
+            "in_channels": rec["in_channels"], "out_channels": rec["out_channels"],
+            "groups": rec["groups"],
+        }
+        if rec["op"] != "linear":
+            for ax in ("h", "w"):
+                k, s, size = rec[f"kernel_{ax}"], rec[f"stride_{ax}"], rec[f"in_{ax}"]
+                pad = (k - 1) // 2
+                row[f"kernel_{ax}"], row[f"stride_{ax}"], row[f"pad_{ax}"] = k, s, pad
+                row[f"in_{ax}"] = size
+                row[f"out_{ax}"] = max((size + 2 * pad - k) // s + 1, 1)
+        rows.append(row)
+    graph = LayerGraph.from_frame(pd.DataFrame(rows), source="lut table")
+    return [float(m) for m in graph.column("macs")]
