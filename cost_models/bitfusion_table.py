@@ -41,8 +41,15 @@ def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> d
                 f"1-{max_bits} bits per operand (16/32-bit layers must run elsewhere)"
             )
     params = bitfusion.params_from_profile(profile.data)
-    out = bitfusion.simulate(layer_rows(graph), np.asarray(w_bits, dtype=np.int64),
-                             np.asarray(a_bits, dtype=np.int64), params)
+    rows = layer_rows(graph)
+    w_arr = np.asarray(w_bits, dtype=np.int64)
+    a_arr = np.asarray(a_bits, dtype=np.int64)
+    try:
+        out = bitfusion.simulate(rows, w_arr, a_arr, params)
+    except ValueError as exc:
+        if "no tiling fits" not in str(exc):
+            raise
+        raise _nothing_fits(graph, profile, rows, w_arr, a_arr, params) from exc
     cols = {name: out[:, :, i] for i, name in enumerate(bitfusion.OUT_COLUMNS)}
     result: dict[str, Any] = dict(cols)
     result["latency_s"] = cols["cycles"] / float(profile.clock_hz)
@@ -50,3 +57,20 @@ def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> d
                          "dataflow": ("input_stationary", "output_stationary",
                                       "weight_stationary")}
     return result
+
+
+def _nothing_fits(graph: Any, profile: Any, rows: np.ndarray, w_bits: np.ndarray,
+                  a_bits: np.ndarray, params: np.ndarray) -> CostModelError:
+    """A user error naming the first layer and pair no tiling of which fits the buffers."""
+    for i, name in enumerate(graph.names):
+        for w, a in zip(w_bits, a_bits):
+            try:
+                bitfusion.simulate(rows[i:i + 1], np.array([w], dtype=np.int64),
+                                   np.array([a], dtype=np.int64), params)
+            except ValueError:
+                return CostModelError(
+                    f"layer {name}: no tiling at W{w}A{a} fits the buffers of {profile.name} "
+                    "(each tile must fit in half of its buffer): enlarge buffers.wbuf, ibuf or "
+                    "obuf"
+                )
+    return CostModelError(f"{profile.name}: no tiling fits the buffers")
