@@ -8,6 +8,9 @@ Each layer is a GEMM: M = batch·out_h·out_w, N = out_channels/groups, K = in_c
   else int8). A fallback changes the compute rate only: bytes moved stay at the true widths.
 * Tile and wave quantization: tiles = ceil(M/tm)·ceil(N/tn)·groups, waves = ceil(tiles/sm_count);
   compute time = waves · (2·tm·tn·ceil(K/tk)·tk) / (peak/sm_count) / efficiency.compute.
+  `gemm_tile.k` is one number or one per precision ({fp16, int8, int4}): a tensor-core MMA step
+  is twice as deep in K at int4 as at int8 (Turing mma m8n8k32 vs m8n8k16), so int4 kernels pad
+  short reductions (K = 576, 64) to a coarser multiple.
 * Memory time = (weights·w + input·a + output·a) / 8 / (dram_bytes_per_s · efficiency.memory)
   (the output is requantized to the layer's activation width; fp16 for 16/32-bit layers).
 * time = max(tc, tm) + (1 − efficiency.overlap)·min(tc, tm) + launch_overhead_s.
@@ -19,6 +22,7 @@ Each layer is a GEMM: M = batch·out_h·out_w, N = out_channels/groups, K = in_c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,8 +35,18 @@ OUT_COLUMNS = ("cycles", "compute_cycles", "stall_cycles", "latency_s", "energy_
                "energy_core_pj", "energy_sram_pj", "energy_dram_pj", "dram_read_bits",
                "dram_write_bits", "precision")
 # params: peak int4, int8, fp16 (ops/s); sm; tm, tn, tk; dram B/s; dram pJ/bit; launch s;
-#         eff compute, memory, overlap; idle W, max W; clock; int4 code; below_int4 code
-N_PARAMS = 18
+#         eff compute, memory, overlap; idle W, max W; clock; int4 code; below_int4 code;
+#         tk int4, int8, fp16
+N_PARAMS = 21
+
+
+def tile_k(profile: Any) -> tuple[float, float, float]:
+    """gemm_tile.k per precision (int4, int8, fp16): one number for all, or a mapping."""
+    k = profile.get("gemm_tile.k")
+    if isinstance(k, Mapping):
+        k8 = float(k["int8"])
+        return float(k.get("int4", k8)), k8, float(k.get("fp16", k8))
+    return float(k), float(k), float(k)
 
 
 def params_from_profile(profile: Any) -> np.ndarray:
@@ -47,13 +61,13 @@ def params_from_profile(profile: Any) -> np.ndarray:
     return np.array([
         float(tc.get("int4_ops_per_s", tc["int8_ops_per_s"])), float(tc["int8_ops_per_s"]),
         float(tc["fp16_ops_per_s"]), float(g("sm_count")),
-        float(g("gemm_tile.m")), float(g("gemm_tile.n")), float(g("gemm_tile.k")),
+        float(g("gemm_tile.m")), float(g("gemm_tile.n")), tile_k(profile)[1],
         float(g("memory.dram_bytes_per_s")), float(g("memory.dram_pj_per_bit")),
         float(g("launch_overhead_s")),
         float(eff.get("compute", 1.0)), float(eff.get("memory", 1.0)),
         float(eff.get("overlap", 1.0)),
         float(g("power.idle_w")), float(g("power.max_w")), float(profile.clock_hz),
-        float(PREC[fb4]), float(PREC[fbl]),
+        float(PREC[fb4]), float(PREC[fbl]), *tile_k(profile),
     ], dtype=np.float64)
 
 
@@ -64,7 +78,7 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     n_l = layers.shape[0]
     n_p = w_bits.shape[0]
     out = np.zeros((n_l, n_p, 11))
-    sm, tm, tn, tk = prm[3], prm[4], prm[5], prm[6]
+    sm, tm, tn = prm[3], prm[4], prm[5]
     bw, dram_pj, launch = prm[7], prm[8], prm[9]
     e_c, e_m, ovl = prm[10], prm[11], prm[12]
     idle, pmax, clock = prm[13], prm[14], prm[15]
@@ -73,7 +87,6 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
         wp, ie, oe = layers[i, 4], layers[i, 5], layers[i, 6]
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * g
         waves = np.ceil(tiles / sm)
-        tile_ops = 2.0 * tm * tn * np.ceil(k / tk) * tk
         true_ops = 2.0 * m * n * k * g
         for j in range(n_p):
             w = float(w_bits[j])
@@ -88,7 +101,8 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
             else:
                 prec = int(prm[17])
             peak = prm[prec]
-            tc = waves * tile_ops / (peak / sm) / e_c
+            tk = prm[18 + prec]
+            tc = waves * 2.0 * tm * tn * np.ceil(k / tk) * tk / (peak / sm) / e_c
             a_out = 16.0 if a > 8 else a
             rd = wp * w + ie * a
             wr = oe * a_out

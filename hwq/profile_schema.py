@@ -72,7 +72,8 @@ KIND_PROPERTIES: dict[str, dict[str, Any]] = {
         "tensor_core": obj({"fp16_ops_per_s": POS, "int8_ops_per_s": POS, "int4_ops_per_s": POS},
                            optional=("int4_ops_per_s",)),
         "cuda_core": obj({"fp32_ops_per_s": POS}),
-        "gemm_tile": obj({"m": POSINT, "n": POSINT, "k": POSINT}),
+        "gemm_tile": obj({"m": POSINT, "n": POSINT, "k": {"anyOf": [
+            POSINT, obj({"int4": POSINT, "int8": POSINT, "fp16": POSINT}, optional=("int4",))]}}),
         "memory": obj({"dram_bytes_per_s": POS, "l2_bytes": POSINT, "dram_pj_per_bit": POS}),
         "launch_overhead_s": POS,
         "efficiency": obj({"compute": FRACTION, "memory": FRACTION,
