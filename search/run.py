@@ -698,7 +698,10 @@ def _verify(
         for _, r in rows.iterrows()
     ]
     log.info("verifying %d policies by QAT (%d epochs each)", len(items), config.verify_epochs)
-    results = executor.map(spec, items)
+    from hwq.progress import progress
+
+    with progress(f"verifying {len(items)} policies by QAT", total=None):
+        results = executor.map(spec, items)
     records = []
     for (_, r), (rec, _wall) in zip(rows.iterrows(), results):
         rec = dict(rec)

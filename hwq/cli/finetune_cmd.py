@@ -138,25 +138,33 @@ def finetune(
         from hwq.data import digits_calibration
 
         calib = digits_calibration(calib_batches)
-    record = run_finetune(
-        net,
-        pairs,
-        train,
-        test,
-        val=val,
-        epochs=epochs,
-        lr=lr,
-        alpha=alpha,
-        temperature=temperature,
-        calib=calib,
-        calib_batches=calib_batches,
-        fold_bn=fold_bn,
-        learn_scales=learn_scales,
-        weight_observer=weight_observer,
-        act_observer=act_observer,
-        layer_names=names,
-        seed=seed,
-    )
+    from hwq.progress import progress
+
+    try:
+        steps: int | None = epochs * len(train)
+    except TypeError:
+        steps = None
+    with progress(f"fine-tuning {model} ({epochs} epochs)", total=steps) as bar:
+        record = run_finetune(
+            net,
+            pairs,
+            train,
+            test,
+            val=val,
+            epochs=epochs,
+            lr=lr,
+            alpha=alpha,
+            temperature=temperature,
+            calib=calib,
+            calib_batches=calib_batches,
+            fold_bn=fold_bn,
+            learn_scales=learn_scales,
+            weight_observer=weight_observer,
+            act_observer=act_observer,
+            layer_names=names,
+            seed=seed,
+            on_step=bar.advance,
+        )
     doc = {k: record[k] for k in RECORD_KEYS}
     if output:
         write_verify_parquet([doc], output, run_id=f"finetune-{model}-{device_name}")

@@ -15,7 +15,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -123,13 +123,15 @@ def finetune(
     teacher: nn.Module | None = None,
     fp32_accuracy: float | None = None,
     return_model: bool = False,
+    on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any] | tuple[dict[str, Any], nn.Module]:
     """QAT with distillation of `policy` on `model` (trained FP32 weights; also the teacher
     unless `teacher` is given) for `epochs` over `train`, evaluated on `test`.
 
     Returns the record `{policy_id, fp32_accuracy, ptq_accuracy, qat_accuracy, epochs, wall_s}`
     (accuracies as fractions; ptq = the calibrated student before fine-tuning), and the
-    fine-tuned model too with `return_model`.
+    fine-tuned model too with `return_model`. `on_step` is called after every optimiser step
+    (progress bars).
     """
     if epochs < 0:
         raise UserError(f"--epochs: expected a non-negative integer, found {epochs}")
@@ -172,6 +174,7 @@ def finetune(
                 temperature,
                 weight_decay,
                 freeze_bn,
+                on_step,
             )
         else:
             best_epoch = 0
@@ -215,6 +218,7 @@ def _train(
     temperature: float,
     weight_decay: float,
     freeze_bn: bool,
+    on_step: Callable[[], None] | None = None,
 ) -> int:
     """Fine-tune `student` in place. With `val`, the weights of the epoch with the best validation
     accuracy (epoch 0 = the calibrated starting point; later epochs win ties) are kept.
@@ -252,6 +256,8 @@ def _train(
             loss.backward()
             opt.step()
             step += 1
+            if on_step is not None:
+                on_step()
         student.eval()
         if val is not None:
             acc = accuracy(student, val)

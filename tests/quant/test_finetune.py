@@ -158,3 +158,14 @@ def test_cli_finetune_policy_file_errors(cli, tmp_path):
     assert isinstance(res.exception, UserError) and "--bits" in str(res.exception)
     res = cli("--device", "bitfusion", "--bits", "4,4", "--model", "resnet20")
     assert isinstance(res.exception, UserError) and "--weights" in str(res.exception)
+
+
+def test_on_step_called_once_per_optimiser_step():
+    from hwq.models.digits import load_trained_digits_resnet
+
+    model, _info = load_trained_digits_resnet(0)
+    train, _val, test = digits_loaders(64, seed=0)
+    steps: list[int] = []
+    finetune(model, [(8, 8)] * 7, train, test, epochs=1, calib=digits_calibration(2),
+             on_step=lambda: steps.append(1))
+    assert len(steps) == len(train)
