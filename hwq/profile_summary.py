@@ -192,9 +192,9 @@ def _summarize_lut(profile: DeviceProfile, pairs: list[tuple[int, int]]) -> Prof
     table_path = profile.resolve_path(str(profile.get("table")))
     _, by_shape = read_table(table_path)
     basis = (
-        f"measured table {table_path.name}: per pair its fastest row, peak = MACs / latency_s, "
-        "total_energy_per_mac = energy_pj / MACs of that row (MACs from the row's shape, "
-        "output size at padding (kernel - 1) // 2)"
+        f"measured table {table_path.name}: per pair its fastest measured shape, peak = MACs / "
+        "latency_s, total_energy_per_mac = energy_pj / MACs (MACs from the shape, output size "
+        "at padding (kernel - 1) // 2)"
     )
     keys = list(by_shape)
     macs = _lut_macs(keys, KEY_COLUMNS)
