@@ -138,9 +138,14 @@ class DeviceProfile:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
     def default_pairs(self) -> list[tuple[int, int]]:
-        """All (w_bits, a_bits) combinations of bits.search_default, weights first (w-major)."""
+        """All (w_bits, a_bits) combinations of bits.search_default, weights first (w-major); for
+        a lut profile only those its table measured (when it measured any of them)."""
         d = self.bits.search_default
-        return [(w, a) for w in d for a in d]
+        pairs = [(w, a) for w in d for a in d]
+        if self.data.get("kind") == "lut":
+            measured = _table_pairs(self.resolve_path(str(self.data["table"])))
+            return [p for p in pairs if p in measured] or pairs
+        return pairs
 
     def resolve_path(self, rel: str | os.PathLike[str]) -> Path:
         """A path a profile names, relative to the profile file (absolute paths unchanged)."""
@@ -152,6 +157,14 @@ class DeviceProfile:
 
 def _table_bits(path: Path) -> Bits:
     """Widths measured in a lut table (columns w_bits, a_bits); search_default = both sides'."""
+    pairs = _table_pairs(path)
+    weights = tuple(sorted({w for w, _ in pairs}))
+    acts = tuple(sorted({a for _, a in pairs}))
+    return Bits(weights, acts, tuple(b for b in weights if b in acts))
+
+
+def _table_pairs(path: Path) -> set[tuple[int, int]]:
+    """The (w_bits, a_bits) pairs a lut table measured."""
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq  # lazy: only lut profiles with Parquet tables need it
 
@@ -162,9 +175,7 @@ def _table_bits(path: Path) -> Bits:
             rows = list(csv.DictReader(fh))
         w_col = [r["w_bits"] for r in rows]
         a_col = [r["a_bits"] for r in rows]
-    weights = tuple(sorted({int(float(v)) for v in w_col}))
-    acts = tuple(sorted({int(float(v)) for v in a_col}))
-    return Bits(weights, acts, tuple(b for b in weights if b in acts))
+    return {(int(float(w)), int(float(a))) for w, a in zip(w_col, a_col)}
 
 
 # -- loading and validation ---------------------------------------------------------------------

@@ -46,3 +46,8 @@ def test_lookup_outside_the_table_names_the_layer(resnet18_b8):
         hwq.cost_table(graph, profile, bits=[(2, 2)])
     with pytest.raises(CostModelError, match="batch 1"):
         hwq.cost_table(graph, profile, bits=[(4, 4)], batch=1)
+
+
+def test_default_pairs_are_the_measured_ones():
+    # search_default [4, 8] on both sides, but the table measured W4A4 and W8A8 only
+    assert hwq.load_profile(EXAMPLE).default_pairs() == [(4, 4), (8, 8)]
