@@ -3,7 +3,8 @@
 Each layer is a GEMM: M = batch·out_h·out_w, N = out_channels/groups, K = in_channels/groups·kh·kw
 (a linear layer: M = batch, N = out, K = in), `groups` GEMMs batched in one kernel.
 
-* Precision = max(w, a): 16/32 → fp16; 5–8 → int8; 4 → int4 (or `fallback.int4`, default int8,
+* Precision = max(w, a): 32 → fp32 on the CUDA cores (`cuda_core.fp32_ops_per_s`, tile depth
+  of fp16); 9–16 → fp16; 5–8 → int8; 4 → int4 (or `fallback.int4`, default int8,
   when the device has no int4 tensor cores); 1–3 → `fallback.below_int4` (default int4 if present,
   else int8). A fallback changes the compute rate only: bytes moved stay at the true widths.
 * Tile and wave quantization: tiles = ceil(M/tm)·ceil(N/tn)·groups, waves = ceil(tiles/sm_count);
@@ -30,14 +31,14 @@ from numba import njit
 
 from hwq.errors import CostModelError
 
-PREC = {"int4": 0, "int8": 1, "fp16": 2}
+PREC = {"int4": 0, "int8": 1, "fp16": 2, "fp32": 3}
 OUT_COLUMNS = ("cycles", "compute_cycles", "stall_cycles", "latency_s", "energy_pj",
                "energy_core_pj", "energy_sram_pj", "energy_dram_pj", "dram_read_bits",
                "dram_write_bits", "precision")
 # params: peak int4, int8, fp16 (ops/s); sm; tm, tn, tk; dram B/s; dram pJ/bit; launch s;
 #         eff compute, memory, overlap; idle W, max W; clock; int4 code; below_int4 code;
-#         tk int4, int8, fp16
-N_PARAMS = 21
+#         tk int4, int8, fp16; fp32 CUDA-core peak (0: none)
+N_PARAMS = 22
 
 
 def tile_k(profile: Any) -> tuple[float, float, float]:
@@ -68,6 +69,7 @@ def params_from_profile(profile: Any) -> np.ndarray:
         float(eff.get("overlap", 1.0)),
         float(g("power.idle_w")), float(g("power.max_w")), float(profile.clock_hz),
         float(PREC[fb4]), float(PREC[fbl]), *tile_k(profile),
+        float(g("cuda_core.fp32_ops_per_s", 0.0)),
     ], dtype=np.float64)
 
 
@@ -92,7 +94,9 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
             w = float(w_bits[j])
             a = float(a_bits[j])
             b = max(w, a)
-            if b > 8:
+            if b > 16:
+                prec = 3
+            elif b > 8:
                 prec = 2
             elif b > 4:
                 prec = 1
@@ -100,10 +104,10 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
                 prec = int(prm[16])
             else:
                 prec = int(prm[17])
-            peak = prm[prec]
-            tk = prm[18 + prec]
+            peak = prm[21] if prec == 3 else prm[prec]
+            tk = prm[20] if prec == 3 else prm[18 + prec]
             tc = waves * 2.0 * tm * tn * np.ceil(k / tk) * tk / (peak / sm) / e_c
-            a_out = 16.0 if a > 8 else a
+            a_out = a if a > 16 else (16.0 if a > 8 else a)
             rd = wp * w + ie * a
             wr = oe * a_out
             tmem = (rd + wr) / 8.0 / (bw * e_m)
@@ -145,7 +149,11 @@ def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> d
         if not (1 <= w <= 32 and 1 <= a <= 32):
             first = graph.names[0] if len(graph) else "?"
             raise CostModelError(f"layer {first}: {profile.name} cannot price W{w}A{a}")
+        if max(w, a) > 16 and profile.get("cuda_core.fp32_ops_per_s", None) is None:
+            first = graph.names[0] if len(graph) else "?"
+            raise CostModelError(f"layer {first}: {profile.name} cannot price W{w}A{a}: 32-bit "
+                                 "layers need cuda_core.fp32_ops_per_s in the profile")
     out = simulate(layer_rows(graph), w_bits, a_bits, params_from_profile(profile))
     result: dict[str, Any] = {name: out[:, :, i] for i, name in enumerate(OUT_COLUMNS)}
-    result["_labels"] = {"precision": ("int4", "int8", "fp16")}
+    result["_labels"] = {"precision": ("int4", "int8", "fp16", "fp32")}
     return result

@@ -81,3 +81,12 @@ def test_finite_non_negative(device, batch, ic, oc, oh, k, w, a):
         if col != "_labels":
             assert np.all(np.isfinite(v)) and np.all(v >= 0), col
     assert np.all(r["cycles"] >= r["compute_cycles"])
+
+
+def test_32_bit_runs_as_fp32_on_cuda_cores():
+    r = price("t4", [16, 32], [16, 32])
+    assert list(r["precision"][0]) == [2, 3]
+    assert r["_labels"]["precision"][3] == "fp32"
+    # 65 TFLOPS fp16 tensor cores vs 8.14 TFLOPS fp32 CUDA cores, same tile
+    assert r["compute_cycles"][0, 1] == pytest.approx(r["compute_cycles"][0, 0] * 65e12 / 8.1408e12)
+    assert r["dram_write_bits"][0, 1] == pytest.approx(2 * r["dram_write_bits"][0, 0])
