@@ -135,7 +135,8 @@ def build_network(arch: str, in_dim: int, out_dim: int, hidden: int = 32) -> Any
         def __init__(self) -> None:
             super().__init__()
             if arch == "gcn":
-                self.body = GCNConv(in_dim, hidden)
+                # one graph per decoder: the normalised adjacency is computed once
+                self.body = GCNConv(in_dim, hidden, cached=True)
             elif arch == "gat":
                 self.body = GATConv(in_dim, hidden, heads=2, concat=False)
             elif arch == "unet":
