@@ -1,9 +1,10 @@
-"""Pricing policy batches from a cost table: one fused Numba pass per policy."""
+"""Pricing policy batches from a cost table: one Numba pass per policy for the sums, then the
+peak activation memory of the whole batch in policy blocks."""
 
 from __future__ import annotations
 
 import numpy as np
-from hwq.cost_models.metrics import policy_peak_bytes
+from hwq.cost_models.metrics import peak_activation_bytes
 from numba import njit
 
 
@@ -19,16 +20,13 @@ def evaluate_batch(
     live_ptr: np.ndarray,
     live_idx: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One pass per policy: column sums [P, C], peak activation bytes [P], first infeasible
+    """Column sums [P, C], peak activation bytes [P], first infeasible
     layer [P] (-1: none) and first layer whose pair is not in the table [P] (-1: none)."""
     n_layers, _, n_cols = values.shape
     n_pol = pairs.shape[0]
-    n_tensors = tensor_elems.shape[0]
     sums = np.zeros((n_pol, n_cols), dtype=np.float64)
-    peak = np.zeros(n_pol, dtype=np.float64)
     bad = np.full(n_pol, -1, dtype=np.int64)
     missing = np.full(n_pol, -1, dtype=np.int64)
-    bits = np.empty(n_tensors, dtype=np.float64)
     for p in range(n_pol):
         for i in range(n_layers):
             w = pairs[p, i, 0]
@@ -44,8 +42,9 @@ def evaluate_batch(
                 sums[p, c] += row[c]
             if bad[p] < 0 and not feasible[i, k]:
                 bad[p] = i
+    peak = peak_activation_bytes(pairs[:, :, 1], tensor_elems, reader_ptr, reader_idx,
+                                 live_ptr, live_idx)
+    for p in range(n_pol):
         if missing[p] >= 0:
-            continue
-        peak[p] = policy_peak_bytes(pairs[p, :, 1], tensor_elems, reader_ptr, reader_idx,
-                                    live_ptr, live_idx, bits)
+            peak[p] = 0.0
     return sums, peak, bad, missing
