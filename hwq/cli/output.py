@@ -12,6 +12,11 @@ import numpy as np
 
 
 def _plain(value: Any) -> Any:
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:  # the common cells, first
+        return value
+    if t is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -65,9 +70,10 @@ def format_table(
     """Aligned text lines (header first): numbers right-aligned, text left-aligned."""
     cols = list(columns or rows[0].keys())
     show = fmt or _fmt
-    cells = [[show(r.get(c)) for c in cols] for r in rows]
+    plain = [[_plain(r.get(c)) for c in cols] for r in rows]
+    cells = [[show(v) for v in row] for row in plain]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    numeric = [all(_is_num(r.get(c)) for r in rows) for c in cols]
+    numeric = [all(_is_num(row[i]) for row in plain) for i in range(len(cols))]
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(
