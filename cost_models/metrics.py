@@ -38,36 +38,6 @@ def layer_weight_bytes(weight_params: np.ndarray, w_bits: np.ndarray) -> np.ndar
 
 
 @njit(cache=True)
-def policy_peak_bytes(
-    a_bits: np.ndarray,  # int [L] activation bits of each layer (its input)
-    tensor_elems: np.ndarray,
-    reader_ptr: np.ndarray,
-    reader_idx: np.ndarray,
-    live_ptr: np.ndarray,
-    live_idx: np.ndarray,
-    bits: np.ndarray,  # float64 [T] scratch
-) -> float:
-    """Peak activation bytes of one policy: max over layers of the bytes of every tensor live
-    at it, each tensor at the largest activation bits of its readers (8 if it has none)."""
-    for t in range(tensor_elems.shape[0]):
-        b = 0
-        for k in range(reader_ptr[t], reader_ptr[t + 1]):
-            v = a_bits[reader_idx[k]]
-            if v > b:
-                b = v
-        bits[t] = 8.0 if b == 0 else float(b)
-    peak = 0.0
-    for i in range(live_ptr.shape[0] - 1):
-        total = 0.0
-        for k in range(live_ptr[i], live_ptr[i + 1]):
-            t = live_idx[k]
-            total += tensor_elems[t] * bits[t]
-        if total > peak:
-            peak = total
-    return peak / 8.0
-
-
-@njit(cache=True)
 def peak_activation_bytes(
     a_bits: np.ndarray,         # int [P, L] activation bits of each layer (its input)
     tensor_elems: np.ndarray,   # int64 [T]
@@ -76,7 +46,9 @@ def peak_activation_bytes(
     live_ptr: np.ndarray,       # int64 [L + 1] CSR into live_idx
     live_idx: np.ndarray,       # int64 [E] tensors resident while layer i runs
 ) -> np.ndarray:
-    """[P] peak activation bytes of a batch of policies (what `policy_peak_bytes` gives one).
+    """[P] peak activation bytes of a batch of policies: per policy, the max over layers of the
+    bytes of every tensor live at it, each tensor at the largest activation bits of its readers
+    (8 if it has none).
 
     Policies are taken in blocks with the policy index innermost, so that every step of the
     plan (a tensor's bits = the largest of its readers', a layer's live bytes) runs over a
