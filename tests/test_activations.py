@@ -78,3 +78,27 @@ def test_peak_monotone_in_bits(bits):
     high = np.maximum(low, 8)
     lo, hi = plan.peak_bytes(low)[0], plan.peak_bytes(high)[0]
     assert 0 < lo and (lo <= hi or (low > 8).any())
+
+
+def _peak_reference(plan, a_bits: np.ndarray) -> float:
+    """The plan read literally, one policy: each tensor at its readers' widest bits (8 if
+    none), the largest sum of live tensor bytes over layers."""
+    bits = []
+    for t in range(len(plan.tensor_elems)):
+        readers = plan.reader_idx[plan.reader_ptr[t]:plan.reader_ptr[t + 1]]
+        bits.append(max((int(a_bits[r]) for r in readers), default=0) or 8)
+    return max(
+        sum(int(plan.tensor_elems[t]) * bits[t]
+            for t in plan.live_idx[plan.live_ptr[i]:plan.live_ptr[i + 1]])
+        for i in range(len(plan.live_ptr) - 1)
+    ) / 8
+
+
+def test_batch_peak_matches_reference_across_blocks():
+    # more policies than one block of the batch kernel (512), random widths incl. 16 and 32
+    g = trace(Residual(), torch.zeros(1, 3, 8, 8))
+    plan = plan_activations(g)
+    rng = np.random.default_rng(0)
+    a_bits = rng.choice([1, 2, 4, 8, 16, 32], size=(1100, len(g)))
+    got = plan.peak_bytes(a_bits)
+    assert [float(v) for v in got] == [_peak_reference(plan, row) for row in a_bits]
