@@ -40,6 +40,7 @@ CSV = (Path(__file__).resolve().parents[1] / "tests" / "cost_models" / "data"
        / "t4_resnet18_layer_latency.csv")
 END_TO_END_S = {"resnet18": (3.3e-3, 2.2e-3), "resnet50": (8.5e-3, 5.8e-3)}  # batch 8
 GRID_MN = (16, 32, 64, 128)
+EFF = slice(gpu.EFFICIENCY, gpu.EFFICIENCY + 3)  # compute, memory, overlap
 GRID_K = (16, 32, 64, 128)
 
 
@@ -50,15 +51,15 @@ def networks(batch: int) -> dict[str, Network]:
 
 def with_tile(base: np.ndarray, m: int, n: int, k8: int, k4: int) -> np.ndarray:
     prm = base.copy()
-    prm[4], prm[5], prm[6] = m, n, k8
-    prm[18], prm[19], prm[20] = k4, k8, k8
+    prm[gpu.TILE_M], prm[gpu.TILE_N] = m, n
+    prm[gpu.TILE_K:gpu.TILE_K + 4] = k4, k8, k8, k8  # int4, int8, fp16, fp32
     return prm
 
 
 def fit(base: np.ndarray, graph, measured, idx, nets) -> tuple[np.ndarray, float]:
     def resid(x: np.ndarray) -> np.ndarray:
         prm = base.copy()
-        prm[10:13] = np.exp(x[0]), np.exp(x[1]), x[2]
+        prm[EFF] = np.exp(x[0]), np.exp(x[1]), x[2]
         return residuals(prm, graph, measured, idx, nets)
 
     best = None
@@ -68,7 +69,7 @@ def fit(base: np.ndarray, graph, measured, idx, nets) -> tuple[np.ndarray, float
         if best is None or r.cost < best.cost:
             best = r
     prm = base.copy()
-    prm[10:13] = np.exp(best.x[0]), np.exp(best.x[1]), best.x[2]
+    prm[EFF] = np.exp(best.x[0]), np.exp(best.x[1]), best.x[2]
     return prm, float(best.cost)
 
 
@@ -97,9 +98,9 @@ def main() -> None:
         cost, (m, n, k8, k4), base = trials[0]
         report["fit"] = {
             "gemm_tile": {"m": m, "n": n, "k": {"int8": k8, "int4": k4, "fp16": k8}},
-            "efficiency": {"compute": round(float(base[10]), 5),
-                           "memory": round(float(base[11]), 5),
-                           "overlap": round(float(base[12]), 4)},
+            "efficiency": {"compute": round(float(base[EFF][0]), 5),
+                           "memory": round(float(base[EFF][1]), 5),
+                           "overlap": round(float(base[EFF][2]), 4)},
             "cost": cost,
             "runner_ups": [
                 {"tile": list(t), "cost": c,

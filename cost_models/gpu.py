@@ -35,10 +35,19 @@ PREC = {"int4": 0, "int8": 1, "fp16": 2, "fp32": 3}
 OUT_COLUMNS = ("cycles", "compute_cycles", "stall_cycles", "latency_s", "energy_pj",
                "energy_core_pj", "energy_sram_pj", "energy_dram_pj", "dram_read_bits",
                "dram_write_bits", "precision")
-# params: peak int4, int8, fp16 (ops/s); sm; tm, tn, tk; dram B/s; dram pJ/bit; launch s;
-#         eff compute, memory, overlap; idle W, max W; clock; int4 code; below_int4 code;
-#         tk int4, int8, fp16; fp32 CUDA-core peak (0: none)
-N_PARAMS = 22
+# The flat parameter vector of `simulate`, in this order. Peaks and tile depths are indexed by
+# precision code (PREC: int4, int8, fp16, fp32); fp32 (CUDA cores) uses fp16's tile depth.
+PARAM_NAMES = (
+    "peak_int4_ops_per_s", "peak_int8_ops_per_s", "peak_fp16_ops_per_s", "peak_fp32_ops_per_s",
+    "tile_k_int4", "tile_k_int8", "tile_k_fp16", "tile_k_fp32",
+    "sm_count", "tile_m", "tile_n", "dram_bytes_per_s", "dram_pj_per_bit", "launch_overhead_s",
+    "efficiency_compute", "efficiency_memory", "efficiency_overlap",
+    "idle_w", "max_w", "clock_hz", "int4_precision", "below_int4_precision",
+)
+N_PARAMS = len(PARAM_NAMES)
+PEAK, TILE_K, SM, TILE_M, TILE_N = 0, 4, 8, 9, 10
+DRAM_BW, DRAM_PJ, LAUNCH, EFFICIENCY = 11, 12, 13, 14  # EFFICIENCY: compute, memory, overlap
+IDLE_W, MAX_W, CLOCK, INT4_PREC, BELOW_INT4_PREC = 17, 18, 19, 20, 21
 
 
 def tile_k(profile: Any) -> tuple[float, float, float]:
@@ -51,6 +60,7 @@ def tile_k(profile: Any) -> tuple[float, float, float]:
 
 
 def params_from_profile(profile: Any) -> np.ndarray:
+    """The PARAM_NAMES vector of a gpu profile."""
     g = profile.get
     tc = g("tensor_core")
     has4 = "int4_ops_per_s" in tc
@@ -59,18 +69,24 @@ def params_from_profile(profile: Any) -> np.ndarray:
     if (fb4 == "int4" or fbl == "int4") and not has4:
         raise CostModelError(f"profile {profile.name}: int4 fallback without int4 tensor cores")
     eff = g("efficiency")
-    return np.array([
-        float(tc.get("int4_ops_per_s", tc["int8_ops_per_s"])), float(tc["int8_ops_per_s"]),
-        float(tc["fp16_ops_per_s"]), float(g("sm_count")),
-        float(g("gemm_tile.m")), float(g("gemm_tile.n")), tile_k(profile)[1],
-        float(g("memory.dram_bytes_per_s")), float(g("memory.dram_pj_per_bit")),
-        float(g("launch_overhead_s")),
-        float(eff.get("compute", 1.0)), float(eff.get("memory", 1.0)),
-        float(eff.get("overlap", 1.0)),
-        float(g("power.idle_w")), float(g("power.max_w")), float(profile.clock_hz),
-        float(PREC[fb4]), float(PREC[fbl]), *tile_k(profile),
-        float(g("cuda_core.fp32_ops_per_s", 0.0)),
-    ], dtype=np.float64)
+    k4, k8, k16 = tile_k(profile)
+    values = {
+        "peak_int4_ops_per_s": tc.get("int4_ops_per_s", tc["int8_ops_per_s"]),
+        "peak_int8_ops_per_s": tc["int8_ops_per_s"],
+        "peak_fp16_ops_per_s": tc["fp16_ops_per_s"],
+        "peak_fp32_ops_per_s": g("cuda_core.fp32_ops_per_s", 0.0),
+        "tile_k_int4": k4, "tile_k_int8": k8, "tile_k_fp16": k16, "tile_k_fp32": k16,
+        "sm_count": g("sm_count"), "tile_m": g("gemm_tile.m"), "tile_n": g("gemm_tile.n"),
+        "dram_bytes_per_s": g("memory.dram_bytes_per_s"),
+        "dram_pj_per_bit": g("memory.dram_pj_per_bit"),
+        "launch_overhead_s": g("launch_overhead_s"),
+        "efficiency_compute": eff.get("compute", 1.0),
+        "efficiency_memory": eff.get("memory", 1.0),
+        "efficiency_overlap": eff.get("overlap", 1.0),
+        "idle_w": g("power.idle_w"), "max_w": g("power.max_w"), "clock_hz": profile.clock_hz,
+        "int4_precision": PREC[fb4], "below_int4_precision": PREC[fbl],
+    }
+    return np.array([float(values[n]) for n in PARAM_NAMES], dtype=np.float64)
 
 
 @njit(cache=True)
@@ -80,10 +96,10 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     n_l = layers.shape[0]
     n_p = w_bits.shape[0]
     out = np.zeros((n_l, n_p, 11))
-    sm, tm, tn = prm[3], prm[4], prm[5]
-    bw, dram_pj, launch = prm[7], prm[8], prm[9]
-    e_c, e_m, ovl = prm[10], prm[11], prm[12]
-    idle, pmax, clock = prm[13], prm[14], prm[15]
+    sm, tm, tn = prm[SM], prm[TILE_M], prm[TILE_N]
+    bw, dram_pj, launch = prm[DRAM_BW], prm[DRAM_PJ], prm[LAUNCH]
+    e_c, e_m, ovl = prm[EFFICIENCY], prm[EFFICIENCY + 1], prm[EFFICIENCY + 2]
+    idle, pmax, clock = prm[IDLE_W], prm[MAX_W], prm[CLOCK]
     for i in range(n_l):
         m, n, k, g = layers[i, 0], layers[i, 1], layers[i, 2], layers[i, 3]
         wp, ie, oe = layers[i, 4], layers[i, 5], layers[i, 6]
@@ -101,11 +117,11 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
             elif b > 4:
                 prec = 1
             elif b == 4:
-                prec = int(prm[16])
+                prec = int(prm[INT4_PREC])
             else:
-                prec = int(prm[17])
-            peak = prm[21] if prec == 3 else prm[prec]
-            tk = prm[20] if prec == 3 else prm[18 + prec]
+                prec = int(prm[BELOW_INT4_PREC])
+            peak = prm[PEAK + prec]
+            tk = prm[TILE_K + prec]
             tc = waves * 2.0 * tm * tn * np.ceil(k / tk) * tk / (peak / sm) / e_c
             a_out = a if a > 16 else (16.0 if a > 8 else a)
             rd = wp * w + ie * a

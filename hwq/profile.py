@@ -110,7 +110,7 @@ class DeviceProfile:
     def bits(self) -> Bits:
         b = self.data.get("bits")
         if b is None:  # a lut profile without `bits`: the widths its table measured
-            return _table_bits(self.resolve_path(str(self.data["table"])))
+            return _table_bits(self._measured_pairs)
         return Bits(tuple(b["weights"]), tuple(b["activations"]), tuple(b["search_default"]))
 
     @property
@@ -143,9 +143,14 @@ class DeviceProfile:
         d = self.bits.search_default
         pairs = [(w, a) for w in d for a in d]
         if self.data.get("kind") == "lut":
-            measured = _table_pairs(self.resolve_path(str(self.data["table"])))
+            measured = self._measured_pairs
             return [p for p in pairs if p in measured] or pairs
         return pairs
+
+    @cached_property
+    def _measured_pairs(self) -> frozenset[tuple[int, int]]:
+        """The pairs a lut profile's table measured (read once per profile)."""
+        return frozenset(_table_pairs(self.resolve_path(str(self.data["table"]))))
 
     def resolve_path(self, rel: str | os.PathLike[str]) -> Path:
         """A path a profile names, relative to the profile file (absolute paths unchanged)."""
@@ -155,9 +160,8 @@ class DeviceProfile:
         return self.path.parent / p
 
 
-def _table_bits(path: Path) -> Bits:
-    """Widths measured in a lut table (columns w_bits, a_bits); search_default = both sides'."""
-    pairs = _table_pairs(path)
+def _table_bits(pairs: frozenset[tuple[int, int]]) -> Bits:
+    """Widths of a lut table's measured pairs; search_default = the widths on both sides."""
     weights = tuple(sorted({w for w, _ in pairs}))
     acts = tuple(sorted({a for _, a in pairs}))
     return Bits(weights, acts, tuple(b for b in weights if b in acts))
@@ -565,7 +569,7 @@ def _table_problems(res: _Resolved) -> list[str]:
     if "bits" in res.data:
         return []
     try:
-        _table_bits(table)
+        _table_pairs(table)
     except (KeyError, ValueError, OSError) as exc:
         return [f"{where}: table: expected columns w_bits and a_bits (the profile has no "
                 f"`bits`), found a table that cannot give them ({exc!r})"]
