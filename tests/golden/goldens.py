@@ -1,0 +1,141 @@
+"""Golden results that a refactoring must not change (issue: one way through a search).
+
+* fronts (policy ids and objective values) of a fixed-seed run of every algorithm on the
+  published HAWQ-V3 ResNet-18 sensitivities (objectives sensitivity, bops; first/last pinned
+  at 8 bits; BitFusion), and of the default digits search (accuracy, latency, energy, weight
+  memory; a short budget);
+* the cost tables of every shipped profile on resnet18 at its default pairs.
+
+`python tests/golden/goldens.py` records them into tests/golden/data/ (re-record only where a
+change alters that behaviour on purpose, and say why in the commit). The tests compare against
+the files: policy ids exactly, values to 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).parent / "data"
+HAWQ18 = Path(__file__).parent.parent / "search" / "data" / "hawq_v3_sensitivity_resnet18.csv"
+
+# algorithm -> options of its fixed-seed run on the HAWQ-V3 resnet18 problem
+SENSITIVITY_RUNS: dict[str, dict[str, Any]] = {
+    "nemo": {"generations": 6, "population": 20},
+    "nsga2": {"generations": 6, "population": 20},
+    "random": {"generations": 6, "population": 20},
+    "ilp": {"generations": 1, "population": 1, "max": ["bops=60G"]},
+    "greedy": {"generations": 1, "population": 1, "max": ["bops=60G"]},
+}
+DIGITS_RUN: dict[str, Any] = {"generations": 4, "population": 20}
+
+
+def front_of(run: Any) -> list[dict[str, Any]]:
+    cols = [c for c in ("accuracy", "sensitivity", "weight_bytes", "peak_activation_bytes",
+                        "bops", "latency_s", "energy_pj") if c in run.pareto.columns]
+    rows = []
+    for _, r in run.pareto.sort_values("policy_id").iterrows():
+        rows.append({"policy_id": r["policy_id"], **{c: float(r[c]) for c in cols}})
+    return rows
+
+
+def sensitivity_front(algorithm: str, out_dir: Path, r18_layers: str) -> list[dict[str, Any]]:
+    import hwq
+
+    opts = SENSITIVITY_RUNS[algorithm]
+    run = hwq.search(
+        "bitfusion", model=r18_layers, algorithm=algorithm, sensitivity=str(HAWQ18),
+        objectives="sensitivity,bops", pin="first,last=8", bits="4x4,8x4,4x8,8x8", seed=0, verify_top=0,
+        output_dir=str(out_dir), **opts,
+    )
+    return front_of(run)
+
+
+def digits_front(out_dir: Path) -> list[dict[str, Any]]:
+    import hwq
+
+    run = hwq.search("bitfusion", seed=0, verify_top=0, output_dir=str(out_dir), **DIGITS_RUN)
+    return front_of(run)
+
+
+def profile_table(name: str, r18_layers: str) -> list[dict[str, Any]]:
+    import hwq
+
+    graph = hwq.LayerGraph.read(r18_layers)
+    df = hwq.cost_table(graph, hwq.load_profile(name)).to_pandas()
+    return json.loads(df.to_json(orient="records", double_precision=15))
+
+
+def shipped_profiles() -> list[str]:
+    from hwq.profile import list_profiles
+
+    return list_profiles()
+
+
+def load(name: str) -> Any:
+    return json.loads((DATA / f"{name}.json").read_text())
+
+
+def compare(found: Any, expected: Any, where: str = "") -> list[str]:
+    """Differences between two JSON-like values: exact for strings/ints/bools, 1e-9 relative for
+    floats (NaN equals NaN)."""
+    import math
+
+    out: list[str] = []
+    if isinstance(expected, dict):
+        if not isinstance(found, dict) or set(found) != set(expected):
+            return [f"{where}: keys {sorted(found) if isinstance(found, dict) else found!r} "
+                    f"!= {sorted(expected)}"]
+        for k in expected:
+            out += compare(found[k], expected[k], f"{where}.{k}")
+    elif isinstance(expected, list):
+        if not isinstance(found, list) or len(found) != len(expected):
+            return [f"{where}: length {len(found) if isinstance(found, list) else found!r} "
+                    f"!= {len(expected)}"]
+        for i, (f, e) in enumerate(zip(found, expected)):
+            out += compare(f, e, f"{where}[{i}]")
+            if len(out) > 20:
+                break
+    elif isinstance(expected, float) or isinstance(found, float):
+        if expected is None or found is None:
+            if expected is not found:
+                out.append(f"{where}: {found!r} != {expected!r}")
+        else:
+            fe, ff = float(expected), float(found)
+            same = (math.isnan(fe) and math.isnan(ff)) or abs(ff - fe) <= 1e-9 * max(abs(fe), 1e-300)
+            if not same:
+                out.append(f"{where}: {ff!r} != {fe!r}")
+    elif found != expected:
+        out.append(f"{where}: {found!r} != {expected!r}")
+    return out
+
+
+def record() -> None:
+    import os
+    import tempfile
+
+    from hwq.model_source import load_graph
+
+    os.environ.setdefault("HWQ_NO_CACHE", "1")
+    DATA.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        layers = str(Path(tmp) / "resnet18.parquet")
+        load_graph("resnet18").to_parquet(layers)
+        for name in shipped_profiles():
+            (DATA / f"table_{name}.json").write_text(json.dumps(profile_table(name, layers)))
+            print("table", name, file=sys.stderr)
+        for algorithm in SENSITIVITY_RUNS:
+            front = sensitivity_front(algorithm, Path(tmp) / algorithm, layers)
+            (DATA / f"front_r18_{algorithm}.json").write_text(json.dumps(front, indent=0))
+            print("front", algorithm, len(front), file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        front = digits_front(Path(tmp) / "digits")
+        (DATA / "front_digits.json").write_text(json.dumps(front, indent=0))
+        print("front digits", len(front), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    record()
