@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from hwq.atomic import write_atomic
 
 NAMESPACE = "bitfusion"
 MEMORY_ROWS = 16384  # layer rows kept in memory (each holds its (w, a) results)
@@ -68,22 +69,11 @@ def _load(path: Path, n_out: int) -> dict[tuple[int, int], np.ndarray]:
 
 
 def _store(path: Path, entries: dict[tuple[int, int], np.ndarray], n_out: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.empty((len(entries), n_out + 2), dtype=np.float64)
     for i, ((w, a), vals) in enumerate(sorted(entries.items())):
         arr[i, 0], arr[i, 1] = w, a
         arr[i, 2:] = vals
-    fd, tmp = tempfile.mkstemp(prefix=path.stem[:16] + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(path, lambda fh: np.save(fh, arr, allow_pickle=False), fsync=False)
 
 
 def cached_table(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,

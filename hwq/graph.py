@@ -216,9 +216,9 @@ class LayerGraph:
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         df = self.to_frame()
         df["inputs"] = [";".join(i) for i in self.inputs]
-        tmp = Path(f"{path}.tmp-{os.getpid()}")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        from hwq.atomic import write_text_atomic
+
+        write_text_atomic(path, df.to_csv(index=False))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         if str(path).lower().endswith(".csv"):

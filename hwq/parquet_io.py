@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from hwq.atomic import write_atomic
 
 
 def write_table_atomic(
@@ -20,11 +21,7 @@ def write_table_atomic(
     merged = dict(table.schema.metadata or {})
     merged.update({k.encode(): str(v).encode() for k, v in metadata.items()})
     table = table.replace_schema_metadata(merged)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)
+    write_atomic(path, lambda fh: pq.write_table(table, fh))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -33,6 +33,18 @@ def check_bits(bits: int, where: str) -> int:
     return value
 
 
+BITS_BOUND = 33  # bit-widths index arrays of this size (0..32)
+
+
+def pair_lookup(pairs: Iterable[Sequence[int]]) -> np.ndarray:
+    """int64 [33, 33]: index k of (w, a) in `pairs`, -1 where `pairs` lacks it (the one
+    definition of the pair index every table, sensitivity source and kernel reads)."""
+    lut = np.full((BITS_BOUND, BITS_BOUND), -1, dtype=np.int64)
+    for k, (w, a) in enumerate(pairs):
+        lut[int(w), int(a)] = k
+    return lut
+
+
 def policy_id_from_pairs(pairs: Iterable[Sequence[int]]) -> str:
     """First 12 hex digits of sha256 of the compact JSON list of per-layer [w, a] pairs."""
     text = json.dumps([[int(w), int(a)] for w, a in pairs], separators=(",", ":"))

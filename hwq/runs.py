@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hwq.atomic import write_bytes_atomic, write_text_atomic
 from hwq.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -73,20 +74,6 @@ PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
 
 def now_iso() -> str:
     return datetime.now(UTC).astimezone().isoformat(timespec="seconds")
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    _atomic_bytes(path, text.encode("utf-8"))
 
 
 def _json_default(value: Any) -> Any:
@@ -169,7 +156,7 @@ class RunWriter:
     # -- small files -----------------------------------------------------------------------------
     def write_meta(self, **updates: Any) -> None:
         self.meta.update(updates)
-        _atomic_text(
+        write_text_atomic(
             self.path / "meta.json",
             json.dumps(self.meta, indent=2, default=_json_default) + "\n",
         )
@@ -177,10 +164,10 @@ class RunWriter:
     def write_config(self, config: Mapping[str, Any]) -> None:
         import yaml
 
-        _atomic_text(self.path / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
+        write_text_atomic(self.path / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))
 
     def write_profile(self, text: str) -> None:
-        _atomic_text(self.path / "profile.yaml", text)
+        write_text_atomic(self.path / "profile.yaml", text)
 
     def parquet_meta(self, kind: str) -> dict[str, str]:
         return {
@@ -251,7 +238,7 @@ class RunWriter:
         self.write_frame(self.candidates_table(records), "pareto.parquet", "pareto")
 
     def write_policy(self, policy_id: str, text: str) -> None:
-        _atomic_text(self.path / "policies" / f"{policy_id}.json", text)
+        write_text_atomic(self.path / "policies" / f"{policy_id}.json", text)
 
     def clear_policies(self, keep: Iterable[str]) -> None:
         keep = set(keep)
@@ -267,7 +254,8 @@ class RunWriter:
         return self.path / "state" / "checkpoint.pkl"
 
     def write_checkpoint(self, state: Any) -> None:
-        _atomic_bytes(self.checkpoint_path, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        write_bytes_atomic(self.checkpoint_path, data)
 
     def read_checkpoint(self) -> Any | None:
         if not self.checkpoint_path.is_file():

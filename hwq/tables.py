@@ -17,9 +17,10 @@ import pandas as pd
 
 from hwq import __version__
 from hwq.activations import ActivationPlan, plan_activations
+from hwq.atomic import write_atomic
 from hwq.errors import UserError
 from hwq.graph import LayerGraph
-from hwq.policy import check_bits
+from hwq.policy import check_bits, pair_lookup
 from hwq.profile import DeviceProfile
 
 log = logging.getLogger("hwq.cost")
@@ -70,10 +71,7 @@ class CostTable:
     @cached_property
     def pair_lookup(self) -> np.ndarray:
         """int64 [33, 33]: index of (w, a) in `pairs`, -1 where the table lacks it."""
-        lut = np.full((33, 33), -1, dtype=np.int64)
-        for k, (w, a) in enumerate(self.pairs):
-            lut[w, a] = k
-        return lut
+        return pair_lookup(self.pairs)
 
     @cached_property
     def stacked(self) -> np.ndarray:
@@ -210,10 +208,7 @@ def _write_cached(path: Path, table: CostTable) -> None:
     arrays["feasible"] = table.feasible
     arrays["labels"] = np.array(json.dumps({k: list(v) for k, v in table.detail_labels.items()}))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: np.savez(fh, **arrays), fsync=False)
     except OSError as exc:  # a read-only cache costs speed, never the result
         log.debug("cost table cache not written: %s", exc)
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hwq.errors import UserError
+from hwq.policy import pair_lookup
 
 log = logging.getLogger("hwq.search")
 
@@ -59,9 +60,7 @@ class SensitivityQuality:
         self.matrix = np.asarray(matrix, dtype=np.float64)
         self.pairs = [(int(w), int(a)) for w, a in pairs]
         self.source = source
-        self._lut = np.full((33, 33), -1, dtype=np.int64)
-        for k, (w, a) in enumerate(self.pairs):
-            self._lut[w, a] = k
+        self._lut = pair_lookup(self.pairs)
 
     def table_values(self, table: Any) -> np.ndarray:
         """float64 [L, K] aligned with `table.pairs` (NaN where unknown)."""

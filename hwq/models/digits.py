@@ -98,10 +98,9 @@ def cache_path(seed: int = 0) -> Path:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from hwq.atomic import write_atomic
+
+    write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 _MEMO: dict[tuple[str, int], tuple[dict[str, Tensor], dict[str, Any]]] = {}

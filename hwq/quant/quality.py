@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hwq.errors import UserError
-from hwq.policy import VALID_BITS, Policy, policy_id_from_pairs
+from hwq.policy import BITS_BOUND, VALID_BITS, Policy, policy_id_from_pairs
 from hwq.quant.apply import (
     PolicyLike,
     apply_policy,
@@ -203,7 +203,6 @@ def _pairs_or_none(data: Any, batches: int | None) -> Iterable[tuple[Tensor, Ten
 # -- sensitivity tables ----------------------------------------------------------------------------
 LONG_COLUMNS = ("layer", "w_bits", "a_bits", "sensitivity")
 _HAWQ_DELTA = re.compile(r"^delta_w(\d+)_sq$")
-_MAX_BITS = 33
 
 
 class SensitivityTable:
@@ -365,7 +364,7 @@ class SensitivityTable:
         value; 0 for unquantized (16/32) widths and for pinned layers missing from the table."""
         self.check(layer_names, pinned)
         index = {n: i for i, n in enumerate(layer_names)}
-        out = np.full((len(layer_names), _MAX_BITS, _MAX_BITS), np.nan)
+        out = np.full((len(layer_names), BITS_BOUND, BITS_BOUND), np.nan)
         known = set(self.layers)
         for n, i in index.items():
             if n not in known:

@@ -47,8 +47,8 @@ def sensitivity_front(algorithm: str, out_dir: Path, r18_layers: str) -> list[di
     opts = SENSITIVITY_RUNS[algorithm]
     run = hwq.search(
         "bitfusion", model=r18_layers, algorithm=algorithm, sensitivity=str(HAWQ18),
-        objectives="sensitivity,bops", pin="first,last=8", bits="4x4,8x4,4x8,8x8", seed=0, verify_top=0,
-        output_dir=str(out_dir), **opts,
+        objectives="sensitivity,bops", pin="first,last=8", bits="4x4,8x4,4x8,8x8", seed=0,
+        verify_top=0, output_dir=str(out_dir), **opts,
     )
     return front_of(run)
 
@@ -104,7 +104,8 @@ def compare(found: Any, expected: Any, where: str = "") -> list[str]:
                 out.append(f"{where}: {found!r} != {expected!r}")
         else:
             fe, ff = float(expected), float(found)
-            same = (math.isnan(fe) and math.isnan(ff)) or abs(ff - fe) <= 1e-9 * max(abs(fe), 1e-300)
+            close = abs(ff - fe) <= 1e-9 * max(abs(fe), 1e-300)
+            same = (math.isnan(fe) and math.isnan(ff)) or close
             if not same:
                 out.append(f"{where}: {ff!r} != {fe!r}")
     elif found != expected:

@@ -1,0 +1,46 @@
+"""Atomic file writes, the one helper every writer of the package uses (run directories, layer
+files, cost-table caches, trained-model caches).
+
+A reader never sees a half-written file: the content goes to a unique temporary file in the
+target's directory, is flushed to disk, and is renamed over the target (atomic on one file
+system). A failed write removes its temporary file and leaves the old target untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def write_atomic(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, fsync: bool = True
+) -> Path:
+    """Call `write(fh)` on a temporary binary file beside `path`, then rename it to `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    return write_atomic(path, lambda fh: fh.write(data))
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
