@@ -234,6 +234,27 @@ class RunWriter:
         )
         self.write_frame(table, "species.parquet", "species")
 
+    def write_verify(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+        """verify.parquet from verification records (extra keys ignored); returns the frame."""
+        rows = records.to_dict("records") if isinstance(records, pd.DataFrame) else records
+        df = pd.DataFrame([{c: rec[c] for c in VERIFY_COLUMNS} for rec in rows],
+                          columns=list(VERIFY_COLUMNS))
+        table = pa.Table.from_pandas(df, preserve_index=False).cast(
+            pa.schema(
+                [
+                    ("run_id", pa.string()),
+                    ("policy_id", pa.string()),
+                    ("fp32_accuracy", pa.float64()),
+                    ("ptq_accuracy", pa.float64()),
+                    ("qat_accuracy", pa.float64()),
+                    ("epochs", pa.int32()),
+                    ("wall_s", pa.float64()),
+                ]
+            )
+        )
+        self.write_frame(table, "verify.parquet", "verify")
+        return df
+
     def write_pareto(self, records: pd.DataFrame) -> None:
         self.write_frame(self.candidates_table(records), "pareto.parquet", "pareto")
 

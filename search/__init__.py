@@ -6,7 +6,7 @@ Modules: `encoding` (decisions <-> per-layer pairs, pins, ties), `problem` (the 
 `executors` (serial / process / ray), `run` (the driver).
 
 `hwq.search` is also the function of DESIGN.md §9: this package is callable, so
-``hwq.search(device, ...)`` runs a search (`hwq.api_search.search`) whether `hwq.search`
+``hwq.search(device, ...)`` runs a search (`hwq.search.api.search`) whether `hwq.search`
 resolves to the package or to the function.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 class _CallableModule(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from hwq.api_search import search
+        from hwq.search.api import search
 
         return search(*args, **kwargs)
 

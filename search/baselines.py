@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from hwq.search.algorithm_base import CheckpointSafe, SingleSpecies
 from hwq.search.indicators import order_by_rank, rank_and_crowding
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.algorithm import Algorithm
@@ -24,20 +26,8 @@ from pymoo.core.population import Population
 from hwq.errors import UserError
 
 
-class _NoProblemInPickle:
-    """Checkpoints pickle the algorithm without its problem and display (re-attached on
-    resume)."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["problem"] = None
-        state["display"] = None
-        state["callback"] = None
-        return state
-
-
-class CheckpointableNSGA2(_NoProblemInPickle, NSGA2):
-    pass
+class CheckpointableNSGA2(CheckpointSafe, SingleSpecies, NSGA2):
+    name = "nsga2"
 
 
 def make_nsga2(pop_size: int, seed: int) -> Algorithm:
@@ -57,8 +47,10 @@ def make_nsga2(pop_size: int, seed: int) -> Algorithm:
     )
 
 
-class RandomSearch(_NoProblemInPickle, Algorithm):
+class RandomSearch(CheckpointSafe, SingleSpecies, Algorithm):
     """Uniformly random integer decisions, `pop_size` per generation; keeps the front."""
+
+    name = "random"
 
     def __init__(self, pop_size: int = 20, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -88,8 +80,31 @@ class RandomSearch(_NoProblemInPickle, Algorithm):
         self.pop = pool[best]
 
 
+class OneShot(CheckpointSafe, SingleSpecies, Algorithm):
+    """An algorithm that proposes all its candidates at once (ILP, greedy): `propose(problem)`
+    gives per-group choice indices [S, G]; one generation evaluates them, and the population is
+    all of them."""
+
+    def __init__(
+        self, name: str, propose: Callable[[Any], np.ndarray], **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.name = name
+        self.propose = propose
+
+    def _initialize_infill(self) -> Population:
+        C = np.asarray(self.propose(self.problem), dtype=np.int64)
+        return Population.new("X", self.problem.encoding.X_from_choice_index(C))
+
+    def _initialize_advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self.pop = infills
+
+    def _infill(self) -> Population:  # never reached: one generation
+        raise RuntimeError(f"{self.name} proposes its candidates once")
+
+
 # -- exact and greedy baselines on additive objectives -------------------------------------------
-def _additive_budgets(problem: Any) -> dict[str, float]:
+def additive_budgets(problem: Any) -> dict[str, float]:
     from hwq.search.problem import ADDITIVE_COLUMNS, OBJECTIVES
 
     out: dict[str, float] = {}
@@ -104,7 +119,7 @@ def _additive_budgets(problem: Any) -> dict[str, float]:
     return out
 
 
-def _require_sensitivity(problem: Any, algorithm: str) -> None:
+def require_sensitivity(problem: Any, algorithm: str) -> None:
     if problem.quality is None or problem.quality.name != "sensitivity":
         raise UserError(
             f"--algorithm {algorithm}: needs the sensitivity objective "
@@ -151,8 +166,8 @@ def solve_ilp_arrays(
 def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarray:
     """Choice indices [G] of the least-sensitive policy within `budgets` (column -> limit);
     default: the problem's `--max` constraints. Raises UserError when no policy fits."""
-    _require_sensitivity(problem, "ilp")
-    budgets = dict(budgets) if budgets is not None else _additive_budgets(problem)
+    require_sensitivity(problem, "ilp")
+    budgets = dict(budgets) if budgets is not None else additive_budgets(problem)
     if not budgets:
         raise UserError(
             "--algorithm ilp: give one budget, e.g. --max bops=100G or --max weight_memory=2MiB"
@@ -171,12 +186,17 @@ def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarr
     return choice
 
 
+def ilp_choice(problem: Any) -> np.ndarray:
+    """The ILP's one candidate as choice indices [1, G] (what `OneShot` proposes)."""
+    return solve_ilp(problem)[None, :]
+
+
 def greedy_path(problem: Any, cost_column: str | None = None) -> np.ndarray:
     """Choice indices [S, G] of the greedy path (first row: the least sensitive policy)."""
     from hwq.search.problem import OBJECTIVES
 
-    _require_sensitivity(problem, "greedy")
-    budgets = _additive_budgets(problem)
+    require_sensitivity(problem, "greedy")
+    budgets = additive_budgets(problem)
     if cost_column is None:
         if budgets:
             cost_column = next(iter(budgets))

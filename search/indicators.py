@@ -3,6 +3,7 @@ the R2 indicator (pymoo has none), weight vectors, the Pareto filter and the hyp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
 
@@ -95,3 +96,26 @@ def hypervolume(Fn: np.ndarray, ref: np.ndarray) -> float:
     if not keep.any():
         return 0.0
     return float(HV(ref_point=np.asarray(ref, dtype=np.float64))(Fn[keep]))
+
+
+@dataclass(frozen=True)
+class FrontStats:
+    """One population's first feasible front: `rank`/`crowd` per member, `front` (bool: first
+    front, feasible members only when any is feasible) and `Fn`, the objectives normalised over
+    the feasible members (all members when none is)."""
+
+    rank: np.ndarray
+    crowd: np.ndarray
+    front: np.ndarray
+    Fn: np.ndarray
+
+
+def front_stats(F: np.ndarray, CV: np.ndarray) -> FrontStats:
+    """The front statistics every algorithm reports (NEMO per species, the others as one)."""
+    F = np.asarray(F, dtype=np.float64)
+    CV = np.asarray(CV, dtype=np.float64).reshape(-1)
+    rank, crowd = rank_and_crowding(F, CV)
+    feas = CV <= 0
+    ref = F[feas] if feas.any() else F
+    front = (rank == 0) & (feas if feas.any() else np.ones(len(F), bool))
+    return FrontStats(rank, crowd, front, normalise(F, ref.min(axis=0), ref.max(axis=0)))

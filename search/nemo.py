@@ -41,14 +41,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hwq.search.indicators import (
-    normalise,
-    order_by_rank,
-    r2_indicator,
-    rank_and_crowding,
-    weight_vectors,
-)
-from hwq.search.species import ALL_SPECIES, SpeciesParams, make_species
+from hwq.search.algorithm_base import CheckpointSafe
+from hwq.search.indicators import front_stats, order_by_rank, r2_indicator, weight_vectors
+from hwq.search.species import ALL_SPECIES, SpeciesParams, make_species, parse_species
 from pymoo.core.algorithm import Algorithm
 from pymoo.core.population import Population
 
@@ -77,6 +72,16 @@ class NemoParams:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, config: Any) -> NemoParams:
+        """The parameters a search configuration sets (the rest at their defaults)."""
+        return cls(
+            species=parse_species(config.species),
+            fixed_sizes=bool(config.fixed_sizes),
+            graph_mode=config.graph,
+            gnn_features=config.gnn_features,
+        )
+
 
 def allocate(pop_size: int, scores: np.ndarray, min_size: int) -> np.ndarray:
     """Share `pop_size` slots: `min_size` each, the rest in proportion to `scores` (largest
@@ -95,7 +100,7 @@ def allocate(pop_size: int, scores: np.ndarray, min_size: int) -> np.ndarray:
     return base + floor
 
 
-class NEMO(Algorithm):
+class NEMO(CheckpointSafe, Algorithm):
     """Species-based neuroevolution over direct-search and GNN species (see module doc)."""
 
     def __init__(self, pop_size: int = 20, params: NemoParams | None = None, **kwargs: Any):
@@ -104,14 +109,6 @@ class NEMO(Algorithm):
         self.params = params or NemoParams()
         self.species_list: list[Any] = []
         self.stats: pd.DataFrame = pd.DataFrame()
-
-    # -- pickling (checkpoints): never the problem -----------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["problem"] = None
-        state["display"] = None
-        state["callback"] = None
-        return state
 
     # -- set-up ----------------------------------------------------------------------------------
     def _setup(self, problem: Any, **kwargs: Any) -> None:
@@ -142,6 +139,14 @@ class NEMO(Algorithm):
     @property
     def species_names(self) -> list[str]:
         return [sp.name for sp in self.species_list]
+
+    # -- reporting (hwq.search.algorithms.ReportingAlgorithm) ------------------------------------
+    def species_of(self, offspring: Population) -> list[str]:
+        names = self.species_names
+        return [names[s] for s in offspring.get("species").astype(np.int64)]
+
+    def generation_stats(self, generation: int, offspring: Population) -> pd.DataFrame:
+        return self.stats.drop(columns=["next_size"])
 
     # -- helpers ---------------------------------------------------------------------------------
     def _key(self, x: np.ndarray) -> bytes:
@@ -237,15 +242,11 @@ class NEMO(Algorithm):
         CV = pool.get("CV").astype(np.float64).reshape(-1)
         sp_of = pool.get("species").astype(np.int64)
         n_gen = pool.get("n_gen")
-        rank, crowd = rank_and_crowding(F, CV)
-        order = order_by_rank(rank, crowd)
+        fs = front_stats(F, CV)
+        rank, front, Fn = fs.rank, fs.front, fs.Fn
+        order = order_by_rank(rank, fs.crowd)
         pos = np.empty(len(order), dtype=np.int64)
         pos[order] = np.arange(len(order))
-        feas = CV <= 0
-        ref = F[feas] if feas.any() else F
-        ideal, nadir = ref.min(axis=0), ref.max(axis=0)
-        Fn = normalise(F, ideal, nadir)
-        front = (rank == 0) & (feas if feas.any() else np.ones(len(F), bool))
         s_count = len(self.species_list)
         r2 = np.array(
             [r2_indicator(Fn[front & (sp_of == s)], self.weights) for s in range(s_count)]

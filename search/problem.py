@@ -29,26 +29,17 @@ import pandas as pd
 from pymoo.core.problem import Problem
 
 from hwq.errors import UserError
+from hwq.objectives import (
+    ADDITIVE_COLUMNS,
+    COLUMN_TO_OBJECTIVE,
+    COST_COLUMNS,
+    OBJECTIVES,
+    QUALITY_OBJECTIVES,
+)
 from hwq.policy import policy_id_from_pairs
 
 log = logging.getLogger("hwq.search")
 
-# objective name -> (logged column, maximised?)
-OBJECTIVES: dict[str, tuple[str, bool]] = {
-    "accuracy": ("accuracy", True),
-    "sensitivity": ("sensitivity", False),
-    "weight_memory": ("weight_bytes", False),
-    "activation_memory": ("peak_activation_bytes", False),
-    "bops": ("bops", False),
-    "latency": ("latency_s", False),
-    "energy": ("energy_pj", False),
-}
-QUALITY_OBJECTIVES = ("accuracy", "sensitivity")
-COST_OBJECTIVES = tuple(k for k in OBJECTIVES if k not in QUALITY_OBJECTIVES)
-# cost columns every run logs (all come from one `hwq.evaluate` call)
-COST_COLUMNS: tuple[str, ...] = tuple(OBJECTIVES[k][0] for k in COST_OBJECTIVES)
-# columns that add up over layers (so an ILP/greedy/lower bound can use them)
-ADDITIVE_COLUMNS = ("sensitivity", "weight_bytes", "bops", "latency_s", "energy_pj")
 BAD = 1e30  # F value standing in for a non-finite cost
 
 
@@ -74,7 +65,6 @@ def parse_objectives(text: str | Sequence[str]) -> list[str]:
     return out
 
 
-_COLUMN_TO_NAME = {col: name for name, (col, _) in OBJECTIVES.items()}
 _PLAIN_SUFFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
@@ -94,7 +84,7 @@ def parse_constraint(spec: str) -> tuple[str, float]:
             f"--max {spec}: expected NAME=VALUE, e.g. latency=2ms or weight_memory=256KiB"
         )
     name, value = (p.strip() for p in spec.split("=", 1))
-    name = _COLUMN_TO_NAME.get(name, name)
+    name = COLUMN_TO_OBJECTIVE.get(name, name)
     if name not in OBJECTIVES:
         raise UserError(
             f"--max {spec}: unknown quantity {name!r} (known: "

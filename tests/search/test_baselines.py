@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from hwq.search.baselines import greedy_path, solve_ilp
-from hwq.search.run import SearchConfig, prepare
+from hwq.search.config import SearchConfig
+from hwq.search.prepare import prepare
 
 from hwq.errors import UserError
 

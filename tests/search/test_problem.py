@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hwq.search.config import SearchConfig
+from hwq.search.prepare import prepare
 from hwq.search.problem import parse_constraint, parse_objectives
-from hwq.search.run import SearchConfig, prepare
 
 from hwq.errors import UserError
 

@@ -1,0 +1,75 @@
+"""The global Pareto archive of a search: every feasible, mutually non-dominated policy
+evaluated so far, and the least-violating infeasible one (for the 'no policy meets' message)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hwq.search.indicators import nondominated_mask
+
+
+class ParetoArchive:
+    """Every feasible, mutually non-dominated policy evaluated so far (one row per policy id);
+    also remembers the least-violating infeasible policy for the 'no policy meets' message."""
+
+    def __init__(self) -> None:
+        self.records: pd.DataFrame | None = None
+        self.F = np.zeros((0, 0))
+        self.closest: tuple[float, dict[str, Any]] | None = None
+
+    def update(self, records: pd.DataFrame, F: np.ndarray, G: np.ndarray) -> None:
+        cv = np.clip(G, 0.0, None).sum(axis=1)
+        feas = cv <= 0
+        if (~feas).any():
+            j = int(np.argmin(np.where(feas, np.inf, cv)))
+            if self.closest is None or cv[j] < self.closest[0]:
+                self.closest = (float(cv[j]), records.iloc[j].to_dict())
+        if not feas.any():
+            return
+        new = records[feas].reset_index(drop=True)
+        newF = F[feas]
+        if self.records is not None:
+            allr = pd.concat([self.records, new], ignore_index=True)
+            allF = np.concatenate([self.F, newF])
+        else:
+            allr, allF = new, newF
+        first = ~allr["policy_id"].duplicated(keep="first").to_numpy()
+        allr, allF = allr[first].reset_index(drop=True), allF[first]
+        keep = nondominated_mask(allF)
+        self.records = allr[keep].reset_index(drop=True)
+        self.F = allF[keep]
+
+    def __len__(self) -> int:
+        return 0 if self.records is None else len(self.records)
+
+    def sorted(self) -> tuple[pd.DataFrame, np.ndarray]:
+        if self.records is None:
+            return pd.DataFrame(), np.zeros((0, 0))
+        order = np.lexsort((self.records["policy_id"].to_numpy(), *self.F.T[::-1]))
+        return self.records.iloc[order].reset_index(drop=True), self.F[order]
+
+    def no_feasible_message(self, constraints: dict[str, float]) -> str:
+        """What to say when no evaluated policy met `constraints` (name -> limit): the limits,
+        and how close the least-violating policy came."""
+        from hwq.search.problem import bits_summary  # MERGE: hwq.display
+
+        from hwq.objectives import OBJECTIVES
+
+        limits = ", ".join(f"--max {k}={v:.6g}" for k, v in constraints.items())
+        msg = f"no evaluated policy meets the constraints ({limits or 'device feasibility'})"
+        if self.closest is None:
+            return msg
+        rec = self.closest[1]
+        pairs = np.stack([np.asarray(rec["w_bits"]), np.asarray(rec["a_bits"])], axis=1)
+        parts = []
+        for name, limit in constraints.items():
+            v = float(rec.get(OBJECTIVES[name][0], math.nan))
+            parts.append(f"{name} {v:.6g} (limit {limit:.6g})")
+        if not rec.get("feasible", True):
+            parts.append(str(rec.get("infeasible_reason") or "not feasible on the device"))
+        return msg + f"; the closest is {rec['policy_id']} ({bits_summary(pairs)}): " + ", ".join(
+            parts
+        )

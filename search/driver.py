@@ -1,0 +1,268 @@
+"""The search driver: one loop over pymoo `Algorithm`s for every algorithm.
+
+    config ──prepare──► problem ──algorithm (ask → evaluate → tell)──► RunLogger ──► run directory
+                                                                 └──► verification of the front
+
+Defaults (the embedded `hwq search --device bitfusion`) are those of `SearchConfig`: model
+`digits_resnet` (trained on first use, cached), objectives accuracy (PTQ on the validation
+split), latency, energy and weight memory, NEMO with all five species, population 40 and 25
+generations (1000 evaluations), seed 0, serial executor, the 3 best policies verified by QAT.
+
+`--resume` loads the checkpoint of the last complete generation, drops later parts and
+continues; since the checkpoint holds the algorithm's whole state (its random generator
+included), the resumed run ends with the same front as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hwq.search.algorithms import ReportingAlgorithm, spec
+from hwq.search.config import SearchConfig, for_resume
+from hwq.search.prepare import Prepared, prepare
+from hwq.search.run_log import RunLogger
+
+from hwq.errors import UserError
+
+log = logging.getLogger("hwq.search")
+
+
+class NoFeasiblePolicy(UserError):
+    """No evaluated policy meets the constraints; the message names the closest one."""
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    resume: bool = False,
+    given: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    quality: Any = None,
+) -> Any:
+    """Run a search, or with `resume` continue the run in `config.output_dir` (then only the
+    options in `given` count: runtime ones apply, others must equal the run's); return its
+    `hwq.Run`."""
+    from hwq.search.executors import make_executor
+
+    from hwq.runs import Run, RunWriter
+
+    writer = None
+    if resume:
+        config = for_resume(config.output_dir, given or {})
+        writer = RunWriter.resume(config.output_dir)
+        if writer.meta.get("status") == "done":
+            log.info("run %s is already complete; nothing to resume", writer.path)
+            return Run.open(writer.path)
+    executor = make_executor(config.executor, config.address, config.workers)
+    try:
+        prep = prepare(config, quality=quality, executor=executor)
+        writer = _open_writer(prep, writer)
+        try:
+            _drive(prep, writer, resume=resume, progress=progress, executor=executor)
+        except BaseException:
+            from hwq.runs import now_iso
+
+            writer.write_meta(status="failed", finished_at=now_iso())
+            raise
+    finally:
+        executor.close()
+    return Run.open(writer.path)
+
+
+def _open_writer(prep: Prepared, writer: Any) -> Any:
+    """A new run directory with its config, profile, layers and costs; or, resuming, the
+    existing one after checking the model and device did not change."""
+    from hwq.runs import RunWriter, candidates_schema, environment_meta
+
+    config = prep.config
+    if writer is None:
+        out = (
+            Path(config.output_dir)
+            if config.output_dir
+            else RunWriter.default_dir(config.model, prep.profile.name)
+        )
+        config.output_dir = str(out)
+        meta = {
+            **environment_meta(),
+            "run_id": f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+            "seed": int(config.seed),
+            "status": "running",
+            "profile_sha256": prep.profile.sha256,
+            "graph_hash": prep.graph.graph_hash,
+            "algorithm": config.algorithm,
+            "evaluations": 0,
+            "model": config.model,
+            "device": prep.profile.name,
+            "objectives": list(config.objectives or []),
+            "generations": spec(config.algorithm).generations(config),
+            "generations_done": 0,
+        }
+        writer = RunWriter.create(out, meta)
+        writer.write_config(_config_doc(prep))
+        writer.write_profile(prep.profile.to_yaml())
+        writer.write_layers(prep.graph)
+        writer.write_costs(prep.table)
+    else:
+        if writer.meta.get("graph_hash") != prep.graph.graph_hash:
+            raise UserError(
+                f"--resume {writer.path}: the model's layer graph differs from the run's"
+            )
+        if writer.meta.get("profile_sha256") != prep.profile.sha256:
+            raise UserError(f"--resume {writer.path}: the device profile changed since the run")
+        writer.write_meta(status="running")
+    problem = prep.problem
+    writer.schema = candidates_schema(
+        [problem.quality.column] if problem.quality else [],
+        list(problem.logged_columns[1 if problem.quality else 0 :]),
+    )
+    return writer
+
+
+def _config_doc(prep: Prepared) -> dict[str, Any]:
+    from hwq.objectives import OBJECTIVES
+
+    config, problem = prep.config, prep.problem
+    resolved: dict[str, Any] = {
+        "device": prep.profile.name,
+        "device_kind": prep.profile.kind,
+        "objectives": {o: OBJECTIVES[o][0] for o in problem.objectives},
+        "constraints": dict(problem.constraints),
+        "encoding": dict(prep.encoding.describe()),
+        "quality": problem.quality.describe() if problem.quality else None,
+        "layers": len(prep.graph),
+    }
+    params = spec(config.algorithm).params
+    if params is not None:
+        resolved[config.algorithm] = params(config)
+    return {"search": config.to_dict(), "resolved": resolved}
+
+
+def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executor: Any) -> None:
+    from pymoo.util.display.display import Display
+
+    config, problem = prep.config, prep.problem
+    algo_spec = spec(config.algorithm)
+    n_gen = algo_spec.generations(config)
+    algorithm = algo_spec.make(config)
+    show = bool(progress) and sys.stderr.isatty()  # a bar on a terminal, log lines otherwise
+    bar = _Progress(show, n_gen, f"{config.algorithm} on {prep.profile.name}")
+    logger = RunLogger(writer, str(writer.meta["run_id"]), n_gen, bar)
+    start = 0
+    state = writer.read_checkpoint() if resume else None
+    if state is not None:
+        start = int(state["generation"]) + 1
+        algorithm = state["algorithm"]
+        logger.restore(state)
+        writer.drop_parts_after(start - 1)
+        _seed_quality_cache(problem, writer.path, start - 1)
+        log.info("resuming %s at generation %d of %d", writer.path, start, n_gen)
+    else:
+        if resume:
+            writer.drop_parts_after(-1)
+            log.info("resuming %s from the start (no complete generation)", writer.path)
+        algorithm.setup(problem, termination=("n_gen", n_gen + 1), seed=int(config.seed))
+    if not isinstance(algorithm, ReportingAlgorithm):
+        raise TypeError(f"algorithm {config.algorithm}: lacks species_of/generation_stats")
+    # (re-)attach what checkpoints leave out: the problem, a silent display, the logger
+    algorithm.problem = problem
+    algorithm.display = Display(None, verbose=False, progress=False)
+    algorithm.callback = logger
+    bar.start(done=start)
+    try:
+        for gen in range(start, n_gen):
+            logger.start_generation()
+            pop = algorithm.ask()
+            algorithm.evaluator.eval(problem, pop, skip_already_evaluated=False)
+            logger.evaluated(gen, pop, problem.last)
+            t1 = time.perf_counter()
+            algorithm.tell(infills=pop)  # pymoo calls the logger: candidates, species, pareto
+            log.debug("generation %d: tell %.3fs", gen, time.perf_counter() - t1)
+            logger.checkpoint(algorithm)
+    finally:
+        bar.close()
+    _finish(prep, writer, logger, executor)
+
+
+def _seed_quality_cache(problem: Any, path: Path, upto: int) -> None:
+    from hwq.runs import read_candidates_upto
+
+    q = problem.quality
+    if q is None or not hasattr(q, "seed_cache"):  # MERGE: QualitySource protocol
+        return
+    done = read_candidates_upto(path, upto)
+    if len(done) and q.column in done:
+        q.seed_cache(dict(zip(done["policy_id"], done[q.column])))
+
+
+def _finish(prep: Prepared, writer: Any, logger: RunLogger, executor: Any) -> None:
+    from hwq.policy import Policy
+    from hwq.runs import now_iso
+    from hwq.verify import verify_front
+
+    config, problem = prep.config, prep.problem
+    front, F = logger.archive.sorted()
+    if not len(front):
+        writer.write_meta(status="done", finished_at=now_iso())
+        raise NoFeasiblePolicy(logger.archive.no_feasible_message(problem.constraints))
+    writer.write_pareto(front)
+    ids = list(front["policy_id"])
+    writer.clear_policies(ids)
+    cols = [c for c in problem.logged_columns if c in front.columns]
+    for _, row in front.iterrows():
+        pairs = np.stack([np.asarray(row["w_bits"]), np.asarray(row["a_bits"])], axis=1)
+        pol = Policy.from_array(prep.graph, pairs)
+        pol.device = prep.profile.name
+        pol.predicted = {c: float(row[c]) for c in cols}
+        writer.write_policy(row["policy_id"], pol.to_json())
+    if int(config.verify_top) > 0:
+        verify_front(config, writer, front, F, int(config.verify_top), executor)
+    writer.write_meta(status="done", finished_at=now_iso())
+
+
+class _Progress:
+    """A rich progress bar of generations on stderr (no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled, self.total, self.label = enabled, total, label
+        self.p: Any = None
+
+    def start(self, done: int) -> None:
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.p = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("generations · {task.fields[evals]} evaluated · front {task.fields[front]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.p.start()
+        self.task = self.p.add_task(self.label, total=self.total, completed=done, evals=0,
+                                    front=0)
+
+    def advance(self, front: int, evals: int) -> None:
+        if self.p is not None:
+            self.p.update(self.task, advance=1, front=front, evals=evals)
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()

@@ -1,0 +1,114 @@
+"""A search's preparation: from its options to the problem (profile, layer graph, allowed
+pairs, decisions, cost table, task quality, objectives and constraints), checked before
+anything is evaluated."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hwq.search.algorithms import spec
+from hwq.search.config import DEFAULT_OBJECTIVES, SearchConfig
+from hwq.search.problem import SearchProblem, parse_constraints, parse_objectives
+
+from hwq.errors import UserError
+from hwq.objectives import QUALITY_OBJECTIVES
+
+
+@dataclass
+class Prepared:
+    config: SearchConfig
+    profile: Any
+    graph: Any
+    encoding: Any
+    table: Any
+    problem: SearchProblem
+
+
+def default_objectives(config: SearchConfig) -> list[str]:
+    from hwq.search.quality import has_trained_model, no_quality_message
+
+    if config.sensitivity:
+        return ["sensitivity", *DEFAULT_OBJECTIVES[1:]]
+    if has_trained_model(config.model, config.weights, config.data):
+        return list(DEFAULT_OBJECTIVES)
+    raise UserError(
+        no_quality_message("accuracy (a default objective)", config.model)
+        + "; or choose cost objectives only, e.g. --objectives latency,energy,weight_memory"
+    )
+
+
+def check_device_bits(profile: Any, pairs: Sequence[tuple[int, int]]) -> None:
+    """Widths below 16 that the device's profile does not list are refused."""
+    ws, as_ = profile.bits.weights, profile.bits.activations
+    for w, a in pairs:
+        if w not in ws and w < 16:
+            raise UserError(
+                f"--bits {w}x{a}: device {profile.name} supports weight bits "
+                f"{', '.join(map(str, ws))}"
+            )
+        if a not in as_ and a < 16:
+            raise UserError(
+                f"--bits {w}x{a}: device {profile.name} supports activation bits "
+                f"{', '.join(map(str, as_))}"
+            )
+
+
+def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> Prepared:
+    """Resolve every option: profile, graph, pairs, encoding, cost table, quality, problem.
+    `config.objectives` is set to the resolved objectives."""
+    from hwq.search.encoding import Encoding, parse_pin_specs
+    from hwq.search.quality import CallableQuality, resolve_quality
+
+    from hwq.model_source import load_graph
+    from hwq.profile import load_profile
+    from hwq.tables import cost_table
+    from hwq.units import parse_pairs
+
+    config.validate()
+    objectives = (
+        parse_objectives(config.objectives) if config.objectives else default_objectives(config)
+    )
+    config.objectives = objectives
+    constraints = parse_constraints(config.max)
+    profile = load_profile(config.device)
+    graph = load_graph(
+        config.model,
+        dict(config.model_args or {}),
+        tuple(config.input_shape) if config.input_shape else None,
+        config.weights,
+    )
+    if len(graph) == 0:
+        raise UserError(f"model {config.model}: no quantizable layers to search")
+    pairs = parse_pairs(config.bits) if config.bits else list(profile.default_pairs())
+    check_device_bits(profile, pairs)
+    pins = parse_pin_specs(config.pin, graph)
+    encoding = Encoding(graph, pairs, pins, config.tie)
+    table = cost_table(graph, profile, bits=encoding.all_pairs())
+    qname = next((o for o in [*objectives, *constraints] if o in QUALITY_OBJECTIVES), None)
+    if quality is None:
+        quality = resolve_quality(
+            qname,
+            model=config.model,
+            sensitivity_file=config.sensitivity,
+            encoding=encoding,
+            table=table,
+            weights=config.weights,
+            data=config.data,
+            model_args=config.model_args,
+        )
+    elif callable(quality) and not hasattr(quality, "evaluate"):
+        if qname is None:
+            raise UserError(
+                "quality: a quality function needs accuracy or sensitivity among the objectives"
+            )
+        quality = CallableQuality(quality, qname)
+    elif qname is not None and quality.name != qname:
+        raise UserError(f"objective {qname}: the given quality source measures {quality.name}")
+    problem = SearchProblem(encoding, table, objectives, constraints, quality, executor)
+    problem.check_constraints_reachable()
+    check = spec(config.algorithm).check
+    if check is not None:
+        check(problem)
+    return Prepared(config, profile, graph, encoding, table, problem)

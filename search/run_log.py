@@ -1,0 +1,113 @@
+"""The run directory as a search writes it, generation by generation: a pymoo `Callback`.
+
+Generation g (0-based; generation 0 is the initial population) is complete when its part
+`candidates/part-g.parquet`, `species.parquet`, `pareto.parquet` and `state/checkpoint.pkl` are
+written (in that order, each atomically), then `meta.json` counts it. pymoo calls the logger at
+the end of `tell` (the tables); the driver calls `checkpoint` once `tell` has returned, because
+pymoo counts the generation (`n_iter`) after its callbacks and a resumed algorithm must hold
+that count.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+from hwq.search.archive import ParetoArchive
+from pymoo.core.callback import Callback
+
+from hwq.runs import SPECIES_COLUMNS
+
+log = logging.getLogger("hwq.search")
+
+
+class RunLogger(Callback):
+    """Logs every generation of one search into its `RunWriter`; keeps the Pareto archive, the
+    species rows, the evaluation count and the timing that the checkpoint carries."""
+
+    def __init__(self, writer: Any, run_id: str, n_gen: int, bar: Any = None) -> None:
+        super().__init__()
+        self.writer = writer
+        self.run_id = run_id
+        self.n_gen = n_gen
+        self.bar = bar
+        self.archive = ParetoArchive()
+        self.species_rows = pd.DataFrame(columns=list(SPECIES_COLUMNS))
+        self.evaluations = 0
+        timing = dict(writer.meta.get("timing") or {})
+        self.timing = {
+            "generation_wall_s": list(timing.get("generation_wall_s", [])),
+            "quality_wall_s": list(timing.get("quality_wall_s", [])),
+        }
+        self._pending: tuple[int, Any, Any] | None = None
+        self._t0 = time.perf_counter()
+
+    # -- resume ----------------------------------------------------------------------------------
+    def restore(self, state: dict[str, Any]) -> None:
+        self.archive = state["archive"]
+        self.species_rows = state["species_rows"]
+        self.evaluations = int(state["evaluations"])
+
+    # -- one generation --------------------------------------------------------------------------
+    def start_generation(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def evaluated(self, generation: int, offspring: Any, evaluation: Any) -> None:
+        """The driver hands over the generation's candidates before `tell`."""
+        self._pending = (generation, offspring, evaluation)
+
+    def notify(self, algorithm: Any) -> None:
+        if self._pending is None:
+            return
+        gen, offspring, ev = self._pending
+        records = ev.records.copy()
+        records.insert(0, "species", algorithm.species_of(offspring))
+        records.insert(0, "generation", gen)
+        records.insert(0, "run_id", self.run_id)
+        self.writer.write_candidates(gen, records)
+        self.evaluations += len(records)
+        self.archive.update(records, ev.F, ev.G)
+        stats = algorithm.generation_stats(gen, offspring)
+        self.species_rows = pd.concat(
+            [self.species_rows[self.species_rows["generation"] < gen], stats], ignore_index=True
+        )
+        self.writer.write_species(self.species_rows)
+        front, _ = self.archive.sorted()
+        if len(front):
+            self.writer.write_pareto(front)
+
+    def checkpoint(self, algorithm: Any) -> None:
+        """After `tell` returned: the checkpoint, then meta.json and the progress line."""
+        assert self._pending is not None
+        gen, _, ev = self._pending
+        self._pending = None
+        self.writer.write_checkpoint(
+            {
+                "generation": gen,
+                "algorithm": algorithm,
+                "archive": self.archive,
+                "species_rows": self.species_rows,
+                "evaluations": self.evaluations,
+            }
+        )
+        wall = time.perf_counter() - self._t0
+        quality_wall = float(ev.quality_wall_s)
+        for key, value in (("generation_wall_s", wall), ("quality_wall_s", quality_wall)):
+            self.timing[key] = self.timing[key][:gen] + [round(value, 6)]
+        self.writer.write_meta(
+            evaluations=self.evaluations, generations_done=gen + 1, timing=self.timing
+        )
+        log.log(
+            logging.DEBUG if self.bar is not None and self.bar.enabled else logging.INFO,
+            "generation %d/%d: %d evaluated, front %d, %.2fs (%.2fs outside evaluation)",
+            gen + 1,
+            self.n_gen,
+            len(ev.records),
+            len(self.archive),
+            wall,
+            max(wall - quality_wall, 0.0),
+        )
+        if self.bar is not None:
+            self.bar.advance(len(self.archive), self.evaluations)
