@@ -24,4 +24,12 @@ class _CallableModule(types.ModuleType):
         return search(*args, **kwargs)
 
 
+def __getattr__(name: str) -> Any:
+    if name == "__signature__":  # inspect.signature(hwq.search): the options of hwq.search.api
+        from hwq.search.api import search
+
+        return search.__signature__  # type: ignore[attr-defined]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 sys.modules[__name__].__class__ = _CallableModule

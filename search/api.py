@@ -51,17 +51,20 @@ def _signature() -> inspect.Signature:
     """search(device, model, *, <every other SearchConfig field>, resume, quality, progress)."""
     from hwq.search.config import SearchConfig
 
-    kw = inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter("device", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str"),
-        inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                          annotation="str | None"),
-    ]
+    positional = ("device", "model")
+    params = []
     for f in fields(SearchConfig):
-        if f.name in ("device", "model"):
-            continue
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        params.append(inspect.Parameter(f.name, kw, default=default, annotation=f.type))
+        kind = (inspect.Parameter.POSITIONAL_OR_KEYWORD if f.name in positional
+                else inspect.Parameter.KEYWORD_ONLY)
+        if f.default is not MISSING:
+            default = f.default
+        elif f.default_factory is not MISSING:
+            default = f.default_factory()
+        else:
+            default = inspect.Parameter.empty
+        params.append(inspect.Parameter(f.name, kind, default=default, annotation=f.type))
+    params.sort(key=lambda p: p.kind)  # device, model first
+    kw = inspect.Parameter.KEYWORD_ONLY
     for name, default in (("resume", False), ("quality", None), ("progress", False)):
         params.append(inspect.Parameter(name, kw, default=default))
     return inspect.Signature(params, return_annotation="hwq.Run")
