@@ -1,8 +1,9 @@
 """Speed of the `bitfusion` cost model against the reference simulator's wall time.
 
 With the persistent cache disabled (HWQ_NO_CACHE=1, set before hwq is imported) and after a
-warm-up that compiles or loads every Numba kernel, it times `hwq.cost_models.bitfusion.simulate`
-over the distinct batch-16 (layer, bit pair) rows of the reference CSV:
+warm-up that compiles or loads every Numba kernel, it times
+`hwq.cost_models.bitfusion_kernel.simulate` over the distinct batch-16 (layer, bit pair) rows of
+the reference CSV:
 
 * per row: one `simulate` call per (layer, pair), `--repeat` times; a row's time is the median of
   its repeats, and `hwq_median_s_per_row` is the median over rows;
@@ -30,9 +31,10 @@ import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import hwq.cost_models.bitfusion as bf  # noqa: E402
+import hwq.cost_models.bitfusion_kernel as bf  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from hwq.cost_models import bitfusion  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "tests" / "data" / "bitfusion_reference_visible.csv"
@@ -87,7 +89,7 @@ def model_rows(path: str) -> np.ndarray:
     frame = pd.read_parquet(path)
     if all(c in frame.columns for c in bf.LAYER_COLUMNS):
         return np.ascontiguousarray(frame[list(bf.LAYER_COLUMNS)].to_numpy(dtype=np.int64))
-    from hwq.cost_models.bitfusion_table import layer_rows
+    from hwq.cost_models.bitfusion import layer_rows
 
     from hwq.graph import LayerGraph
 
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=5, help="runs per timing (median taken)")
     args = ap.parse_args(argv)
 
-    params = bf.reference_params()
+    params = bitfusion.reference_params()
     ref = pd.read_csv(CSV)
     ref = ref[(ref["status"] == "ok") & (ref["batch"] == 16)]
     ref = ref.drop_duplicates(["network", "layer", "wbits", "abits"]).reset_index(drop=True)

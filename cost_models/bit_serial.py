@@ -26,23 +26,59 @@ cycles; SRAM = every DRAM bit written into its buffer once and read out once (we
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
+from hwq.cost_models.kind import DeviceKind, Priced, register_kind
 
 from hwq.errors import CostModelError
+from hwq.profile_rules import RuleSource, int_at, max_width_problems
+from hwq.profile_schema import BUFFER, CORE, OFFCHIP, POSINT, obj
+
+if TYPE_CHECKING:
+    from hwq.graph import LayerGraph
+    from hwq.profile import DeviceProfile
+
+LAWS = ["serial_activations", "serial_weights", "serial_both", "binary_matrix"]
+PROPERTIES = {
+    "compute": obj(
+        {
+            "law": {"enum": LAWS},
+            "fc_law": {"enum": [*LAWS, "parallel"]},
+            "lanes": POSINT,
+            "parallel_bits": POSINT,
+            "bits_per_cycle": POSINT,
+            "binary_array": obj({"dm": POSINT, "dk": POSINT, "dn": POSINT}),
+        },
+        # lanes + parallel_bits (serial laws) or binary_array (binary_matrix): semantic rule
+        optional=("fc_law", "lanes", "parallel_bits", "bits_per_cycle", "binary_array"),
+    ),
+    "buffers": obj({"weights": BUFFER, "activations": BUFFER, "outputs": BUFFER},
+                   optional=("outputs",)),
+    "offchip": OFFCHIP,
+    "core": CORE,
+}
 
 LAW_CODES = {"serial_activations": 0, "serial_weights": 1, "serial_both": 2, "binary_matrix": 3,
              "parallel": 4}
 OUT_COLUMNS = ("cycles", "compute_cycles", "stall_cycles", "energy_pj", "energy_core_pj",
                "energy_sram_pj", "energy_dram_pj", "dram_read_bits", "dram_write_bits")
-# params: law, fc_law, lanes, P, bpc, dm·dk·dn, bw bits/cycle, dram pJ/bit, core pJ/cycle,
-#         w buf r, w buf w, a buf r, a buf w, o buf r, o buf w, w buf bits, a buf bits
-N_PARAMS = 17
+# The flat parameter vector of the kernel, in this order.
+PARAM_NAMES: tuple[str, ...] = (
+    "law", "fc_law", "lanes", "parallel_bits", "bits_per_cycle", "binary_ops_per_cycle",
+    "offchip_bandwidth_bits_per_cycle", "offchip_energy_pj_per_bit", "core_energy_pj_per_cycle",
+    "weights_read_pj_per_bit", "weights_write_pj_per_bit", "activations_read_pj_per_bit",
+    "activations_write_pj_per_bit", "outputs_read_pj_per_bit", "outputs_write_pj_per_bit",
+    "weights_size_bits", "activations_size_bits",
+)
+LAW, FC_LAW, LANES, PARALLEL_BITS, BITS_PER_CYCLE, BINOPS = range(6)
+BW, DRAM_PJ, CORE_PJ = 6, 7, 8
+WBUF_R, WBUF_W, ABUF_R, ABUF_W, OBUF_R, OBUF_W = range(9, 15)
+WBUF_BITS, ABUF_BITS = 15, 16
 
 
-def params_from_profile(profile: Any) -> np.ndarray:
+def params_from_profile(profile: DeviceProfile) -> np.ndarray:
+    """The PARAM_NAMES vector of a bit_serial profile."""
     g = profile.get
     law = str(g("compute.law"))
     fc_law = str(g("compute.fc_law", law))
@@ -54,83 +90,47 @@ def params_from_profile(profile: Any) -> np.ndarray:
     wb = g("buffers.weights")
     ab = g("buffers.activations")
     ob = g("buffers.outputs", None) or ab
-    return np.array([
-        LAW_CODES[law], LAW_CODES[fc_law], lanes, float(g("compute.parallel_bits", 16)),
-        float(g("compute.bits_per_cycle", 1)), binops,
-        float(g("offchip.bandwidth_bits_per_cycle")), float(g("offchip.energy_pj_per_bit")),
-        float(g("core.energy_pj_per_cycle")),
-        float(wb["read_pj_per_bit"]), float(wb["write_pj_per_bit"]),
-        float(ab["read_pj_per_bit"]), float(ab["write_pj_per_bit"]),
-        float(ob["read_pj_per_bit"]), float(ob["write_pj_per_bit"]),
-        8.0 * wb["size_bytes"], 8.0 * ab["size_bytes"],
-    ], dtype=np.float64)
+    values = {
+        "law": LAW_CODES[law], "fc_law": LAW_CODES[fc_law], "lanes": lanes,
+        "parallel_bits": float(g("compute.parallel_bits", 16)),
+        "bits_per_cycle": float(g("compute.bits_per_cycle", 1)), "binary_ops_per_cycle": binops,
+        "offchip_bandwidth_bits_per_cycle": float(g("offchip.bandwidth_bits_per_cycle")),
+        "offchip_energy_pj_per_bit": float(g("offchip.energy_pj_per_bit")),
+        "core_energy_pj_per_cycle": float(g("core.energy_pj_per_cycle")),
+        "weights_read_pj_per_bit": float(wb["read_pj_per_bit"]),
+        "weights_write_pj_per_bit": float(wb["write_pj_per_bit"]),
+        "activations_read_pj_per_bit": float(ab["read_pj_per_bit"]),
+        "activations_write_pj_per_bit": float(ab["write_pj_per_bit"]),
+        "outputs_read_pj_per_bit": float(ob["read_pj_per_bit"]),
+        "outputs_write_pj_per_bit": float(ob["write_pj_per_bit"]),
+        "weights_size_bits": 8.0 * wb["size_bytes"],
+        "activations_size_bits": 8.0 * ab["size_bytes"],
+    }
+    return np.array([values[n] for n in PARAM_NAMES], dtype=np.float64)
 
 
-@njit(cache=True)
-def _serial(bits: float, p: float, bpc: float) -> float:
-    b = min(bits, p)
-    return np.ceil(b / bpc) * bpc
-
-
-@njit(cache=True)
-def _compute_cycles(law: int, macs: float, w: float, a: float, lanes: float, p: float,
-                    bpc: float, binops: float) -> float:
-    if law == 0:
-        c = macs / lanes * _serial(a, p, bpc) / p
-    elif law == 1:
-        c = macs / lanes * _serial(w, p, bpc) / p
-    elif law == 2:
-        c = macs / lanes * _serial(w, p, bpc) * _serial(a, p, bpc) / (p * p)
-    elif law == 3:
-        c = macs * w * a / binops
-    else:
-        c = macs / lanes
-    return np.ceil(c)
-
-
-@njit(cache=True)
-def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
-             prm: np.ndarray) -> np.ndarray:
-    """layers float64 [L, 5] (macs, weight_params, in_elems, out_elems, is_fc) -> [L, P, 9]."""
-    n_l = layers.shape[0]
-    n_p = w_bits.shape[0]
-    out = np.zeros((n_l, n_p, 9))
-    law = int(prm[0])
-    fc_law = int(prm[1])
-    lanes, p, bpc, binops = prm[2], prm[3], prm[4], prm[5]
-    bw, dram_pj, core_pj = prm[6], prm[7], prm[8]
-    for i in range(n_l):
-        macs, wp, ie, oe = layers[i, 0], layers[i, 1], layers[i, 2], layers[i, 3]
-        lw = fc_law if layers[i, 4] > 0.5 else law
-        for j in range(n_p):
-            w = float(w_bits[j])
-            a = float(a_bits[j])
-            comp = _compute_cycles(lw, macs, w, a, lanes, p, bpc, binops)
-            w_dram = wp * w
-            in_dram = ie * a
-            if w_dram > prm[15] and in_dram > prm[16]:
-                in_dram *= np.ceil(w_dram / prm[15])
-            rd = w_dram + in_dram
-            wr = oe * a
-            mem = np.ceil((rd + wr) / bw)
-            cyc = max(comp, mem)
-            e_core = core_pj * comp
-            e_sram = (w_dram * (prm[9] + prm[10]) + in_dram * (prm[11] + prm[12])
-                      + wr * (prm[13] + prm[14]))
-            e_dram = dram_pj * (rd + wr)
-            out[i, j, 0] = cyc
-            out[i, j, 1] = comp
-            out[i, j, 2] = cyc - comp
-            out[i, j, 3] = e_core + e_sram + e_dram
-            out[i, j, 4] = e_core
-            out[i, j, 5] = e_sram
-            out[i, j, 6] = e_dram
-            out[i, j, 7] = rd
-            out[i, j, 8] = wr
+def rules(src: RuleSource) -> list[str]:
+    comp = src.data.get("compute")
+    if not isinstance(comp, dict):
+        return []
+    where = src.at(("compute",))
+    if comp.get("law") == "binary_matrix":
+        if "binary_array" not in comp:
+            return [f"{where}: compute.binary_array: expected {{dm, dk, dn}} for the "
+                    "binary_matrix law, found nothing"]
+        return []
+    out = [f"{where}: compute.{key}: expected {what} for the {comp.get('law')} law, found "
+           "nothing" for key, what in (("lanes", "the MACs per cycle at full precision"),
+                                       ("parallel_bits", "the full-precision width"))
+           if key not in comp]
+    parallel = int_at(src.data, "compute", "parallel_bits")
+    if parallel is not None:
+        out += max_width_problems(src, parallel, "compute.parallel_bits")
     return out
 
 
-def layer_rows(graph: Any) -> np.ndarray:
+def layer_rows(graph: LayerGraph) -> np.ndarray:
+    """float64 [L, 5] kernel rows: macs, weight_params, in_elems, out_elems, is_fc."""
     f = graph.frame
     rows = np.stack([f[c].to_numpy(dtype=np.float64)
                      for c in ("macs", "weight_params", "in_elems", "out_elems")], axis=1)
@@ -138,7 +138,10 @@ def layer_rows(graph: Any) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([rows, is_fc[:, None]], axis=1))
 
 
-def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, Any]:
+def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
+          a_bits: np.ndarray) -> Priced:
+    from hwq.cost_models.bit_serial_kernel import simulate
+
     w_bits = np.asarray(w_bits, dtype=np.int64)
     a_bits = np.asarray(a_bits, dtype=np.int64)
     for w, a in zip(w_bits, a_bits):
@@ -146,6 +149,16 @@ def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> d
             first = graph.names[0] if len(graph) else "?"
             raise CostModelError(f"layer {first}: {profile.name} cannot price W{w}A{a}")
     out = simulate(layer_rows(graph), w_bits, a_bits, params_from_profile(profile))
-    result: dict[str, Any] = {name: out[:, :, i] for i, name in enumerate(OUT_COLUMNS)}
-    result["latency_s"] = result["cycles"] / float(profile.clock_hz)
-    return result
+    cols = {name: out[:, :, i] for i, name in enumerate(OUT_COLUMNS)}
+    cols["latency_s"] = cols["cycles"] / float(profile.clock_hz)
+    return Priced.from_columns(cols)
+
+
+KIND = register_kind(DeviceKind(
+    name="bit_serial",
+    properties=PROPERTIES,
+    price=price,
+    rules=rules,
+    param_names=PARAM_NAMES,
+    params=params_from_profile,
+))

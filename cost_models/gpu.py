@@ -24,12 +24,35 @@ Each layer is a GEMM: M = batch·out_h·out_w, N = out_channels/groups, K = in_c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
+from hwq.cost_models.kind import DeviceKind, Priced, register_kind
 
 from hwq.errors import CostModelError
+from hwq.profile_rules import RuleSource, is_number, widths
+from hwq.profile_schema import FRACTION, NONNEG, POS, POSINT, obj
+
+if TYPE_CHECKING:
+    from hwq.graph import LayerGraph
+    from hwq.profile import DeviceProfile
+
+GPU_PRECISIONS = ["int4", "int8", "fp16"]
+PROPERTIES = {
+    "sm_count": POSINT,
+    "tensor_core": obj({"fp16_ops_per_s": POS, "int8_ops_per_s": POS, "int4_ops_per_s": POS},
+                       optional=("int4_ops_per_s",)),
+    "cuda_core": obj({"fp32_ops_per_s": POS}),
+    "gemm_tile": obj({"m": POSINT, "n": POSINT, "k": {"anyOf": [
+        POSINT, obj({"int4": POSINT, "int8": POSINT, "fp16": POSINT}, optional=("int4",))]}}),
+    "memory": obj({"dram_bytes_per_s": POS, "l2_bytes": POSINT, "dram_pj_per_bit": POS}),
+    "launch_overhead_s": POS,
+    "efficiency": obj({"compute": FRACTION, "memory": FRACTION,
+                       "overlap": {"type": "number", "minimum": 0, "maximum": 1}}),
+    "power": obj({"idle_w": NONNEG, "max_w": POS}),
+    "fallback": obj({"int4": {"enum": GPU_PRECISIONS[1:]},
+                     "below_int4": {"enum": GPU_PRECISIONS}}, optional=("int4", "below_int4")),
+}
 
 PREC = {"int4": 0, "int8": 1, "fp16": 2, "fp32": 3}
 OUT_COLUMNS = ("cycles", "compute_cycles", "stall_cycles", "latency_s", "energy_pj",
@@ -44,13 +67,12 @@ PARAM_NAMES = (
     "efficiency_compute", "efficiency_memory", "efficiency_overlap",
     "idle_w", "max_w", "clock_hz", "int4_precision", "below_int4_precision",
 )
-N_PARAMS = len(PARAM_NAMES)
 PEAK, TILE_K, SM, TILE_M, TILE_N = 0, 4, 8, 9, 10
 DRAM_BW, DRAM_PJ, LAUNCH, EFFICIENCY = 11, 12, 13, 14  # EFFICIENCY: compute, memory, overlap
 IDLE_W, MAX_W, CLOCK, INT4_PREC, BELOW_INT4_PREC = 17, 18, 19, 20, 21
 
 
-def tile_k(profile: Any) -> tuple[float, float, float]:
+def tile_k(profile: DeviceProfile) -> tuple[float, float, float]:
     """gemm_tile.k per precision (int4, int8, fp16): one number for all, or a mapping."""
     k = profile.get("gemm_tile.k")
     if isinstance(k, Mapping):
@@ -59,7 +81,7 @@ def tile_k(profile: Any) -> tuple[float, float, float]:
     return float(k), float(k), float(k)
 
 
-def params_from_profile(profile: Any) -> np.ndarray:
+def params_from_profile(profile: DeviceProfile) -> np.ndarray:
     """The PARAM_NAMES vector of a gpu profile."""
     g = profile.get
     tc = g("tensor_core")
@@ -89,65 +111,8 @@ def params_from_profile(profile: Any) -> np.ndarray:
     return np.array([float(values[n]) for n in PARAM_NAMES], dtype=np.float64)
 
 
-@njit(cache=True)
-def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
-             prm: np.ndarray) -> np.ndarray:
-    """layers float64 [L, 7] (M, N, K, groups, weight_params, in_elems, out_elems) -> [L, P, 11]."""
-    n_l = layers.shape[0]
-    n_p = w_bits.shape[0]
-    out = np.zeros((n_l, n_p, 11))
-    sm, tm, tn = prm[SM], prm[TILE_M], prm[TILE_N]
-    bw, dram_pj, launch = prm[DRAM_BW], prm[DRAM_PJ], prm[LAUNCH]
-    e_c, e_m, ovl = prm[EFFICIENCY], prm[EFFICIENCY + 1], prm[EFFICIENCY + 2]
-    idle, pmax, clock = prm[IDLE_W], prm[MAX_W], prm[CLOCK]
-    for i in range(n_l):
-        m, n, k, g = layers[i, 0], layers[i, 1], layers[i, 2], layers[i, 3]
-        wp, ie, oe = layers[i, 4], layers[i, 5], layers[i, 6]
-        tiles = np.ceil(m / tm) * np.ceil(n / tn) * g
-        waves = np.ceil(tiles / sm)
-        true_ops = 2.0 * m * n * k * g
-        for j in range(n_p):
-            w = float(w_bits[j])
-            a = float(a_bits[j])
-            b = max(w, a)
-            if b > 16:
-                prec = 3
-            elif b > 8:
-                prec = 2
-            elif b > 4:
-                prec = 1
-            elif b == 4:
-                prec = int(prm[INT4_PREC])
-            else:
-                prec = int(prm[BELOW_INT4_PREC])
-            peak = prm[PEAK + prec]
-            tk = prm[TILE_K + prec]
-            tc = waves * 2.0 * tm * tn * np.ceil(k / tk) * tk / (peak / sm) / e_c
-            a_out = a if a > 16 else (16.0 if a > 8 else a)
-            rd = wp * w + ie * a
-            wr = oe * a_out
-            tmem = (rd + wr) / 8.0 / (bw * e_m)
-            t = max(tc, tmem) + (1.0 - ovl) * min(tc, tmem) + launch
-            util = min(1.0, true_ops / (peak * t))
-            e_core = (idle + (pmax - idle) * util) * t * 1e12
-            e_dram = dram_pj * (rd + wr)
-            cyc = t * clock
-            comp = min(tc * clock, cyc)
-            out[i, j, 0] = cyc
-            out[i, j, 1] = comp
-            out[i, j, 2] = cyc - comp
-            out[i, j, 3] = t
-            out[i, j, 4] = e_core + e_dram
-            out[i, j, 5] = e_core
-            out[i, j, 6] = 0.0
-            out[i, j, 7] = e_dram
-            out[i, j, 8] = rd
-            out[i, j, 9] = wr
-            out[i, j, 10] = prec
-    return out
-
-
-def layer_rows(graph: Any) -> np.ndarray:
+def layer_rows(graph: LayerGraph) -> np.ndarray:
+    """float64 [L, 7] kernel rows: M, N, K, groups, weight_params, in_elems, out_elems."""
     f = graph.frame
     col = lambda c: f[c].to_numpy(dtype=np.float64)  # noqa: E731
     g = col("groups")
@@ -158,7 +123,10 @@ def layer_rows(graph: Any) -> np.ndarray:
         [m, n, k, g, col("weight_params"), col("in_elems"), col("out_elems")], axis=1))
 
 
-def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, Any]:
+def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
+          a_bits: np.ndarray) -> Priced:
+    from hwq.cost_models.gpu_kernel import simulate
+
     w_bits = np.asarray(w_bits, dtype=np.int64)
     a_bits = np.asarray(a_bits, dtype=np.int64)
     for w, a in zip(w_bits, a_bits):
@@ -170,6 +138,41 @@ def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> d
             raise CostModelError(f"layer {first}: {profile.name} cannot price W{w}A{a}: 32-bit "
                                  "layers need cuda_core.fp32_ops_per_s in the profile")
     out = simulate(layer_rows(graph), w_bits, a_bits, params_from_profile(profile))
-    result: dict[str, Any] = {name: out[:, :, i] for i, name in enumerate(OUT_COLUMNS)}
-    result["_labels"] = {"precision": ("int4", "int8", "fp16", "fp32")}
-    return result
+    return Priced.from_columns({name: out[:, :, i] for i, name in enumerate(OUT_COLUMNS)},
+                               {"precision": tuple(PREC)})
+
+
+def rules(src: RuleSource) -> list[str]:
+    data, out = src.data, []
+    listed = {b for side in widths(data).values() for b in side}
+    tc = data.get("tensor_core") if isinstance(data.get("tensor_core"), dict) else {}
+    fallback = data.get("fallback") if isinstance(data.get("fallback"), dict) else {}
+    where = src.at(("fallback",) if "fallback" in data else ("bits",))
+    if "int4_ops_per_s" not in tc and "int4" not in fallback and any(b <= 4 for b in listed):
+        out.append(f"{where}: fallback.int4: expected int8 or fp16 (the device has no "
+                   "tensor_core.int4_ops_per_s but bits lists widths <= 4), found nothing")
+    if "below_int4" not in fallback and any(b < 4 for b in listed):
+        out.append(f"{where}: fallback.below_int4: expected int4, int8 or fp16 (bits lists "
+                   "widths below 4), found nothing")
+    if "cuda_core" not in data and 32 in listed:
+        out.append(f"{src.at(('bits',))}: cuda_core.fp32_ops_per_s: expected the FP32 peak "
+                   "(bits lists 32), found nothing")
+    power = data.get("power")
+    if isinstance(power, dict):
+        idle, peak = power.get("idle_w"), power.get("max_w")
+        if is_number(idle) and is_number(peak) and idle > peak:
+            out.append(f"{src.at(('power', 'idle_w'))}: power.idle_w: expected at most "
+                       f"power.max_w ({peak}), found {idle}")
+    return out
+
+
+KIND = register_kind(DeviceKind(
+    name="gpu",
+    properties=PROPERTIES,
+    optional=("cuda_core", "fallback"),
+    price=price,
+    rules=rules,
+    param_names=PARAM_NAMES,
+    params=params_from_profile,
+    columns=("precision",),
+))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from hwq.cost_models import gpu
+from hwq.cost_models.gpu_kernel import simulate
 from scipy.stats import spearmanr
 
 
@@ -32,7 +33,7 @@ class Network:
 def latency_s(prm: np.ndarray, graph: Any, bits: Sequence[int]) -> np.ndarray:
     """[layers, len(bits)] latency of `graph` at uniform W=A=b for each b."""
     b = np.asarray(bits, np.int64)
-    return gpu.simulate(gpu.layer_rows(graph), b, b, prm)[:, :, 3]
+    return simulate(gpu.layer_rows(graph), b, b, prm)[:, :, 3]
 
 
 def network_latency_s(prm: np.ndarray, graph: Any) -> tuple[float, float]:

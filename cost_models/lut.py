@@ -7,17 +7,29 @@ key columns `KEY_COLUMNS` and the values `latency_s` and, optionally, `energy_pj
 that row; other layers match by shape, where repeated measurements of one shape count at their
 median. A layer whose (shape, batch, w_bits, a_bits) is not in the table is an error naming the
 layer: a measured table is never extrapolated. `cycles` stay NaN (the kind has no clock model).
+
+A lut profile may omit `bits`: its widths and default pairs are those its table measured
+(`measured_pairs`). Its priced tables are not cached (the profile's sha256 does not cover the
+table file), and `hwq profile show` reports the table's own figures (`summarize`).
 """
 
 from __future__ import annotations
 
+import csv
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+from hwq.cost_models.kind import DeviceKind, KindSummary, PairFigures, Priced, register_kind
 
 from hwq.errors import CostModelError, UserError
+from hwq.profile_rules import RuleSource
+
+if TYPE_CHECKING:
+    from hwq.graph import LayerGraph
+    from hwq.profile import DeviceProfile
 
 KEY_COLUMNS: tuple[str, ...] = (
     "op", "in_channels", "out_channels", "in_h", "in_w", "kernel_h", "kernel_w", "stride_h",
@@ -35,6 +47,8 @@ def read_table(path: Path) -> tuple[Lookup, Lookup]:
     memo_key = (str(path), path.stat().st_mtime)
     if memo_key in _TABLES:
         return _TABLES[memo_key]
+    import pandas as pd  # lazy: validating a lut profile needs no pandas
+
     df = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     missing = [c for c in (*KEY_COLUMNS, "latency_s") if c not in df.columns]
     if missing:
@@ -60,7 +74,8 @@ def read_table(path: Path) -> tuple[Lookup, Lookup]:
     return by_name, by_shape
 
 
-def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, Any]:
+def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
+          a_bits: np.ndarray) -> Priced:
     by_name, by_shape = read_table(profile.resolve_path(profile.get("table")))
     frame = graph.frame
     n, k = len(graph), len(w_bits)
@@ -78,4 +93,124 @@ def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> d
                     f"batch {shape[-1]} in the table of profile {profile.name}"
                 )
             latency[i, j], energy[i, j] = hit
-    return {"latency_s": latency, "energy_pj": energy}
+    return Priced({"latency_s": latency, "energy_pj": energy})
+
+
+def table_pairs(path: Path) -> set[tuple[int, int]]:
+    """The (w_bits, a_bits) pairs a lut table measured."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq  # lazy: only lut profiles with Parquet tables need it
+
+        cols = pq.read_table(path, columns=["w_bits", "a_bits"]).to_pydict()
+        w_col, a_col = cols["w_bits"], cols["a_bits"]
+    else:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        w_col = [r["w_bits"] for r in rows]
+        a_col = [r["a_bits"] for r in rows]
+    return {(int(float(w)), int(float(a))) for w, a in zip(w_col, a_col)}
+
+
+def measured_pairs(profile: DeviceProfile) -> frozenset[tuple[int, int]]:
+    """The pairs the profile's table measured."""
+    return frozenset(table_pairs(profile.resolve_path(str(profile.get("table")))))
+
+
+def rules(src: RuleSource) -> list[str]:
+    """The table must exist (relative to the profile file, as resolve_path) and be CSV/Parquet."""
+    if not isinstance(src.data.get("table"), str):
+        return []
+    where = src.at(("table",))
+    ref = str(src.data["table"])
+    table = Path(ref)
+    if not table.is_absolute():
+        table = Path(src.root).parent / table
+    if table.suffix.lower() not in (".csv", ".parquet"):
+        return [f"{where}: table: expected a .csv or .parquet file, found {ref!r}"]
+    if not table.is_file():
+        return [f"{where}: table: expected an existing file (relative to the profile), "
+                f"found {ref!r}, which does not exist ({table})"]
+    if "bits" in src.data:
+        return []
+    try:
+        table_pairs(table)
+    except (KeyError, ValueError, OSError) as exc:
+        return [f"{where}: table: expected columns w_bits and a_bits (the profile has no "
+                f"`bits`), found a table that cannot give them ({exc!r})"]
+    return []
+
+
+# -- hwq profile show: the table's own rows --------------------------------------------------------
+def summarize(profile: DeviceProfile, pairs: Sequence[tuple[int, int]]) -> KindSummary:
+    """Per pair the fastest measured shape: MACs / latency_s and energy_pj / MACs of that shape
+    (repeated measurements of a shape at their median, as `price` reads them); MACs come from the
+    shape like any layer's, the output size at padding (kernel - 1) // 2 since the table has none.
+    A pair the table does not measure gets a note instead of numbers."""
+    table_path = profile.resolve_path(str(profile.get("table")))
+    _, by_shape = read_table(table_path)
+    basis = (
+        f"measured table {table_path.name}: per pair its fastest measured shape, peak = MACs / "
+        "latency_s, total_energy_per_mac = energy_pj / MACs (MACs from the shape, output size "
+        "at padding (kernel - 1) // 2)"
+    )
+    keys = list(by_shape)
+    best: dict[tuple[int, int], tuple[float, float]] = {}  # pair -> (MACs/s, pJ/MAC)
+    for key, m in zip(keys, _shape_macs(keys)):
+        latency, energy = by_shape[key]
+        if not (latency > 0 and m > 0):
+            continue
+        pair = (int(key[-2]), int(key[-1]))
+        rate = m / latency
+        if pair not in best or rate > best[pair][0]:
+            best[pair] = (rate, energy / m)
+    out: list[PairFigures] = []
+    for w, a in pairs:
+        if (w, a) not in best:
+            out.append(PairFigures(None, None, None,
+                                   f"not measured: {table_path.name} has no W{w}A{a} row"))
+            continue
+        rate, pj = best[(w, a)]
+        note = None if math.isfinite(pj) else "the table has no energy_pj"
+        out.append(PairFigures(rate, None, pj if math.isfinite(pj) else None, note))
+    return KindSummary(basis, out)
+
+
+def _shape_macs(keys: list[tuple[Any, ...]]) -> list[float]:
+    """MACs of each measured shape, derived by LayerGraph.from_frame like any layer's."""
+    if not keys:
+        return []
+    import pandas as pd
+
+    from hwq.graph import LayerGraph
+
+    rows = []
+    for i, key in enumerate(keys):
+        rec = dict(zip(KEY_COLUMNS, key))
+        row: dict[str, Any] = {
+            "name": f"row{i}", "op": rec["op"], "batch": rec["batch"],
+            "in_channels": rec["in_channels"], "out_channels": rec["out_channels"],
+            "groups": rec["groups"],
+        }
+        if rec["op"] != "linear":
+            for ax in ("h", "w"):
+                k, s, size = rec[f"kernel_{ax}"], rec[f"stride_{ax}"], rec[f"in_{ax}"]
+                pad = (k - 1) // 2
+                row[f"kernel_{ax}"], row[f"stride_{ax}"], row[f"pad_{ax}"] = k, s, pad
+                row[f"in_{ax}"] = size
+                row[f"out_{ax}"] = max((size + 2 * pad - k) // s + 1, 1)
+        rows.append(row)
+    graph = LayerGraph.from_frame(pd.DataFrame(rows), source="lut table")
+    return [float(m) for m in graph.column("macs")]
+
+
+KIND = register_kind(DeviceKind(
+    name="lut",
+    properties={"table": {"type": "string", "minLength": 1}},
+    optional=("clock_hz", "bits"),
+    file_keys=(("table",),),
+    price=price,
+    rules=rules,
+    cacheable=False,
+    measured_pairs=measured_pairs,
+    summary=summarize,
+))

@@ -15,17 +15,38 @@ time = cycles / clock_hz; energy = power.active_w × time (all core energy); no 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
+from hwq.cost_models.kind import DeviceKind, NetworkFit, Priced, register_kind
 
 from hwq.errors import CostModelError
+from hwq.profile_rules import RuleSource, max_width_problems
+from hwq.profile_schema import POS, POSINT, obj
+
+if TYPE_CHECKING:
+    from hwq.graph import LayerGraph
+    from hwq.profile import DeviceProfile
+    from hwq.tables import CostTable
 
 LAYER_TYPES = ("conv", "depthwise", "pointwise", "fc")
+LAYER_CYCLES = obj({t: POS for t in LAYER_TYPES})
+PROPERTIES = {
+    "cores": POSINT,
+    "cycles_per_mac": {
+        "type": "object", "required": ["w8a8"],
+        "propertyNames": {"pattern": "^w[1-8]a[1-8]$",
+                          "description": "a kernel name like w8a8 or w4a8 (w<1-8>a<1-8>)"},
+        "additionalProperties": LAYER_CYCLES,
+    },
+    "int4_weight_unpack_overhead": {"type": "number", "minimum": 1},
+    "memory": obj({"flash_bytes": POSINT, "sram_bytes": POSINT, "runtime_flash_bytes": POSINT,
+                   "runtime_sram_bytes": POSINT}),
+    "power": obj({"active_w": POS}),
+}
 
 
-def kernels(profile: Any) -> dict[tuple[int, int], np.ndarray]:
+def kernels(profile: DeviceProfile) -> dict[tuple[int, int], np.ndarray]:
     """(X, Y) -> cycles per MAC float64[4] in LAYER_TYPES order."""
     table = profile.get("cycles_per_mac")
     out = {}
@@ -38,7 +59,7 @@ def kernels(profile: Any) -> dict[tuple[int, int], np.ndarray]:
     return out
 
 
-def cycles_table(profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> np.ndarray:
+def cycles_table(profile: DeviceProfile, w_bits: np.ndarray, a_bits: np.ndarray) -> np.ndarray:
     """float64 [4, P]: cycles per MAC for each layer type and pair."""
     ks = kernels(profile)
     cols = []
@@ -53,7 +74,7 @@ def cycles_table(profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> np.nda
     return np.ascontiguousarray(np.stack(cols, axis=1))
 
 
-def layer_types(graph: Any) -> np.ndarray:
+def layer_types(graph: LayerGraph) -> np.ndarray:
     f = graph.frame
     ic = f["in_channels"].to_numpy()
     g = f["groups"].to_numpy()
@@ -67,24 +88,10 @@ def layer_types(graph: Any) -> np.ndarray:
     return t
 
 
-@njit(cache=True)
-def simulate(macs: np.ndarray, types: np.ndarray, cpm: np.ndarray, clock: float,
-             active_w: float) -> np.ndarray:
-    """macs float64 [L], types int64 [L], cpm float64 [4, P] -> [L, P, 3] (cycles, s, pJ)."""
-    n_l = macs.shape[0]
-    n_p = cpm.shape[1]
-    out = np.zeros((n_l, n_p, 3))
-    for i in range(n_l):
-        for j in range(n_p):
-            c = np.ceil(macs[i] * cpm[types[i], j])
-            t = c / clock
-            out[i, j, 0] = c
-            out[i, j, 1] = t
-            out[i, j, 2] = active_w * t * 1e12
-    return out
+def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
+          a_bits: np.ndarray) -> Priced:
+    from hwq.cost_models.mcu_kernel import simulate
 
-
-def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, Any]:
     w_bits = np.asarray(w_bits, dtype=np.int64)
     a_bits = np.asarray(a_bits, dtype=np.int64)
     for w, a in zip(w_bits, a_bits):
@@ -97,15 +104,15 @@ def price(graph: Any, profile: Any, w_bits: np.ndarray, a_bits: np.ndarray) -> d
     out = simulate(macs, layer_types(graph), cycles_table(profile, w_bits, a_bits),
                    float(profile.clock_hz), float(profile.get("power.active_w")))
     zero = np.zeros(out.shape[:2])
-    return {
+    return Priced({
         "cycles": out[:, :, 0], "compute_cycles": out[:, :, 0], "stall_cycles": zero,
         "latency_s": out[:, :, 1], "energy_pj": out[:, :, 2], "energy_core_pj": out[:, :, 2],
         "energy_sram_pj": zero, "energy_dram_pj": zero, "dram_read_bits": zero,
-        "dram_write_bits": zero, "feasible": np.ones(out.shape[:2], dtype=bool),
-    }
+        "dram_write_bits": zero,
+    }, feasible=np.ones(out.shape[:2], dtype=bool))
 
 
-def im2col_bytes(graph: Any) -> float:
+def im2col_bytes(graph: LayerGraph) -> float:
     """CMSIS-NN fast conv buffer: 2 columns of in_channels/groups·kh·kw int16 values, the largest
     over standard (non-depthwise, non-pointwise, non-fc) conv layers."""
     f = graph.frame
@@ -115,15 +122,15 @@ def im2col_bytes(graph: Any) -> float:
     return float(2 * 2 * sel.max()) if sel.size else 0.0
 
 
-def network_terms(table: Any, pairs_array: np.ndarray, peak_activation_bytes: np.ndarray
-                  ) -> tuple[np.ndarray, list[str], np.ndarray]:
+def network_terms(table: CostTable, pairs_array: np.ndarray,
+                  peak_activation_bytes: np.ndarray) -> NetworkFit:
     """Network feasibility of P policies.
 
     pairs_array int [P, L, 2] (w, a per layer); peak_activation_bytes float [P] (DESIGN.md §2).
     Flash: Σ ceil(weight_params·w / 8) + runtime_flash_bytes ≤ flash_bytes. SRAM: peak activation
-    + im2col buffer + runtime_sram_bytes ≤ sram_bytes. Returns (feasible [P], reason per policy
-    ('' when feasible, else 'flash overflow N B' / 'sram overflow N B' joined by '; '),
-    overflow bytes [P] = flash overflow + SRAM overflow).
+    + im2col buffer + runtime_sram_bytes ≤ sram_bytes. Returns feasible [P], a reason per policy
+    ('' when feasible, else 'flash overflow N B' / 'sram overflow N B' joined by '; ') and the
+    column `overflow_bytes` [P] = flash overflow + SRAM overflow.
     """
     profile = table.profile
     graph = table.graph
@@ -143,4 +150,25 @@ def network_terms(table: Any, pairs_array: np.ndarray, peak_activation_bytes: np
         if so > 0:
             parts.append(f"sram overflow {int(so)} B")
         reasons.append("; ".join(parts))
-    return (flash_over == 0) & (sram_over == 0), reasons, flash_over + sram_over
+    return NetworkFit((flash_over == 0) & (sram_over == 0), reasons,
+                      {"overflow_bytes": flash_over + sram_over})
+
+
+def rules(src: RuleSource) -> list[str]:
+    out = max_width_problems(src, 8, "mcu kernels are integer kernels up to 8 bits")
+    kernel_table = src.data.get("cycles_per_mac")
+    if isinstance(kernel_table, dict) and "w4a8" in kernel_table and (
+            "int4_weight_unpack_overhead" in src.data):
+        out.append(f"{src.at(('int4_weight_unpack_overhead',))}: int4_weight_unpack_overhead: "
+                   "expected either it or cycles_per_mac.w4a8, found both")
+    return out
+
+
+KIND = register_kind(DeviceKind(
+    name="mcu",
+    properties=PROPERTIES,
+    optional=("int4_weight_unpack_overhead",),
+    price=price,
+    rules=rules,
+    network_terms=network_terms,
+))

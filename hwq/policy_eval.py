@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from hwq.cost_models.kind import kind
 from hwq.errors import UserError
 from hwq.policy import Policy
 from hwq.tables import VALUE_COLUMNS, CostTable
@@ -71,14 +72,14 @@ def evaluate(table: CostTable, policies: Sequence[Policy] | np.ndarray) -> pd.Da
         reasons[p] = (f"layer {names[b]}: not feasible at W{arr[p, b, 0]}A{arr[p, b, 1]} on "
                       f"{table.profile.name}")
     out["infeasible_reason"] = reasons
-    if table.profile.kind == "mcu":  # network terms: weights in flash, activations in SRAM
-        from hwq.cost_models.mcu import network_terms
-
-        fits, reasons, overflow = network_terms(table, arr, out["peak_activation_bytes"].to_numpy())
-        out["feasible"] = out["feasible"].to_numpy() & np.asarray(fits, dtype=bool)
+    network_terms = kind(table.profile.kind).network_terms
+    if network_terms is not None:  # e.g. an MCU's weights in flash, activations in SRAM
+        fit = network_terms(table, arr, out["peak_activation_bytes"].to_numpy())
+        out["feasible"] = out["feasible"].to_numpy() & np.asarray(fit.feasible, dtype=bool)
         out["infeasible_reason"] = [
             "; ".join(r for r in (layer, net) if r)
-            for layer, net in zip(out["infeasible_reason"], reasons)
+            for layer, net in zip(out["infeasible_reason"], fit.reasons)
         ]
-        out["overflow_bytes"] = np.asarray(overflow, dtype=np.float64)
+        for col, values in fit.columns.items():
+            out[col] = np.asarray(values, dtype=np.float64)
     return out

@@ -7,7 +7,6 @@ found ...`. `extends: NAME_OR_PATH` starts from another profile and overrides ke
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import json
 import math
@@ -24,8 +23,10 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from hwq.cost_models.kind import find_kind, kind, kinds
 from hwq.errors import ProfileError
-from hwq.profile_schema import BIT_VALUES, FILE_KEYS, KINDS, common_schema, schema_for
+from hwq.profile_rules import bits_problems, dotted, finite_problems
+from hwq.profile_schema import common_schema
 from hwq.yaml_lines import load_with_lines
 
 _MISSING = object()
@@ -109,8 +110,11 @@ class DeviceProfile:
     @cached_property
     def bits(self) -> Bits:
         b = self.data.get("bits")
-        if b is None:  # a lut profile without `bits`: the widths its table measured
-            return _table_bits(self._measured_pairs)
+        if b is None:  # a measured kind's profile without `bits`: the widths it measured
+            measured = self._measured_pairs
+            if measured is None:
+                raise ProfileError(f"profile {self.name}: no bits and no measured pairs")
+            return _measured_bits(measured)
         return Bits(tuple(b["weights"]), tuple(b["activations"]), tuple(b["search_default"]))
 
     @property
@@ -139,18 +143,19 @@ class DeviceProfile:
 
     def default_pairs(self) -> list[tuple[int, int]]:
         """All (w_bits, a_bits) combinations of bits.search_default, weights first (w-major); for
-        a lut profile only those its table measured (when it measured any of them)."""
+        a measured kind (lut) only those it measured (when it measured any of them)."""
         d = self.bits.search_default
         pairs = [(w, a) for w in d for a in d]
-        if self.data.get("kind") == "lut":
-            measured = self._measured_pairs
+        measured = self._measured_pairs
+        if measured is not None:
             return [p for p in pairs if p in measured] or pairs
         return pairs
 
     @cached_property
-    def _measured_pairs(self) -> frozenset[tuple[int, int]]:
-        """The pairs a lut profile's table measured (read once per profile)."""
-        return frozenset(_table_pairs(self.resolve_path(str(self.data["table"]))))
+    def _measured_pairs(self) -> frozenset[tuple[int, int]] | None:
+        """The pairs a measured kind's profile measured (read once per profile); else None."""
+        hook = kind(self.kind).measured_pairs
+        return None if hook is None else hook(self)
 
     def resolve_path(self, rel: str | os.PathLike[str]) -> Path:
         """A path a profile names, relative to the profile file (absolute paths unchanged)."""
@@ -160,33 +165,14 @@ class DeviceProfile:
         return self.path.parent / p
 
 
-def _table_bits(pairs: frozenset[tuple[int, int]]) -> Bits:
-    """Widths of a lut table's measured pairs; search_default = the widths on both sides."""
+def _measured_bits(pairs: frozenset[tuple[int, int]]) -> Bits:
+    """Widths of measured pairs; search_default = the widths on both sides."""
     weights = tuple(sorted({w for w, _ in pairs}))
     acts = tuple(sorted({a for _, a in pairs}))
     return Bits(weights, acts, tuple(b for b in weights if b in acts))
 
 
-def _table_pairs(path: Path) -> set[tuple[int, int]]:
-    """The (w_bits, a_bits) pairs a lut table measured."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq  # lazy: only lut profiles with Parquet tables need it
-
-        cols = pq.read_table(path, columns=["w_bits", "a_bits"]).to_pydict()
-        w_col, a_col = cols["w_bits"], cols["a_bits"]
-    else:
-        with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        w_col = [r["w_bits"] for r in rows]
-        a_col = [r["a_bits"] for r in rows]
-    return {(int(float(w)), int(float(a))) for w, a in zip(w_col, a_col)}
-
-
 # -- loading and validation ---------------------------------------------------------------------
-def _dotted(path: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in path) or "(top level)"
-
-
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"boolean {value}"
@@ -259,7 +245,8 @@ def _rebase_files(data: dict[str, Any], base: Path, child: Path) -> dict[str, An
     if base.resolve().parent == child.resolve().parent:
         return data
     out = copy.deepcopy(data)
-    for key_path in FILE_KEYS:
+    file_keys = dict.fromkeys(k for name in kinds() for k in kind(name).file_keys)
+    for key_path in file_keys:
         node: Any = out
         for part in key_path[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
@@ -354,17 +341,17 @@ _Validator = validators.extend(
 
 def _schema_problems(res: _Resolved) -> list[str]:
     data = res.data
-    kind = data.get("kind")
-    if kind in KINDS:
-        schema = schema_for(str(kind))
+    device_kind = find_kind(data.get("kind"))
+    if device_kind is not None:
+        schema = device_kind.schema()
         out: list[str] = []
     else:  # still check the keys every kind shares
         schema = common_schema()
-        found = _describe(kind) if "kind" in data else "nothing"
-        out = [f"{res.at(('kind',))}: kind: expected one of {', '.join(KINDS)}, found {found}"]
+        found = _describe(data["kind"]) if "kind" in data else "nothing"
+        out = [f"{res.at(('kind',))}: kind: expected one of {', '.join(kinds())}, found {found}"]
     errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.path)))
     for err in errors:
-        if kind not in KINDS and list(err.absolute_path) == ["kind"]:
+        if device_kind is None and list(err.absolute_path) == ["kind"]:
             continue
         out += _error_messages(err, res)
     return out
@@ -376,17 +363,18 @@ def _error_messages(err: Any, res: _Resolved) -> list[str]:
     v, val = err.validator, err.instance
     if v == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
-        return [f"{res.at((*path, extra))}: {_dotted((*path, extra))}: expected one of the keys "
+        return [f"{res.at((*path, extra))}: {dotted((*path, extra))}: expected one of the keys "
                 f"{', '.join(allowed)}, found unknown key {extra!r}"
                 for extra in sorted(set(val) - set(allowed))]
     if "propertyNames" in err.schema_path:  # the bad name is a key of the mapping at `path`
-        return [f"{res.at((*path, val))}: {_dotted((*path, val))}: expected a kernel name "
-                f"like w8a8 or w4a8 (w<1-8>a<1-8>), found {val!r}"]
+        what = err.schema.get("description", f"a key matching {err.schema.get('pattern')}")
+        return [f"{res.at((*path, val))}: {dotted((*path, val))}: expected {what}, "
+                f"found {val!r}"]
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
-        return [f"{res.at((*path, missing))}: {_dotted((*path, missing))}: expected a value, "
+        return [f"{res.at((*path, missing))}: {dotted((*path, missing))}: expected a value, "
                 "found nothing (required key missing)"]
-    return [f"{res.at(path)}: {_dotted(path)}: {_expected_found(err)}"]
+    return [f"{res.at(path)}: {dotted(path)}: {_expected_found(err)}"]
 
 
 def _expected_found(err: Any) -> str:
@@ -410,134 +398,11 @@ def _expected_found(err: Any) -> str:
 
 
 def _semantic_problems(res: _Resolved) -> list[str]:
-    """Rules a schema cannot say: cross-key constraints, finiteness, sources that exist."""
-    out = _finite_problems(res, res.data, ()) + _bits_problems(res) + _sources_problems(res)
-    kind_rules = {"bitfusion": _bitfusion_problems, "bit_serial": _bit_serial_problems,
-                  "gpu": _gpu_problems, "mcu": _mcu_problems, "lut": _lut_problems}
-    rule = kind_rules.get(str(res.data.get("kind")))
-    return out + (rule(res) if rule else [])
-
-
-def _finite_problems(res: _Resolved, node: Any, path: tuple[Any, ...]) -> list[str]:
-    if isinstance(node, dict):
-        return [p for k, v in node.items() for p in _finite_problems(res, v, (*path, k))]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _finite_problems(res, v, (*path, i))]
-    if isinstance(node, float) and not math.isfinite(node):
-        return [f"{res.at(path)}: {_dotted(path)}: expected a finite number, found {node}"]
-    return []
-
-
-def _widths(data: Mapping[str, Any]) -> dict[str, list[int]]:
-    bits = data.get("bits")
-    if not isinstance(bits, dict):
-        return {}
-    return {side: [b for b in bits[side] if b in BIT_VALUES and not isinstance(b, bool)]
-            for side in ("weights", "activations", "search_default")
-            if isinstance(bits.get(side), list)}
-
-
-def _bits_problems(res: _Resolved) -> list[str]:
-    widths = _widths(res.data)
-    default = widths.get("search_default", [])
-    out = []
-    for side in ("weights", "activations"):
-        extra = [b for b in default if side in widths and widths[side] and b not in widths[side]]
-        if extra:
-            out.append(f"{res.at(('bits', 'search_default'))}: bits.search_default: expected "
-                       f"widths listed in bits.{side}, found {extra}")
-    return out
-
-
-def _max_width_problems(res: _Resolved, limit: int, why: str) -> list[str]:
-    """Widths a kind's cost model cannot price are refused in the profile already."""
-    out = []
-    for side, listed in _widths(res.data).items():
-        over = sorted({b for b in listed if b > limit})
-        if over:
-            out.append(f"{res.at(('bits', side))}: bits.{side}: expected widths <= {limit} "
-                       f"({why}), found {over}")
-    return out
-
-
-def _int_at(data: Mapping[str, Any], *path: str) -> int | None:
-    node: Any = data
-    for part in path:
-        node = node.get(part) if isinstance(node, dict) else None
-    return node if isinstance(node, int) and not isinstance(node, bool) else None
-
-
-def _bitfusion_problems(res: _Resolved) -> list[str]:
-    lo, hi = _int_at(res.data, "array", "min_bits"), _int_at(res.data, "array", "max_bits")
-    out = []
-    if lo is not None and hi is not None and lo > hi:
-        out.append(f"{res.at(('array', 'min_bits'))}: array.min_bits: expected at most "
-                   f"array.max_bits ({hi}), found {lo}")
-    if hi is not None:
-        out += _max_width_problems(res, hi, "array.max_bits")
-    return out
-
-
-def _bit_serial_problems(res: _Resolved) -> list[str]:
-    comp = res.data.get("compute")
-    if not isinstance(comp, dict):
-        return []
-    where = res.at(("compute",))
-    if comp.get("law") == "binary_matrix":
-        if "binary_array" not in comp:
-            return [f"{where}: compute.binary_array: expected {{dm, dk, dn}} for the "
-                    "binary_matrix law, found nothing"]
-        return []
-    out = [f"{where}: compute.{key}: expected {what} for the {comp.get('law')} law, found "
-           "nothing" for key, what in (("lanes", "the MACs per cycle at full precision"),
-                                       ("parallel_bits", "the full-precision width"))
-           if key not in comp]
-    parallel = _int_at(res.data, "compute", "parallel_bits")
-    if parallel is not None:
-        out += _max_width_problems(res, parallel, "compute.parallel_bits")
-    return out
-
-
-def _gpu_problems(res: _Resolved) -> list[str]:
-    data, out = res.data, []
-    listed = {b for side in _widths(data).values() for b in side}
-    tc = data.get("tensor_core") if isinstance(data.get("tensor_core"), dict) else {}
-    fallback = data.get("fallback") if isinstance(data.get("fallback"), dict) else {}
-    where = res.at(("fallback",) if "fallback" in data else ("bits",))
-    if "int4_ops_per_s" not in tc and "int4" not in fallback and any(b <= 4 for b in listed):
-        out.append(f"{where}: fallback.int4: expected int8 or fp16 (the device has no "
-                   "tensor_core.int4_ops_per_s but bits lists widths <= 4), found nothing")
-    if "below_int4" not in fallback and any(b < 4 for b in listed):
-        out.append(f"{where}: fallback.below_int4: expected int4, int8 or fp16 (bits lists "
-                   "widths below 4), found nothing")
-    if "cuda_core" not in data and 32 in listed:
-        out.append(f"{res.at(('bits',))}: cuda_core.fp32_ops_per_s: expected the FP32 peak "
-                   "(bits lists 32), found nothing")
-    power = data.get("power")
-    if isinstance(power, dict):
-        idle, peak = power.get("idle_w"), power.get("max_w")
-        if _is_number(idle) and _is_number(peak) and idle > peak:
-            out.append(f"{res.at(('power', 'idle_w'))}: power.idle_w: expected at most "
-                       f"power.max_w ({peak}), found {idle}")
-    return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _mcu_problems(res: _Resolved) -> list[str]:
-    out = _max_width_problems(res, 8, "mcu kernels are integer kernels up to 8 bits")
-    kernels = res.data.get("cycles_per_mac")
-    if isinstance(kernels, dict) and "w4a8" in kernels and (
-            "int4_weight_unpack_overhead" in res.data):
-        out.append(f"{res.at(('int4_weight_unpack_overhead',))}: int4_weight_unpack_overhead: "
-                   "expected either it or cycles_per_mac.w4a8, found both")
-    return out
-
-
-def _lut_problems(res: _Resolved) -> list[str]:
-    return _table_problems(res) if isinstance(res.data.get("table"), str) else []
+    """Rules a schema cannot say: cross-key constraints, finiteness, sources that exist, and the
+    kind's own rules."""
+    out = finite_problems(res, res.data) + bits_problems(res) + _sources_problems(res)
+    device_kind = find_kind(res.data.get("kind"))
+    return out + (device_kind.problems(res) if device_kind is not None else [])
 
 
 def _sources_problems(res: _Resolved) -> list[str]:
@@ -552,28 +417,6 @@ def _sources_problems(res: _Resolved) -> list[str]:
             out.append(f"{res.at(('sources', key))}: sources.{key}: expected the key path "
                        f"of a figure in this profile, found {key!r}, which does not exist")
     return out
-
-
-def _table_problems(res: _Resolved) -> list[str]:
-    """A lut table must exist (relative to the profile file, as resolve_path) and be CSV/Parquet."""
-    where = res.at(("table",))
-    ref = str(res.data["table"])
-    table = Path(ref)
-    if not table.is_absolute():
-        table = Path(res.root).parent / table
-    if table.suffix.lower() not in (".csv", ".parquet"):
-        return [f"{where}: table: expected a .csv or .parquet file, found {ref!r}"]
-    if not table.is_file():
-        return [f"{where}: table: expected an existing file (relative to the profile), "
-                f"found {ref!r}, which does not exist ({table})"]
-    if "bits" in res.data:
-        return []
-    try:
-        _table_pairs(table)
-    except (KeyError, ValueError, OSError) as exc:
-        return [f"{where}: table: expected columns w_bits and a_bits (the profile has no "
-                f"`bits`), found a table that cannot give them ({exc!r})"]
-    return []
 
 
 def _load_checked(path: Path) -> tuple[_Resolved, list[str]]:

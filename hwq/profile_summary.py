@@ -5,7 +5,7 @@ model, before pricing a network with it. Nothing here is a second model of the d
 come from the kind's own cost model (`hwq.cost_table`, the `cost_models` registry), so a change to a
 model or to a profile shows up here too.
 
-* Every kind with a cost model (`bitfusion`, `bit_serial`, `gpu`, `mcu`, ...) prices one synthetic,
+* Every other kind (`bitfusion`, `bit_serial`, `gpu`, `mcu`, ...) prices one synthetic,
   compute-bound layer, `SYNTHETIC_LAYER`: a 3x3 convolution, batch 64, 128x128 output, 4096 -> 4096
   channels (1.58e14 MACs; every dimension a power of two, so arrays, GEMM tiles and fusion groups of
   power-of-two sizes divide it exactly; GPU waves over a non-power-of-two SM count round up by
@@ -21,12 +21,9 @@ model or to a profile shows up here too.
   cycles) runs those at their own rate. A GPU's figure includes `efficiency.compute`, and its
   core energy is the power term (idle included). The total energy is that of this one layer
   (its reuse of buffered data), not a property of the device alone.
-* A `lut` profile has no model to extrapolate with: its figures are those of its own table, per pair
-  the fastest measured shape (MACs / latency_s, and energy_pj / MACs of that shape when the table
-  has energies; repeated measurements of a shape at their median, as the lut cost model reads
-  them). MACs come from the shape like any layer's (`LayerGraph.from_frame`), the output size at
-  padding (kernel - 1) // 2 since the table has none. A pair the table does not measure gets a
-  note instead of numbers.
+* A kind with its own `summary` (a measured kind, `lut`, has no model to extrapolate with) reports
+  its own figures: for `lut` those of its table, per pair the fastest measured shape (see
+  `cost_models/lut.py`, `summarize`).
 
 The pairs are all supported pairs when there are at most `MAX_ALL_PAIRS` of them, else all
 combinations of `bits.search_default` (the pairs a search uses by default).
@@ -42,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwq.cost_models.kind import kind
 from hwq.errors import CostModelError
 from hwq.graph import LayerGraph
 from hwq.profile import DeviceProfile
@@ -114,8 +112,13 @@ def summarize(
     """Peak MACs/s and energy per MAC of `profile` at `pairs` (default: `summary_pairs`)."""
     chosen = [(int(w), int(a)) for w, a in (pairs if pairs is not None else summary_pairs(profile))]
     chosen = list(dict.fromkeys(chosen))
-    if profile.kind == "lut":
-        return _summarize_lut(profile, chosen)
+    own = kind(profile.kind).summary
+    if own is not None:  # a measured kind (lut) reports its own figures
+        figures = own(profile, chosen)
+        return ProfileSummary(profile.name, profile.kind, figures.basis, [
+            PairSummary(w, a, f.peak_macs_per_s, f.energy_per_mac_pj, f.total_energy_per_mac_pj,
+                        f.note)
+            for (w, a), f in zip(chosen, figures.figures)])
     return _summarize_model(profile, chosen)
 
 
@@ -183,61 +186,3 @@ def _pair_from(
     core = _finite(float(values["energy_core_pj"][0, k]) / macs)
     total = _finite(float(values["energy_pj"][0, k]) / macs)
     return PairSummary(w, a, _finite(peak), core, total, note)
-
-
-# -- lut: the table's own rows ---------------------------------------------------------------------
-def _summarize_lut(profile: DeviceProfile, pairs: list[tuple[int, int]]) -> ProfileSummary:
-    from hwq.cost_models.lut import KEY_COLUMNS, read_table
-
-    table_path = profile.resolve_path(str(profile.get("table")))
-    _, by_shape = read_table(table_path)
-    basis = (
-        f"measured table {table_path.name}: per pair its fastest measured shape, peak = MACs / "
-        "latency_s, total_energy_per_mac = energy_pj / MACs (MACs from the shape, output size "
-        "at padding (kernel - 1) // 2)"
-    )
-    keys = list(by_shape)
-    macs = _lut_macs(keys, KEY_COLUMNS)
-    best: dict[tuple[int, int], tuple[float, float]] = {}  # pair -> (MACs/s, pJ/MAC)
-    for key, m in zip(keys, macs):
-        latency, energy = by_shape[key]
-        if not (latency > 0 and m > 0):
-            continue
-        pair = (int(key[-2]), int(key[-1]))
-        rate = m / latency
-        if pair not in best or rate > best[pair][0]:
-            best[pair] = (rate, energy / m)
-    out: list[PairSummary] = []
-    for w, a in pairs:
-        if (w, a) not in best:
-            out.append(PairSummary(w, a, None, None, None,
-                                   f"not measured: {table_path.name} has no W{w}A{a} row"))
-            continue
-        rate, pj = best[(w, a)]
-        note = None if math.isfinite(pj) else "the table has no energy_pj"
-        out.append(PairSummary(w, a, rate, None, _finite(pj), note))
-    return ProfileSummary(profile.name, profile.kind, basis, out)
-
-
-def _lut_macs(keys: list[tuple[Any, ...]], columns: Sequence[str]) -> list[float]:
-    """MACs of each measured shape, derived by LayerGraph.from_frame like any layer's."""
-    if not keys:
-        return []
-    rows = []
-    for i, key in enumerate(keys):
-        rec = dict(zip(columns, key))
-        row: dict[str, Any] = {
-            "name": f"row{i}", "op": rec["op"], "batch": rec["batch"],
-            "in_channels": rec["in_channels"], "out_channels": rec["out_channels"],
-            "groups": rec["groups"],
-        }
-        if rec["op"] != "linear":
-            for ax in ("h", "w"):
-                k, s, size = rec[f"kernel_{ax}"], rec[f"stride_{ax}"], rec[f"in_{ax}"]
-                pad = (k - 1) // 2
-                row[f"kernel_{ax}"], row[f"stride_{ax}"], row[f"pad_{ax}"] = k, s, pad
-                row[f"in_{ax}"] = size
-                row[f"out_{ax}"] = max((size + 2 * pad - k) // s + 1, 1)
-        rows.append(row)
-    graph = LayerGraph.from_frame(pd.DataFrame(rows), source="lut table")
-    return [float(m) for m in graph.column("macs")]

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -18,6 +19,8 @@ import pandas as pd
 from hwq import __version__
 from hwq.activations import ActivationPlan, plan_activations
 from hwq.atomic import write_atomic
+from hwq.cost_models import cache
+from hwq.cost_models.kind import PRICED_COLUMNS, kind
 from hwq.errors import UserError
 from hwq.graph import LayerGraph
 from hwq.policy import check_bits, pair_lookup
@@ -26,24 +29,9 @@ from hwq.profile import DeviceProfile
 log = logging.getLogger("hwq.cost")
 
 SCHEMA_VERSION = 1
+# The device-independent columns, then those a kind's cost model fills (NaN where it has none).
 COLUMNS: tuple[str, ...] = (
-    "layer",
-    "w_bits",
-    "a_bits",
-    "macs",
-    "bops",
-    "weight_bytes",
-    "cycles",
-    "compute_cycles",
-    "stall_cycles",
-    "latency_s",
-    "energy_pj",
-    "energy_core_pj",
-    "energy_sram_pj",
-    "energy_dram_pj",
-    "dram_read_bits",
-    "dram_write_bits",
-    "feasible",
+    "layer", "w_bits", "a_bits", "macs", "bops", "weight_bytes", *PRICED_COLUMNS, "feasible",
 )
 VALUE_COLUMNS: tuple[str, ...] = COLUMNS[3:-1]
 
@@ -164,14 +152,15 @@ def cost_table(
 def _cache_path(
     graph: LayerGraph, profile: DeviceProfile, pairs: list[tuple[int, int]], bops_max: bool
 ) -> Path | None:
-    """Where this table is cached, or None when caching is off (or the device reads a file)."""
-    from hwq.cost_models import memo
-
-    if memo.disabled() or profile.kind == "lut":
+    """Where this table is cached, or None when caching is off (or the kind is not cacheable:
+    it reads a file the profile's sha256 does not cover)."""
+    device_kind = kind(profile.kind)
+    if cache.disabled() or not device_kind.cacheable:
         return None
-    key = json.dumps([SCHEMA_VERSION, __version__, _cost_models_digest(), graph.graph_hash,
-                      profile.sha256, pairs, bops_max], separators=(",", ":"))
-    return memo.cache_dir() / "tables" / f"{hashlib.sha256(key.encode()).hexdigest()}.npz"
+    key = json.dumps([SCHEMA_VERSION, __version__, _cost_models_digest(),
+                      _module_digest(getattr(device_kind.price, "__module__", "")),
+                      graph.graph_hash, profile.sha256, pairs, bops_max], separators=(",", ":"))
+    return cache.cache_dir() / "tables" / f"{hashlib.sha256(key.encode()).hexdigest()}.npz"
 
 
 @lru_cache(maxsize=1)
@@ -186,6 +175,14 @@ def _cost_models_digest() -> str:
         digest.update(f.name.encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _module_digest(module_name: str) -> str:
+    """sha256 of the module that prices a kind: a plug-in kind outside `cost_models/` changed
+    since never serves an old cached table either."""
+    path = getattr(sys.modules.get(module_name), "__file__", None)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
 
 
 def _read_cached(
@@ -217,7 +214,6 @@ def _price(
     graph: LayerGraph, profile: DeviceProfile, pairs: list[tuple[int, int]], bops_max: bool
 ) -> CostTable:
     from hwq.cost_models.metrics import layer_bops, layer_weight_bytes
-    from hwq.cost_models.registry import pricer
 
     w = np.array([p[0] for p in pairs], dtype=np.int64)
     a = np.array([p[1] for p in pairs], dtype=np.int64)
@@ -228,27 +224,16 @@ def _price(
         "bops": layer_bops(macs, w, a, bops_max),
         "weight_bytes": layer_weight_bytes(graph.column("weight_params").astype(np.int64), w),
     }
-    feasible = np.ones((n, k), dtype=bool)
-    details: dict[str, np.ndarray] = {}
-    labels: dict[str, Sequence[str]] = {}
-    price = pricer(profile.kind)
-    if price is None:
-        log.warning(
-            "no cost model for device kind %r yet: latency and energy are NaN", profile.kind
-        )
-        priced: dict[str, np.ndarray] = {}
-    else:
-        priced = price(graph, profile, w, a)
-    for col in VALUE_COLUMNS:
-        if col not in values:
-            values[col] = (
-                np.asarray(priced.pop(col), dtype=np.float64)
-                if col in priced
-                else np.full((n, k), np.nan)
-            )
-    if "feasible" in priced:
-        feasible = np.asarray(priced.pop("feasible"), dtype=bool)
-    if "_labels" in priced:
-        labels = priced.pop("_labels")
-    details.update(priced)
-    return CostTable(graph, profile, pairs, values, feasible, details, labels)
+    device_kind = kind(profile.kind)
+    priced = device_kind.price(graph, profile, w, a)
+    for col in PRICED_COLUMNS:
+        values[col] = (np.asarray(priced.values[col], dtype=np.float64) if col in priced.values
+                       else np.full((n, k), np.nan))
+    feasible = (np.ones((n, k), dtype=bool) if priced.feasible is None
+                else np.asarray(priced.feasible, dtype=bool))
+    undeclared = set(priced.details) - set(device_kind.columns)
+    if undeclared:
+        raise TypeError(f"device kind {profile.kind}: price returned undeclared detail columns "
+                        f"{sorted(undeclared)} (declare them in its DeviceKind.columns)")
+    return CostTable(graph, profile, pairs, values, feasible, dict(priced.details),
+                     dict(priced.detail_labels))

@@ -22,8 +22,10 @@ def graph(*rows):
 
 
 def price(device, w, a, *rows):
-    return bit_serial.price(graph(*(rows or (CONV, FC))), load_profile(device),
-                            np.array(w, dtype=np.int64), np.array(a, dtype=np.int64))
+    """The priced columns by name."""
+    out = bit_serial.price(graph(*(rows or (CONV, FC))), load_profile(device),
+                           np.array(w, dtype=np.int64), np.array(a, dtype=np.int64))
+    return {**out.values, **out.details}
 
 
 def test_stripes_hand_computed_conv():

@@ -11,19 +11,27 @@ from __future__ import annotations
 import itertools
 import math
 
-import hwq.cost_models.bitfusion as bf
+import hwq.cost_models.bitfusion_kernel as bf
 import numpy as np
 import pytest
+from hwq.cost_models.bitfusion import (
+    OUT_COLUMNS,
+    PARAM_NAMES,
+    params_from_profile,
+    reference_params,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-PARAMS = bf.reference_params()
-COL = {name: i for i, name in enumerate(bf.OUT_COLUMNS)}
+from hwq.profile import DeviceProfile
+
+PARAMS = reference_params()
+COL = {name: i for i, name in enumerate(OUT_COLUMNS)}
 ADDITIVE = [COL[c] for c in bf.ADDITIVE_COLUMNS]
 STATS = ["cycles", "compute_cycles", "stall_cycles", "dram_read_bits", "dram_write_bits",
          "ibuf_read_bits", "ibuf_write_bits", "wbuf_read_bits", "wbuf_write_bits",
          "obuf_read_bits", "obuf_write_bits"]
-ENERGY_PARAMS = [i for i, n in enumerate(bf.PARAM_NAMES) if "pj" in n]
+ENERGY_PARAMS = [i for i, n in enumerate(PARAM_NAMES) if "pj" in n]
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 BRUTE = settings(max_examples=30, deadline=None, derandomize=True,
@@ -67,14 +75,14 @@ def param_vectors(draw):
         values[f"{buf}_size_bytes"] = draw(st.sampled_from([1024, 4096, 16384, 65536, 262144]))
         values[f"{buf}_read_pj_per_bit"] = draw(energy)
         values[f"{buf}_write_pj_per_bit"] = draw(energy)
-    return np.array([float(values[n]) for n in bf.PARAM_NAMES])
+    return np.array([float(values[n]) for n in PARAM_NAMES])
 
 
 @st.composite
 def configured_bits(draw):
     """(params, w, a) with the widths inside the configuration's 1..max_bits."""
     params = draw(param_vectors())
-    top = int(params[bf.PARAM_NAMES.index("max_bits")])
+    top = int(params[PARAM_NAMES.index("max_bits")])
     return params, draw(st.integers(1, top)), draw(st.integers(1, top))
 
 
@@ -99,7 +107,7 @@ def _caps(dim, mult=1):
 
 
 def _config(params):
-    p = dict(zip(bf.PARAM_NAMES, params.tolist()))
+    p = dict(zip(PARAM_NAMES, params.tolist()))
     return p, {"act": p["ibuf_size_bytes"] * 8 / 2, "wgt": p["wbuf_size_bytes"] * 8 / 2,
                "out": p["obuf_size_bytes"] * 8 / 2}
 
@@ -184,7 +192,7 @@ def brute_force(row, wb, ab, params=PARAMS):
     """Every tiling x every order (OH/OW tiled independently when the output is not square);
     the lexicographic (cycles, energy) minimum, or None when nothing fits."""
     _kh, _kw, oh_d, ow_d, _sh, _sw, ic_d, oc_d, batch, _g, im2col = row
-    m = int(params[bf.PARAM_NAMES.index("array_cols")])
+    m = int(params[PARAM_NAMES.index("array_cols")])
     spatial = ([(o, o) for o in _caps(oh_d)] if oh_d == ow_d
                else list(itertools.product(_caps(oh_d), _caps(ow_d))))
     best = None
@@ -268,16 +276,16 @@ def _fits(rows, params, w, a):
        st.one_of(st.just(PARAMS), param_vectors()))
 @SETTINGS
 def test_outputs_finite_nonnegative_and_consistent(rows, pairs, params):
-    top = int(params[bf.PARAM_NAMES.index("max_bits")])
+    top = int(params[PARAM_NAMES.index("max_bits")])
     pairs = [(min(w, top), min(a, top)) for w, a in pairs]
     w = np.array([p[0] for p in pairs])
     a = np.array([p[1] for p in pairs])
     out = _fits(rows, params, w, a)
-    pv = dict(zip(bf.PARAM_NAMES, params.tolist()))
-    assert out.shape == (len(rows), len(pairs), len(bf.OUT_COLUMNS))
+    pv = dict(zip(PARAM_NAMES, params.tolist()))
+    assert out.shape == (len(rows), len(pairs), len(OUT_COLUMNS))
     assert np.isfinite(out).all()
     assert (out >= 0).all()
-    c = {name: out[..., i] for i, name in enumerate(bf.OUT_COLUMNS)}
+    c = {name: out[..., i] for i, name in enumerate(OUT_COLUMNS)}
     np.testing.assert_array_equal(c["cycles"], c["compute_cycles"] + c["stall_cycles"])
     assert (c["compute_cycles"] > 0).all()
     np.testing.assert_allclose(c["energy_pj"],
@@ -354,7 +362,7 @@ def test_energy_constants_only_break_ties(row, cfg, scale):
     got = run([row], wb, ab, doubled)[0, 0]
     energy_cols = [i for n, i in COL.items() if n.startswith("energy_")]
     np.testing.assert_array_equal(got[energy_cols], 2.0 * base[energy_cols])
-    rest = [i for i in range(len(bf.OUT_COLUMNS)) if i not in energy_cols]
+    rest = [i for i in range(len(OUT_COLUMNS)) if i not in energy_cols]
     np.testing.assert_array_equal(got[rest], base[rest])
 
 
@@ -366,7 +374,7 @@ def test_more_bandwidth_never_costs_cycles(row, cfg):
     params, wb, ab = cfg
     base = _fits([row], params, wb, ab)[0, 0]
     wider = params.copy()
-    wider[bf.PARAM_NAMES.index("offchip_bandwidth_bits_per_cycle")] *= 2
+    wider[PARAM_NAMES.index("offchip_bandwidth_bits_per_cycle")] *= 2
     got = run([row], wb, ab, wider)[0, 0]
     assert got[COL["cycles"]] <= base[COL["cycles"]]
     assert got[COL["compute_cycles"]] <= got[COL["cycles"]]
@@ -382,8 +390,8 @@ def test_bits_validation_names_row_and_bits():
 
 def test_bits_limited_by_the_configured_max_bits():
     params = PARAMS.copy()
-    params[bf.PARAM_NAMES.index("max_bits")] = 4
-    params[bf.PARAM_NAMES.index("min_bits")] = 1
+    params[PARAM_NAMES.index("max_bits")] = 4
+    params[PARAM_NAMES.index("min_bits")] = 1
     run([[1, 1, 1, 1, 1, 1, 8, 8, 1, 1, 0]], 4, 1, params)
     with pytest.raises(ValueError, match=r"row 0: W5A4"):
         run([[1, 1, 1, 1, 1, 1, 8, 8, 1, 1, 0]], 5, 4, params)
@@ -400,14 +408,14 @@ def test_bad_groups_rejected():
                                         ("offchip_bandwidth_bits_per_cycle", float("nan"))])
 def test_bad_params_rejected(name, value):
     params = PARAMS.copy()
-    params[bf.PARAM_NAMES.index(name)] = value
+    params[PARAM_NAMES.index(name)] = value
     with pytest.raises(ValueError, match=name):
         run([[1, 1, 1, 1, 1, 1, 8, 8, 1, 1, 0]], 8, 8, params)
 
 
 def test_nothing_fits_is_an_error():
     params = PARAMS.copy()
-    params[bf.PARAM_NAMES.index("wbuf_size_bytes")] = 64  # 256 bits: not one 16x32 weight tile
+    params[PARAM_NAMES.index("wbuf_size_bytes")] = 64  # 256 bits: not one 16x32 weight tile
     with pytest.raises(ValueError, match="no tiling fits"):
         run([[3, 3, 8, 8, 1, 1, 64, 64, 1, 1, 0]], 8, 8, params)
 
@@ -421,7 +429,7 @@ def test_params_from_profile_order():
         "offchip": {"bandwidth_bits_per_cycle": 15, "energy_pj_per_bit": 16},
         "core": {"energy_pj_per_cycle": 17},
     }
-    vec = bf.params_from_profile(data)
+    vec = params_from_profile(DeviceProfile(data))
     assert vec.dtype == np.float64
     np.testing.assert_array_equal(vec, np.arange(1, 18, dtype=np.float64))
 
@@ -429,12 +437,12 @@ def test_params_from_profile_order():
 def test_api_surface():
     assert len(bf.LOOP_ORDER_NAMES) == 120 == len(set(bf.LOOP_ORDER_NAMES))
     assert bf.LOOP_ORDER_NAMES[0] == "B > OW > OH > IC > OC"
-    assert len(bf.PARAM_NAMES) == PARAMS.size
+    assert len(PARAM_NAMES) == PARAMS.size
     for required in ("cycles", "compute_cycles", "stall_cycles", "energy_pj", "energy_core_pj",
                      "energy_sram_pj", "energy_dram_pj", "dram_read_bits", "dram_write_bits",
                      "ibuf_read_bits", "ibuf_write_bits", "wbuf_read_bits", "wbuf_write_bits",
                      "obuf_read_bits", "obuf_write_bits", "tile_b", "tile_oh", "tile_ow",
                      "tile_ic", "tile_oc", "loop_order", "dataflow"):
-        assert required in bf.OUT_COLUMNS
+        assert required in OUT_COLUMNS
     empty = run(np.zeros((0, 11), dtype=np.int64), 8, 8)
-    assert empty.shape == (0, 1, len(bf.OUT_COLUMNS))
+    assert empty.shape == (0, 1, len(OUT_COLUMNS))

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hwq.cost_models.bitfusion as bf
+import hwq.cost_models.bitfusion_kernel as bf
 import numpy as np
 import pandas as pd
 import pytest
+from hwq.cost_models.bitfusion import OUT_COLUMNS, params_from_profile, reference_params
 
 CSV = Path(__file__).resolve().parents[1] / "data" / "bitfusion_reference_visible.csv"
 
@@ -76,9 +77,9 @@ def computed(reference):
     u_rows, inv_rows = np.unique(rows, axis=0, return_inverse=True)
     pairs = ok[["wbits", "abits"]].to_numpy(dtype=np.int64)
     u_pairs, inv_pairs = np.unique(pairs, axis=0, return_inverse=True)
-    table = bf.simulate(u_rows, u_pairs[:, 0], u_pairs[:, 1], bf.reference_params(),
+    table = bf.simulate(u_rows, u_pairs[:, 0], u_pairs[:, 1], reference_params(),
                         use_cache=False)
-    assert table.shape == (len(u_rows), len(u_pairs), len(bf.OUT_COLUMNS))
+    assert table.shape == (len(u_rows), len(u_pairs), len(OUT_COLUMNS))
     return ok, table[inv_rows.ravel(), inv_pairs.ravel()]
 
 
@@ -94,13 +95,13 @@ def test_params_from_profile_matches_reference_constants():
         profile = load_profile("bitfusion")
     except Exception as exc:  # pragma: no cover - the profile loader is someone else's module
         pytest.skip(f"bitfusion profile not loadable here: {exc}")
-    np.testing.assert_array_equal(bf.params_from_profile(profile.data), bf.reference_params())
+    np.testing.assert_array_equal(params_from_profile(profile), reference_params())
 
 
 @pytest.mark.parametrize("mine,ref", EXACT, ids=[m for m, _ in EXACT])
 def test_exact_statistics(computed, mine, ref):
     ok, out = computed
-    got = out[:, bf.OUT_COLUMNS.index(mine)]
+    got = out[:, OUT_COLUMNS.index(mine)]
     want = ok[ref].to_numpy(dtype=np.float64)
     bad = np.flatnonzero(got != want)
     cols = ["network", "layer", "batch", "wbits", "abits", ref]
@@ -111,7 +112,7 @@ def test_exact_statistics(computed, mine, ref):
 @pytest.mark.parametrize("mine,ref", ENERGY, ids=[m for m, _ in ENERGY])
 def test_energy_within_0p1_percent(computed, mine, ref):
     ok, out = computed
-    got_nj = out[:, bf.OUT_COLUMNS.index(mine)] / 1000.0
+    got_nj = out[:, OUT_COLUMNS.index(mine)] / 1000.0
     want = ok[ref].to_numpy(dtype=np.float64)
     rel = np.abs(got_nj - want) / np.maximum(np.abs(want), 1e-12)
     assert rel.max() <= 1e-3, f"worst {mine} rel error {rel.max():.3g} at row {rel.argmax()}"
@@ -119,26 +120,26 @@ def test_energy_within_0p1_percent(computed, mine, ref):
 
 def test_cycles_split(computed):
     _, out = computed
-    c = {n: out[:, i] for i, n in enumerate(bf.OUT_COLUMNS)}
+    c = {n: out[:, i] for i, n in enumerate(OUT_COLUMNS)}
     np.testing.assert_array_equal(c["cycles"], c["compute_cycles"] + c["stall_cycles"])
 
 
 def test_dataflow_is_output_stationary_like_the_reference(computed):
     ok, out = computed
     assert (ok["inner_dataflow"] == "Output Stationary").all()
-    assert (out[:, bf.OUT_COLUMNS.index("dataflow")] == 1).all()
+    assert (out[:, OUT_COLUMNS.index("dataflow")] == 1).all()
 
 
 def test_perf_factor_column(computed):
     ok, out = computed
-    np.testing.assert_array_equal(out[:, bf.OUT_COLUMNS.index("perf_factor")], ok["perf_factor"])
+    np.testing.assert_array_equal(out[:, OUT_COLUMNS.index("perf_factor")], ok["perf_factor"])
 
 
 def test_worked_example_conv4_b():
     """bitfusion_model.md §6: AlexNet-WRPN conv4_b at w4a4, batch 16."""
     row = np.array([[3, 3, 13, 13, 1, 1, 384, 384, 16, 1, 0]])
-    out = bf.simulate(row, np.array([4]), np.array([4]), bf.reference_params(), use_cache=False)
-    c = dict(zip(bf.OUT_COLUMNS, out[0, 0]))
+    out = bf.simulate(row, np.array([4]), np.array([4]), reference_params(), use_cache=False)
+    c = dict(zip(OUT_COLUMNS, out[0, 0]))
     assert c["compute_cycles"] == 2_032_128
     assert c["stall_cycles"] == 403_969
     assert c["cycles"] == 2_436_097
@@ -152,7 +153,7 @@ def test_unsupported_rows_raise(reference):
              else [(16, 16), (16, 8), (8, 16)])
     for w, a in pairs:
         with pytest.raises(ValueError, match=rf"W{w}A{a}"):
-            bf.simulate(rows[:1], np.array([w]), np.array([a]), bf.reference_params(),
+            bf.simulate(rows[:1], np.array([w]), np.array([a]), reference_params(),
                         use_cache=False)
 
 
@@ -160,7 +161,7 @@ def test_unsupported_rows_raise(reference):
 def test_out_of_range_bits_name_the_pair(w, a):
     row = np.array([[1, 1, 1, 1, 1, 1, 64, 64, 1, 1, 0]])
     with pytest.raises(ValueError, match=rf"row 1: W{w}A{a}"):
-        bf.simulate(row, np.array([8, w]), np.array([8, a]), bf.reference_params(),
+        bf.simulate(row, np.array([8, w]), np.array([8, a]), reference_params(),
                     use_cache=False)
 
 
@@ -171,11 +172,11 @@ def test_table_equals_rowwise(computed):
     rows = layer_rows(sub)
     for i, idx in enumerate(sub.index):
         w, a = sub.loc[idx, "wbits"], sub.loc[idx, "abits"]
-        single = bf.simulate(rows[i:i + 1], np.array([w]), np.array([a]), bf.reference_params(),
+        single = bf.simulate(rows[i:i + 1], np.array([w]), np.array([a]), reference_params(),
                              use_cache=False)
         np.testing.assert_array_equal(single[0, 0], out[idx])
     twice = bf.simulate(np.concatenate([rows, rows]), sub["wbits"].to_numpy(),
-                        sub["abits"].to_numpy(), bf.reference_params(), use_cache=False)
+                        sub["abits"].to_numpy(), reference_params(), use_cache=False)
     np.testing.assert_array_equal(twice[:len(sub)], twice[len(sub):])
 
 
@@ -183,7 +184,7 @@ def test_persistent_cache_roundtrip(tmp_cache, monkeypatch):
     monkeypatch.delenv("HWQ_NO_CACHE", raising=False)
     rows = np.array([[3, 3, 13, 13, 1, 1, 384, 384, 16, 1, 0], [5, 5, 8, 8, 1, 1, 20, 50, 1, 1, 0]])
     w, a = np.array([4, 8]), np.array([4, 2])
-    params = bf.reference_params()
+    params = reference_params()
     fresh = bf.simulate(rows, w, a, params, use_cache=False)
     first = bf.simulate(rows, w, a, params)
     files = list(tmp_cache.rglob("*.npy"))
@@ -205,5 +206,5 @@ def test_persistent_cache_roundtrip(tmp_cache, monkeypatch):
 def test_no_cache_env_disables_cache(tmp_cache, monkeypatch):
     monkeypatch.setenv("HWQ_NO_CACHE", "1")
     rows = np.array([[1, 1, 1, 1, 1, 1, 64, 64, 2, 1, 0]])
-    bf.simulate(rows, np.array([8]), np.array([8]), bf.reference_params())
+    bf.simulate(rows, np.array([8]), np.array([8]), reference_params())
     assert not tmp_cache.exists() or not list(tmp_cache.rglob("*.npy"))

@@ -16,9 +16,15 @@ CONV = dict(name="c", op="conv", batch=8, in_channels=64, out_channels=64, out_h
             kernel_h=3, pad_h=1)
 
 
-def price(device, w, a, *rows):
+def priced(device, w, a, *rows):
     g = LayerGraph.from_frame(pd.DataFrame(list(rows or (CONV,))))
     return gpu.price(g, load_profile(device), np.array(w, np.int64), np.array(a, np.int64))
+
+
+def price(device, w, a, *rows):
+    """The priced columns (CostTable values and the kind's details) by name."""
+    out = priced(device, w, a, *rows)
+    return {**out.values, **out.details}
 
 
 def test_t4_hand_computed_int8():
@@ -64,7 +70,7 @@ def test_tile_depth_per_precision_or_one_number(tmp_path):
     path.write_text("extends: t4\nname: t4_flat_k\ngemm_tile: {m: 32, n: 16, k: 64}\n")
     one = load_profile(path)
     g = LayerGraph.from_frame(pd.DataFrame([CONV]))
-    r = gpu.price(g, one, np.array([4, 8]), np.array([4, 8]))
+    r = gpu.price(g, one, np.array([4, 8]), np.array([4, 8])).values
     assert r["compute_cycles"][0, 0] == pytest.approx(r["compute_cycles"][0, 1] / 2)
 
 
@@ -78,15 +84,14 @@ def test_finite_non_negative(device, batch, ic, oc, oh, k, w, a):
     fc = dict(name="fc", op="linear", batch=batch, in_channels=ic, out_channels=oc)
     r = price(device, [w], [a], row, fc)
     for col, v in r.items():
-        if col != "_labels":
-            assert np.all(np.isfinite(v)) and np.all(v >= 0), col
+        assert np.all(np.isfinite(v)) and np.all(v >= 0), col
     assert np.all(r["cycles"] >= r["compute_cycles"])
 
 
 def test_32_bit_runs_as_fp32_on_cuda_cores():
     r = price("t4", [16, 32], [16, 32])
     assert list(r["precision"][0]) == [2, 3]
-    assert r["_labels"]["precision"][3] == "fp32"
+    assert priced("t4", [16, 32], [16, 32]).detail_labels["precision"][3] == "fp32"
     # 65 TFLOPS fp16 tensor cores vs 8.14 TFLOPS fp32 CUDA cores, same tile
     assert r["compute_cycles"][0, 1] == pytest.approx(r["compute_cycles"][0, 0] * 65e12 / 8.1408e12)
     assert r["dram_write_bits"][0, 1] == pytest.approx(2 * r["dram_write_bits"][0, 0])

@@ -29,8 +29,15 @@ def graph(rows=ROWS):
 
 
 def price(device, w, a, rows=ROWS):
-    return mcu.price(graph(rows), load_profile(device), np.array(w, np.int64),
-                     np.array(a, np.int64))
+    """The priced columns by name, and `feasible`."""
+    out = mcu.price(graph(rows), load_profile(device), np.array(w, np.int64),
+                    np.array(a, np.int64))
+    return {**out.values, **out.details, "feasible": out.feasible}
+
+
+def network_terms(table, pairs, peak):
+    fit = mcu.network_terms(table, pairs, peak)
+    return fit.feasible, fit.reasons, fit.columns["overflow_bytes"]
 
 
 def test_stm32h743_hand_computed():
@@ -65,19 +72,19 @@ def test_network_terms_flash_overflow():
     prof = load_profile("stm32h743")
     table = SimpleNamespace(graph=g, profile=prof)
     pairs = np.array([[[8, 8]], [[4, 8]]])
-    ok, reasons, over = mcu.network_terms(table, pairs, np.array([1000.0, 1000.0]))
+    ok, reasons, over = network_terms(table, pairs, np.array([1000.0, 1000.0]))
     expected = 1024 * 2048 + 65536 - 2097152
     assert list(ok) == [False, True]
     assert over[0] == expected and over[1] == 0
     assert reasons[0] == f"flash overflow {expected} B" and reasons[1] == ""
-    ok, reasons, over = mcu.network_terms(table, pairs[1:], np.array([600000.0]))
+    ok, reasons, over = network_terms(table, pairs[1:], np.array([600000.0]))
     assert not ok[0] and over[0] == 600000 + 16384 - 524288 and "sram" in reasons[0]
 
 
 def test_im2col_buffer_counts_in_sram():
     table = SimpleNamespace(graph=graph(), profile=load_profile("stm32h743"))
     assert mcu.im2col_bytes(table.graph) == 2 * 2 * 16 * 9
-    _, _, over = mcu.network_terms(table, np.full((1, 4, 2), 8), np.array([524288.0 - 16384]))
+    _, _, over = network_terms(table, np.full((1, 4, 2), 8), np.array([524288.0 - 16384]))
     assert over[0] == 2 * 2 * 16 * 9
 
 

@@ -1,7 +1,7 @@
-"""Persistent per-row result cache for the Numba cost models.
+"""BitFusion's persistent per-layer-row result memo (its tiling search is the expensive one).
 
 A result row is keyed by (layer row, weight bits, activation bits, sha256 of the parameter bytes).
-Rows live under `$HWQ_CACHE_DIR` (default `platformdirs.user_cache_dir("hwq")`) in
+Rows live under `cache.cache_dir()` (`$HWQ_CACHE_DIR`) in
 `<namespace>/<params digest>/<sha256 of the layer row>.npy`, one float64 array per layer row whose
 lines are `[w, a, *outputs]`.  Writes are atomic (a unique temporary file, then `os.replace`), so
 concurrent writers can at worst drop each other's new lines, never corrupt a file.
@@ -12,11 +12,11 @@ another `HWQ_CACHE_DIR` is another cache).  `HWQ_NO_CACHE=1` disables both.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from hwq.cost_models.cache import cache_dir
 
 from hwq.atomic import write_atomic
 
@@ -24,19 +24,6 @@ NAMESPACE = "bitfusion"
 MEMORY_ROWS = 16384  # layer rows kept in memory (each holds its (w, a) results)
 
 _memory: dict[Path, dict[tuple[int, int], np.ndarray]] = {}
-
-
-def disabled() -> bool:
-    return os.environ.get("HWQ_NO_CACHE", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("HWQ_CACHE_DIR")
-    if not root:
-        import platformdirs
-
-        root = platformdirs.user_cache_dir("hwq")
-    return Path(root)
 
 
 def _row_path(base: Path, row: np.ndarray) -> Path:
