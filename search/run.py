@@ -133,7 +133,9 @@ class Prepared:
 
 
 def default_objectives(config: SearchConfig) -> list[str]:
-    from hwq.search.quality import has_trained_model, no_quality_message
+    from hwq.search.quality_sources import no_quality_message
+
+    from hwq.trained import has_trained_model
 
     if config.sensitivity:
         return ["sensitivity", *DEFAULT_OBJECTIVES[1:]]
@@ -173,7 +175,7 @@ def _field(obj: Any, name: str) -> Any:
 def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> Prepared:
     """Resolve every option: profile, graph, pairs, encoding, cost table, quality, problem."""
     from hwq.search.encoding import Encoding, parse_pin_specs
-    from hwq.search.quality import resolve_quality
+    from hwq.search.quality_sources import QualitySource, resolve_quality
 
     from hwq.model_source import load_graph
     from hwq.profile import load_profile
@@ -212,10 +214,10 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
             data=config.data,
             model_args=config.model_args,
         )
-    elif qname is not None and hasattr(quality, "evaluate") and quality.name != qname:
+    elif qname is not None and isinstance(quality, QualitySource) and quality.name != qname:
         raise UserError(f"objective {qname}: the given quality source measures {quality.name}")
-    if quality is not None and not hasattr(quality, "evaluate"):
-        from hwq.search.quality import CallableQuality
+    if quality is not None and not isinstance(quality, QualitySource):
+        from hwq.search.quality_sources import CallableQuality
 
         if qname is None:
             raise UserError(
@@ -624,7 +626,7 @@ def _one_shot(config: SearchConfig, problem: SearchProblem) -> tuple[Any, list[s
 
 def _seed_quality_cache(problem: SearchProblem, path: Path, upto: int) -> None:
     q = problem.quality
-    if q is None or not hasattr(q, "seed_cache"):
+    if q is None:
         return
     from hwq.runs import read_candidates_upto
 
@@ -677,7 +679,8 @@ def _verify(
     prep: Prepared, writer: Any, front: pd.DataFrame, F: np.ndarray, k: int, executor: Any
 ) -> None:
     from hwq.search.executors import JobSpec
-    from hwq.search.quality import has_trained_model, job_kwargs
+
+    from hwq.trained import has_trained_model, trained_model_kwargs
 
     config = prep.config
     if not has_trained_model(config.model, config.weights, config.data):
@@ -690,9 +693,9 @@ def _verify(
     qi = prep.problem.objectives.index(q) if q in prep.problem.objectives else None
     pick = choose_for_verification(F, k, qi)
     rows = front.iloc[pick]
-    kwargs = job_kwargs(config.model, config.weights, config.data, config.model_args)
+    kwargs = trained_model_kwargs(config.model, config.weights, config.data, config.model_args)
     kwargs.update(epochs=int(config.verify_epochs), seed=int(config.seed))
-    spec = JobSpec("hwq.search.quality:verify_job", kwargs)
+    spec = JobSpec("hwq.quant.verification:verify_job", kwargs)
     items = [
         np.stack([np.asarray(r["w_bits"]), np.asarray(r["a_bits"])], axis=1).tolist()
         for _, r in rows.iterrows()

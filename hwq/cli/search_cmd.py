@@ -16,6 +16,7 @@ import click
 
 from hwq.cli.options import json_option
 from hwq.errors import UserError
+from hwq.search.run import DEFAULT_MODEL
 
 ALGORITHMS = ("nemo", "nsga2", "random", "ilp", "greedy")
 EXECUTORS = ("serial", "process", "ray")
@@ -26,7 +27,7 @@ EXECUTORS = ("serial", "process", "ray")
 @click.option(
     "--model",
     "-m",
-    help="Zoo name, package.module:factory, or a saved layer file  [default: digits_resnet]",
+    help=f"Zoo name, package.module:factory, or a saved layer file  [default: {DEFAULT_MODEL}]",
 )
 @click.option(
     "--algorithm",
