@@ -48,7 +48,7 @@ from hwq.search.indicators import (
     rank_and_crowding,
     weight_vectors,
 )
-from hwq.search.species import ALL_SPECIES, SpeciesParams, make_species
+from hwq.search.species import ALL_SPECIES, Species, SpeciesParams, make_species
 from pymoo.core.algorithm import Algorithm
 from pymoo.core.population import Population
 
@@ -102,7 +102,7 @@ class NEMO(Algorithm):
         super().__init__(**kwargs)
         self.pop_size = int(pop_size)
         self.params = params or NemoParams()
-        self.species_list: list[Any] = []
+        self.species_list: list[Species] = []
         self.stats: pd.DataFrame = pd.DataFrame()
 
     # -- pickling (checkpoints): never the problem -----------------------------------------------

@@ -8,6 +8,7 @@ import click
 
 from hwq.cli.options import json_option
 from hwq.errors import UserError
+from hwq.quant.verification import VERIFY_SETTINGS
 from hwq.search.run import DEFAULT_MODEL
 
 RECORD_KEYS = ("policy_id", "fp32_accuracy", "ptq_accuracy", "qat_accuracy", "epochs", "wall_s")
@@ -55,25 +56,41 @@ OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
     help="Seed of the fine-tuning (and of a zoo model's trained weights unless --model-arg "
     "seed=N).",
 )
-@click.option("--lr", type=float, default=0.005, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--lr", type=float, default=VERIFY_SETTINGS["lr"], show_default=True, help="Peak learning rate."
+)
 @click.option(
     "--alpha",
     type=float,
-    default=0.9,
+    default=VERIFY_SETTINGS["alpha"],
     show_default=True,
     help="Weight of the distillation term (1 - alpha on cross-entropy).",
 )
-@click.option("--temperature", type=float, default=4.0, show_default=True)
-@click.option("--calib-batches", type=int, default=4, show_default=True)
+@click.option(
+    "--temperature", type=float, default=VERIFY_SETTINGS["temperature"], show_default=True
+)
+@click.option(
+    "--calib-batches", type=int, default=VERIFY_SETTINGS["calib_batches"], show_default=True
+)
 @click.option("--fold-bn", is_flag=True, help="Fold batch norms into the layers first.")
 @click.option(
     "--learn-scales/--no-learn-scales",
-    default=True,
+    default=VERIFY_SETTINGS["learn_scales"],
     show_default=True,
     help="LSQ-learned scales during fine-tuning.",
 )
-@click.option("--weight-observer", type=OBSERVER_CHOICE, default="minmax", show_default=True)
-@click.option("--act-observer", type=OBSERVER_CHOICE, default="minmax", show_default=True)
+@click.option(
+    "--weight-observer",
+    type=OBSERVER_CHOICE,
+    default=VERIFY_SETTINGS["weight_observer"],
+    show_default=True,
+)
+@click.option(
+    "--act-observer",
+    type=OBSERVER_CHOICE,
+    default=VERIFY_SETTINGS["act_observer"],
+    show_default=True,
+)
 @click.option(
     "--output",
     "-o",

@@ -9,7 +9,7 @@ from typing import Any
 
 from hwq.trained import calibration_batches, load_trained
 
-# QAT settings of verification: those of `hwq finetune`'s defaults
+# QAT settings of verification, and the defaults of `hwq finetune`'s options
 VERIFY_SETTINGS: dict[str, Any] = {
     "lr": 0.005,
     "alpha": 0.9,
