@@ -68,7 +68,8 @@ def ptq_speed_and_tau(policies: int, seed: int) -> tuple[dict, dict]:
     from hwq.models.digits import load_trained_digits_resnet
     from hwq.quant.apply import apply_policy, calibrate
     from hwq.quant.finetune import accuracy
-    from hwq.quant.quality import PTQAccuracy, measure_sensitivity
+    from hwq.quant.ptq import PTQAccuracy
+    from hwq.quant.sensitivity import measure_sensitivity
 
     model, info = load_trained_digits_resnet(0)
     data = load_digits_splits()

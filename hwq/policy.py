@@ -197,3 +197,34 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy(default={self.default}, layers={len(self.layer_names())})"
+
+
+PolicyLike = Policy | Sequence[Sequence[int]] | np.ndarray
+
+
+def policy_pairs(policy: PolicyLike, names: Sequence[str]) -> list[tuple[int, int]]:
+    """(w_bits, a_bits) per layer of `names` from a Policy or a per-layer list/array [L, 2];
+    UserError naming the layer for unknown layers, bad bits or a wrong length."""
+    names = list(names)
+    if isinstance(policy, Policy):
+        return policy.pairs(names)
+    arr = np.asarray(policy, dtype=object)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise UserError(
+            f"policy: expected one (w_bits, a_bits) pair per layer, found shape {arr.shape}"
+        )
+    if len(arr) != len(names):
+        if len(arr) < len(names):
+            where = f"no bits for layer {names[len(arr)]!r}"
+            if len(names) - len(arr) > 1:
+                where += f" (and {len(names) - len(arr) - 1} more after it)"
+        else:
+            where = f"{len(arr) - len(names)} pair(s) after the last layer {names[-1]!r}"
+        raise UserError(
+            f"policy has {len(arr)} (w_bits, a_bits) pairs but the model has {len(names)} "
+            f"quantizable layers: {where}"
+        )
+    return [
+        (check_bits(w, f"layer {n}: w_bits"), check_bits(a, f"layer {n}: a_bits"))
+        for n, (w, a) in zip(names, arr.tolist())
+    ]

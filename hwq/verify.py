@@ -42,7 +42,7 @@ def verify_front(
     and data (a warning says so)."""
     from hwq.objectives import QUALITY_OBJECTIVES
     from hwq.search.executors import JobSpec
-    from hwq.search.quality import has_trained_model, job_kwargs
+    from hwq.trained import has_trained_model, trained_model_kwargs
 
     if not has_trained_model(config.model, config.weights, config.data):
         log.warning(
@@ -53,9 +53,9 @@ def verify_front(
     objectives = list(config.objectives)
     qi = next((i for i, o in enumerate(objectives) if o in QUALITY_OBJECTIVES), None)
     rows = front.iloc[choose_for_verification(F, k, qi)]
-    kwargs = job_kwargs(config.model, config.weights, config.data, config.model_args)
+    kwargs = trained_model_kwargs(config.model, config.weights, config.data, config.model_args)
     kwargs.update(epochs=int(config.verify_epochs), seed=int(config.seed))
-    spec = JobSpec("hwq.search.quality:verify_job", kwargs)
+    spec = JobSpec("hwq.quant.verification:verify_job", kwargs)
     items = [
         np.stack([np.asarray(r["w_bits"]), np.asarray(r["a_bits"])], axis=1).tolist()
         for _, r in rows.iterrows()

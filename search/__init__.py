@@ -1,7 +1,7 @@
 """NEMO neuroevolution and the baseline searches, installed as `hwq.search`.
 
 Modules: `encoding` (decisions <-> per-layer pairs, pins, ties), `problem` (the pymoo Problem),
-`quality` (sensitivity tables, PTQ accuracy jobs), `species` and `gnn` (NEMO's species),
+`quality_sources` (sensitivity tables, PTQ accuracy jobs), `species` and `gnn` (NEMO's species),
 `nemo` (the pymoo Algorithm), `baselines` (NSGA-II, random, ILP, greedy), `indicators`,
 `executors` (serial / process / ray), `run` (the driver).
 

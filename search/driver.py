@@ -195,7 +195,7 @@ def _seed_quality_cache(problem: Any, path: Path, upto: int) -> None:
     from hwq.runs import read_candidates_upto
 
     q = problem.quality
-    if q is None or not hasattr(q, "seed_cache"):  # MERGE: QualitySource protocol
+    if q is None:
         return
     done = read_candidates_upto(path, upto)
     if len(done) and q.column in done:

@@ -108,9 +108,10 @@ def choice_features(problem: Any) -> np.ndarray:
         if col not in ADDITIVE_COLUMNS:
             continue
         if col == "sensitivity":
-            if not hasattr(problem.quality, "table_values"):
+            per_layer = problem.quality.table_values(table) if problem.quality else None
+            if per_layer is None:
                 continue
-            values = problem.quality.table_values(table)[:, k]
+            values = per_layer[:, k]
         else:
             values = table.values[col][:, k]
         v = np.where(np.isfinite(values), values, np.nan)

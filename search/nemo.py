@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from hwq.search.algorithm_base import CheckpointSafe
 from hwq.search.indicators import front_stats, order_by_rank, r2_indicator, weight_vectors
-from hwq.search.species import ALL_SPECIES, SpeciesParams, make_species, parse_species
+from hwq.search.species import ALL_SPECIES, Species, SpeciesParams, make_species, parse_species
 from pymoo.core.algorithm import Algorithm
 from pymoo.core.population import Population
 
@@ -107,7 +107,7 @@ class NEMO(CheckpointSafe, Algorithm):
         super().__init__(**kwargs)
         self.pop_size = int(pop_size)
         self.params = params or NemoParams()
-        self.species_list: list[Any] = []
+        self.species_list: list[Species] = []
         self.stats: pd.DataFrame = pd.DataFrame()
 
     # -- set-up ----------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ class Prepared:
 
 
 def default_objectives(config: SearchConfig) -> list[str]:
-    from hwq.search.quality import has_trained_model, no_quality_message
+    from hwq.search.quality_sources import no_quality_message
+
+    from hwq.trained import has_trained_model
 
     if config.sensitivity:
         return ["sensitivity", *DEFAULT_OBJECTIVES[1:]]
@@ -59,7 +61,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     """Resolve every option: profile, graph, pairs, encoding, cost table, quality, problem.
     `config.objectives` is set to the resolved objectives."""
     from hwq.search.encoding import Encoding, parse_pin_specs
-    from hwq.search.quality import CallableQuality, resolve_quality
+    from hwq.search.quality_sources import CallableQuality, QualitySource, resolve_quality
 
     from hwq.model_source import load_graph
     from hwq.profile import load_profile
@@ -98,7 +100,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
             data=config.data,
             model_args=config.model_args,
         )
-    elif callable(quality) and not hasattr(quality, "evaluate"):
+    elif not isinstance(quality, QualitySource):
         if qname is None:
             raise UserError(
                 "quality: a quality function needs accuracy or sensitivity among the objectives"

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ from hwq.objectives import (
     QUALITY_OBJECTIVES,
 )
 from hwq.policy import policy_id_from_pairs
+
+if TYPE_CHECKING:
+    from hwq.search.quality_sources import QualitySource
 
 log = logging.getLogger("hwq.search")
 
@@ -139,7 +142,7 @@ class SearchProblem(Problem):
         table: Any,
         objectives: Sequence[str],
         constraints: Mapping[str, float] | None = None,
-        quality: Any = None,
+        quality: QualitySource | None = None,
         executor: Any = None,
     ) -> None:
         self.encoding = encoding
@@ -261,9 +264,9 @@ class SearchProblem(Problem):
         for an additive column (sensitivity or a CostTable column)."""
         enc = self.encoding
         if column == "sensitivity":
-            if self.quality is None or self.quality.name != "sensitivity":
+            values = self.quality.table_values(self.table) if self.quality is not None else None
+            if values is None:
                 raise UserError("this needs a sensitivity table (--sensitivity FILE or measured)")
-            values = self.quality.table_values(self.table)
         else:
             values = self.table.values[column]
         lut = self.table.pair_lookup

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -68,30 +68,42 @@ def tournament(order_pos: np.ndarray, n: int, rng: np.random.Generator) -> np.nd
     return np.where(order_pos[a] <= order_pos[b], a, b)
 
 
-class Species:
-    name: str = ""
-    is_gnn: bool = False
+class Species(Protocol):
+    """What NEMO asks of a species: genomes [n, n_genes] (float64), decoded to the encoding's
+    integer decisions, and varied within the species."""
+
+    name: str  # one of ALL_SPECIES, logged in the `species` column
+    is_gnn: bool  # a GNN species: its genomes are network weights, not decisions
 
     def init(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """n initial genomes."""
+        ...
 
     def decode(self, genomes: np.ndarray) -> np.ndarray:
         """Integer decisions X [n, n_var] of the encoding."""
-        raise NotImplementedError
+        ...
 
     def offspring(
         self, parents: np.ndarray, order_pos: np.ndarray, n: int, rng: np.random.Generator
     ) -> np.ndarray:
-        raise NotImplementedError
+        """n child genomes bred from `parents` (tournaments on their `order_pos`)."""
+        ...
 
     def revary(self, child: np.ndarray, rng: np.random.Generator, attempt: int = 0) -> np.ndarray:
         """A further variation of one child that repeats an evaluated policy; the variation
         grows with `attempt` (0, 1, ...)."""
-        raise NotImplementedError
+        ...
+
+    def genes_of(self, X: np.ndarray) -> np.ndarray:
+        """Genomes that decode exactly to the decisions X (migrants from other species); only
+        asked of species whose genomes are decisions (`is_gnn` false)."""
+        ...
 
 
 # -- direct search ---------------------------------------------------------------------------------
-class DirectSpecies(Species):
+class DirectSpecies:
+    is_gnn = False
+
     def __init__(self, name: str, encoding: Any, params: SpeciesParams) -> None:
         if name not in DIRECT:
             raise ValueError(name)
@@ -193,7 +205,7 @@ class DirectSpecies(Species):
 
 
 # -- GNN species -----------------------------------------------------------------------------------
-class GNNSpecies(Species):
+class GNNSpecies:
     is_gnn = True
 
     def __init__(
@@ -311,6 +323,9 @@ class GNNSpecies(Species):
         self._mutate(out, rng, float(2**attempt))
         return out
 
+    def genes_of(self, X: np.ndarray) -> np.ndarray:
+        raise TypeError(f"{self.name}: a GNN member's weights are not written from decisions")
+
 
 def make_species(
     names: list[str],
@@ -318,7 +333,7 @@ def make_species(
     params: SpeciesParams,
     graph_mode: str,
     extra_features: np.ndarray | None = None,
-) -> list:
+) -> list[Species]:
     """Species objects of `names`; GNN species read the layer graph's node features plus
     `extra_features` [L, k] (e.g. `choice_features`) when given."""
     out: list[Species] = []

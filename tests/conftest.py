@@ -28,3 +28,16 @@ def _hwq_logging_propagates():
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
     yield
+
+
+@pytest.fixture
+def hawq_csv(tmp_path):
+    """A HAWQ-V3 sensitivity file of two layers, a and b, in one tie group."""
+    path = tmp_path / "hawq_v3_sensitivity_tiny.csv"
+    path.write_text(
+        "layer,weight_params,macs_per_image,hutchinson_trace_per_param,delta_w8_sq,delta_w4_sq,"
+        "tie_group\n"
+        "a,10,100,0.5,0.01,2.0,t1\n"
+        "b,10,100,0.25,0.02,4.0,t1\n"
+    )
+    return path

@@ -8,6 +8,8 @@ import click
 
 from hwq.cli.options import json_option
 from hwq.errors import UserError
+from hwq.quant.verification import VERIFY_SETTINGS
+from hwq.search.config import DEFAULT_MODEL
 
 RECORD_KEYS = ("policy_id", "fp32_accuracy", "ptq_accuracy", "qat_accuracy", "epochs", "wall_s")
 OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
@@ -17,9 +19,10 @@ OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
 @click.option(
     "--model",
     "-m",
-    default="digits_resnet",
+    default=DEFAULT_MODEL,
     show_default=True,
-    help="Zoo name or package.module:factory (trained weights: --weights, except digits_resnet).",
+    help="Zoo name or package.module:factory (trained weights: --weights, except for a zoo "
+    "model that comes trained).",
 )
 @click.option(
     "--model-arg",
@@ -31,7 +34,8 @@ OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
 @click.option(
     "--weights",
     type=click.Path(dir_okay=False),
-    help="State dict of the trained model (digits_resnet: trained and cached if omitted).",
+    help="State dict of the trained model (a zoo model that comes trained: trained and cached "
+    "if omitted).",
 )
 @click.option(
     "--data",
@@ -49,27 +53,44 @@ OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
     type=int,
     default=0,
     show_default=True,
-    help="Seed of the fine-tuning (and of the trained digits_resnet unless --model-arg seed=N).",
+    help="Seed of the fine-tuning (and of a zoo model's trained weights unless --model-arg "
+    "seed=N).",
 )
-@click.option("--lr", type=float, default=0.005, show_default=True, help="Peak learning rate.")
+@click.option(
+    "--lr", type=float, default=VERIFY_SETTINGS["lr"], show_default=True, help="Peak learning rate."
+)
 @click.option(
     "--alpha",
     type=float,
-    default=0.9,
+    default=VERIFY_SETTINGS["alpha"],
     show_default=True,
     help="Weight of the distillation term (1 - alpha on cross-entropy).",
 )
-@click.option("--temperature", type=float, default=4.0, show_default=True)
-@click.option("--calib-batches", type=int, default=4, show_default=True)
+@click.option(
+    "--temperature", type=float, default=VERIFY_SETTINGS["temperature"], show_default=True
+)
+@click.option(
+    "--calib-batches", type=int, default=VERIFY_SETTINGS["calib_batches"], show_default=True
+)
 @click.option("--fold-bn", is_flag=True, help="Fold batch norms into the layers first.")
 @click.option(
     "--learn-scales/--no-learn-scales",
-    default=True,
+    default=VERIFY_SETTINGS["learn_scales"],
     show_default=True,
     help="LSQ-learned scales during fine-tuning.",
 )
-@click.option("--weight-observer", type=OBSERVER_CHOICE, default="minmax", show_default=True)
-@click.option("--act-observer", type=OBSERVER_CHOICE, default="minmax", show_default=True)
+@click.option(
+    "--weight-observer",
+    type=OBSERVER_CHOICE,
+    default=VERIFY_SETTINGS["weight_observer"],
+    show_default=True,
+)
+@click.option(
+    "--act-observer",
+    type=OBSERVER_CHOICE,
+    default=VERIFY_SETTINGS["act_observer"],
+    show_default=True,
+)
 @click.option(
     "--output",
     "-o",
@@ -119,25 +140,22 @@ def finetune(
 
     import torch
 
-    from hwq.quant.apply import policy_pairs, quantizable_layers
+    from hwq.policy import policy_pairs
+    from hwq.quant.apply import quantizable_layers
     from hwq.quant.finetune import finetune as run_finetune
     from hwq.quant.finetune import write_verify_parquet
-    from hwq.quant.quality import trained_model_and_data
+    from hwq.trained import calibration_batches, load_trained
 
     torch.manual_seed(seed)
     kwargs = parse_model_args(model_args)
-    net, (train, val, test), _info = trained_model_and_data(
+    net, (train, val, test), _info = load_trained(
         model, weights=weights, data=data, model_args=kwargs, seed=seed, objective="finetune"
     )
     example = _example_input(test)
     names = quantizable_layers(net, example)
     pairs = policy_pairs(policy, names)
     _check_device_bits(prof, device_name, names, pairs)
-    calib: Any = train
-    if model == "digits_resnet" and data is None:
-        from hwq.data import digits_calibration
-
-        calib = digits_calibration(calib_batches)
+    calib = calibration_batches(model, data, train, calib_batches)
     from hwq.progress import progress
 
     try:

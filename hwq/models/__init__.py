@@ -1,8 +1,12 @@
 """The model zoo: built-in architectures by name, and `package.module:factory` paths.
 
 Importing this package is cheap: the architectures (and torch) load only when a model is built.
-Other modules add entries with `register(...)`; `hwq.models.digits`, when it exists, is imported
-on first use of the registry so that it can register `digits_resnet` itself (PLUGIN_MODULES).
+Other modules add entries with `register(...)`; the modules of PLUGIN_MODULES are imported on
+first use of the registry so that they can register themselves.
+
+An entry that comes trained says so with a `Trained` (how to load its weights, its data and its
+calibration batches): `trained_source(name)` asks the zoo, without importing torch, instead of
+comparing model names.
 """
 
 from __future__ import annotations
@@ -23,17 +27,34 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PLUGIN_MODULES",
+    "Trained",
     "ZooEntry",
     "load_model",
     "natural_input_shape",
     "register",
+    "trained_source",
     "zoo_entry",
     "zoo_names",
 ]
 
 # Modules imported on first use of the registry so that they can call `register`. A module that
 # does not exist is skipped; any other import failure propagates.
-PLUGIN_MODULES: tuple[str, ...] = ("hwq.models.digits",)
+PLUGIN_MODULES: tuple[str, ...] = ()
+
+
+class Trained(NamedTuple):
+    """How a zoo model that comes trained loads its weights and data (callables, imported when
+    called, so that asking whether a model comes trained imports no torch).
+
+    `load(seed) -> (model in eval mode, info)`: the trained weights of `seed`;
+    `loaders(seed=...) -> (train, val, test)`: its data; `calibration(batches)`: fixed
+    calibration batches (independent of any loader's shuffling); `model_args`: the model
+    arguments the trained model accepts (`seed` picks the weights)."""
+
+    load: Callable[[int], tuple[Any, dict[str, Any]]]
+    loaders: Callable[..., tuple[Any, Any, Any]]
+    calibration: Callable[[int], Any]
+    model_args: frozenset[str] = frozenset({"seed"})
 
 
 class ZooEntry(NamedTuple):
@@ -77,6 +98,21 @@ _REGISTRY: dict[str, ZooEntry] = {
         (1, 3, 32, 32),
         "ResNet-20, CIFAR-10 (1x1-conv projection shortcuts)",
     ),
+    "digits_resnet": ZooEntry(
+        _Lazy("hwq.models.digits", "digits_resnet"),
+        (1, 1, 8, 8),
+        "small ResNet for the bundled 8x8 digits (trained and cached on first use with "
+        "--model-arg pretrained=true or by the quality objectives)",
+    ),
+}
+# the entries that come trained
+_TRAINED: dict[str, Trained] = {
+    "digits_resnet": Trained(
+        _Lazy("hwq.models.digits", "load_trained_digits_resnet"),
+        _Lazy("hwq.data", "digits_loaders"),
+        _Lazy("hwq.data", "digits_calibration"),
+        frozenset({"seed", "pretrained"}),
+    ),
 }
 _plugins_loaded = False
 
@@ -104,10 +140,12 @@ def register(
     input_shape: tuple[int, ...],
     description: str,
     *,
+    trained: Trained | None = None,
     replace: bool = False,
 ) -> None:
-    """Add a zoo entry. `input_shape` is the natural example input (N=1). Registering a name
-    twice is an error unless `replace` is true or the factory is the same object."""
+    """Add a zoo entry. `input_shape` is the natural example input (N=1); `trained` says how it
+    comes trained, if it does. Registering a name twice is an error unless `replace` is true or
+    the factory is the same object."""
     if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(f"zoo name must be a non-empty string without ':', found {name!r}")
     if not callable(factory):
@@ -119,6 +157,10 @@ def register(
     if old is not None and not replace and old.factory is not factory:
         raise ValueError(f"zoo name {name!r} is already registered ({old.description})")
     _REGISTRY[name] = ZooEntry(factory, shape, description)
+    if trained is not None:
+        _TRAINED[name] = trained
+    else:
+        _TRAINED.pop(name, None)
 
 
 def zoo_names() -> list[str]:
@@ -138,6 +180,13 @@ def zoo_entry(name: str) -> ZooEntry:
             hint = " (for a factory outside the zoo write package.module:factory)"
         known = ", ".join(sorted(_REGISTRY))
         raise UserError(f"unknown model {name!r}{hint}; zoo models: {known}") from None
+
+
+def trained_source(name: str) -> Trained | None:
+    """How the zoo model `name` comes trained; None for a model that does not (or is no zoo
+    name: a `package.module:factory`, a layer file)."""
+    _load_plugins()
+    return _TRAINED.get(name)
 
 
 def natural_input_shape(name: str) -> tuple[int, ...]:

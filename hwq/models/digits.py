@@ -28,7 +28,6 @@ from hwq.models.resnet import BasicBlock, conv1x1, conv3x3
 
 log = logging.getLogger("hwq.models.digits")
 
-INPUT_SHAPE = (1, 1, 8, 8)
 NUM_CLASSES = 10
 
 # The training recipe; any change gives a new cache key, so stale weights are never loaded.
@@ -217,18 +216,3 @@ def _train(seed: int) -> dict[str, Any]:
         info["train_wall_s"],
     )
     return {"recipe_key": recipe_key(), "state_dict": model.state_dict(), "info": info}
-
-
-def _register() -> None:
-    from hwq.models import register
-
-    register(
-        "digits_resnet",
-        digits_resnet,
-        INPUT_SHAPE,
-        "small ResNet for the bundled 8x8 digits (trained and cached on first use with "
-        "--model-arg pretrained=true or by the quality objectives)",
-    )
-
-
-_register()

@@ -5,8 +5,9 @@ Public names load lazily (torch is imported on first use):
 * `apply_policy(model, policy, *, fold_bn=False, ...)`, `calibrate(model, data, batches=4)`,
   `quantizable_layers(model, example_input=None)`, `fold_batchnorm(model)` — hwq.quant.apply
 * `WeightFakeQuant`, `ActFakeQuant` — hwq.quant.fake_quant
-* `PTQAccuracy`, `SensitivityTable`, `measure_sensitivity`, `accuracy_objective`,
-  `sensitivity_objective` — hwq.quant.quality
+* `PTQAccuracy`, `accuracy_objective` — hwq.quant.ptq
+* `measure_sensitivity`, `sensitivity_objective` — hwq.quant.sensitivity (reading a sensitivity
+  file needs no torch: `hwq.sensitivity_files.SensitivityTable`)
 * `hwq.quant.finetune.finetune(...)` (QAT with distillation), `write_verify_parquet`, `accuracy`
 """
 
@@ -20,14 +21,12 @@ _LAZY: dict[str, str] = {
     "calibrate": "hwq.quant.apply",
     "quantizable_layers": "hwq.quant.apply",
     "fold_batchnorm": "hwq.quant.apply",
-    "policy_pairs": "hwq.quant.apply",
     "WeightFakeQuant": "hwq.quant.fake_quant",
     "ActFakeQuant": "hwq.quant.fake_quant",
-    "PTQAccuracy": "hwq.quant.quality",
-    "SensitivityTable": "hwq.quant.quality",
-    "measure_sensitivity": "hwq.quant.quality",
-    "accuracy_objective": "hwq.quant.quality",
-    "sensitivity_objective": "hwq.quant.quality",
+    "PTQAccuracy": "hwq.quant.ptq",
+    "accuracy_objective": "hwq.quant.ptq",
+    "measure_sensitivity": "hwq.quant.sensitivity",
+    "sensitivity_objective": "hwq.quant.sensitivity",
     "write_verify_parquet": "hwq.quant.finetune",
     "accuracy": "hwq.quant.finetune",
 }

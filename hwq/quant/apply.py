@@ -19,19 +19,17 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hwq.errors import UserError
-from hwq.policy import Policy, check_bits, policy_id_from_pairs
+from hwq.policy import PolicyLike, policy_id_from_pairs, policy_pairs
 from hwq.quant.fake_quant import ActFakeQuant, WeightFakeQuant, check_observer
 
 log = logging.getLogger("hwq.quant")
 
 QUANTIZABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
-PolicyLike = Policy | Sequence[Sequence[int]] | np.ndarray
 
 
 # -- quantized layers ------------------------------------------------------------------------------
@@ -116,34 +114,6 @@ def quantizable_layers(model: nn.Module, example_input: Any = None) -> list[str]
             h.remove()
         model.train(was_training)
     return order + [n for n in declared if n not in seen]
-
-
-def policy_pairs(policy: PolicyLike, names: Sequence[str]) -> list[tuple[int, int]]:
-    """(w_bits, a_bits) per layer of `names` from a Policy or a per-layer list/array [L, 2];
-    UserError naming the layer for unknown layers, bad bits or a wrong length."""
-    names = list(names)
-    if isinstance(policy, Policy):
-        return policy.pairs(names)
-    arr = np.asarray(policy, dtype=object)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise UserError(
-            f"policy: expected one (w_bits, a_bits) pair per layer, found shape {arr.shape}"
-        )
-    if len(arr) != len(names):
-        if len(arr) < len(names):
-            where = f"no bits for layer {names[len(arr)]!r}"
-            if len(names) - len(arr) > 1:
-                where += f" (and {len(names) - len(arr) - 1} more after it)"
-        else:
-            where = f"{len(arr) - len(names)} pair(s) after the last layer {names[-1]!r}"
-        raise UserError(
-            f"policy has {len(arr)} (w_bits, a_bits) pairs but the model has {len(names)} "
-            f"quantizable layers: {where}"
-        )
-    return [
-        (check_bits(w, f"layer {n}: w_bits"), check_bits(a, f"layer {n}: a_bits"))
-        for n, (w, a) in zip(names, arr.tolist())
-    ]
 
 
 # -- batch-norm folding ----------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from torch.nn import functional as F
 
 from hwq.errors import UserError
 from hwq.parquet_io import write_table_atomic
-from hwq.quant.apply import PolicyLike, apply_policy, calibrate, quantizable_layers
+from hwq.policy import PolicyLike
+from hwq.quant.apply import apply_policy, calibrate, quantizable_layers
 
 log = logging.getLogger("hwq.quant.finetune")
 

@@ -331,3 +331,15 @@ def test_module_in_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     monkeypatch.delitem(sys.modules, "hwq_test_cwd_model", raising=False)
     assert isinstance(zoo.load_model("hwq_test_cwd_model:net"), nn.Linear)
+
+
+def test_register_a_model_that_comes_trained(
+    registry: dict[str, zoo.ZooEntry], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zoo, "_TRAINED", dict(zoo._TRAINED))
+    trained = zoo.Trained(lambda seed: (nn.Linear(4, 2), {}), lambda seed=0: ([], [], []), list)
+    zoo.register("tiny_trained", lambda: nn.Linear(4, 2), (1, 4), "trained", trained=trained)
+    assert zoo.trained_source("tiny_trained") is trained
+    zoo.register("tiny_trained", lambda: nn.Linear(4, 2), (1, 4), "untrained now", replace=True)
+    assert zoo.trained_source("tiny_trained") is None
+    assert zoo.trained_source("resnet18") is None

@@ -28,6 +28,13 @@ def calib():
     return digits_calibration(4)
 
 
+@pytest.fixture(scope="module")
+def evaluator(trained, calib, digits):
+    from hwq.quant.ptq import PTQAccuracy
+
+    return PTQAccuracy(trained[0], calib, (digits.val.x, digits.val.y))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

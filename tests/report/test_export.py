@@ -77,7 +77,9 @@ def test_json_policy_round_trips_through_cost(finished_run, tmp_path):
 def test_onnx_export_matches_fake_quant_logits(finished_run, tmp_path):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from hwq.export import onnx_logits, quantized_model, run_policy
+    from hwq.export.model import quantized_model
+    from hwq.export.onnx_qdq import onnx_logits
+    from hwq.export.policy_file import run_policy
 
     for pid in _front_ids(finished_run, 2):
         out = tmp_path / f"{pid}.onnx"
@@ -131,7 +133,8 @@ def test_onnx_odd_widths(finished_run, tmp_path, opset):
     import onnx
     from onnx import TensorProto
 
-    from hwq.export import export_onnx_model, onnx_logits, quantized_model
+    from hwq.export.model import quantized_model
+    from hwq.export.onnx_qdq import export_onnx_model, onnx_logits
 
     graph = finished_run.layers
     pairs = [[1, 3], [3, 5], [5, 7], [7, 1], [16, 16], [6, 6], [8, 32]][: len(graph)]
@@ -150,7 +153,9 @@ def test_onnx_odd_widths(finished_run, tmp_path, opset):
 def test_torch_export_rebuilds_the_fake_quant_model(finished_run, tmp_path):
     import torch
 
-    from hwq.export import load_torch_export, quantized_model, run_policy
+    from hwq.export.model import quantized_model
+    from hwq.export.policy_file import run_policy
+    from hwq.export.torch_file import load_torch_export
 
     pid = _front_ids(finished_run, 1)[0]
     out = tmp_path / "q.pt"

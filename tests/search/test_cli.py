@@ -61,7 +61,7 @@ def test_embedded_default_digits_accuracy_and_verification(tmp_path, hwq_cli):
     ]
     assert len(ver) == 1 and ver["policy_id"][0] in set(front["policy_id"])
     assert ver["run_id"][0] == run.meta["run_id"] and ver["epochs"][0] == 1
-    # the search-time accuracy is the PTQ accuracy of hwq.quant.quality (cached per policy id)
+    # the search-time accuracy is the PTQ accuracy of hwq.quant.ptq (cached per policy id)
     cand = run.candidates
     assert cand.groupby("policy_id")["accuracy"].nunique().max() == 1
 

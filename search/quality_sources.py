@@ -1,21 +1,25 @@
 """Task-quality sources of a search: `sensitivity` (a per-layer table) and `accuracy` (PTQ jobs).
 
-A quality source has `name` / `column` (the objective and its logged column) and
-``evaluate(pairs [P, L, 2], ids, executor) -> (values [P], wall_s [P])``.
+A quality source (`QualitySource`) has `name` / `column` (the objective and its logged column),
+``evaluate(pairs [P, L, 2], ids, executor) -> (values [P], wall_s [P])``, `describe()`,
+`seed_cache(values by policy id)` (a resumed run's known values; a no-op where evaluation is
+cheap) and `table_values(table)` (per-layer values aligned with a cost table's pairs where the
+quality is a sum over layers, else None).
 
 * `SensitivityQuality` — a [layer, pair] table summed over layers (a gather; cheap,
-  in-process). From `--sensitivity FILE` (`hwq.quant.quality.SensitivityTable.read`: the long
+  in-process). From `--sensitivity FILE` (`hwq.sensitivity_files.SensitivityTable.read`: the long
   table `layer, w_bits, a_bits, sensitivity` with `a_bits` optionally empty, or a HAWQ-V3 file
-  as published) or measured once on the trained model (`hwq.quant.quality.sensitivity_objective`).
+  as published) or measured once on the trained model
+  (`hwq.quant.sensitivity.sensitivity_objective`).
 * `AccuracyQuality` — post-training fake-quant accuracy of the trained model on its validation
-  split (`hwq.quant.quality.PTQAccuracy`); one job per new policy id, run by the executor,
+  split (`hwq.quant.ptq.PTQAccuracy`); one job per new policy id, run by the executor,
   cached by policy id.
 * `CallableQuality` — a user's own function pairs [P, L, 2] -> [P] (Python API).
 
-Trained weights and data: `digits_resnet` (trained and cached on first use, bundled digits), or
-any model with `--weights FILE` and `--data package.module:factory`. Without them and without a
-sensitivity file a quality objective is refused (`resolve_quality`) with a message saying what to
-supply: quality is never computed on random weights.
+Trained weights and data (`hwq.trained`): a zoo model that comes trained, or any model with
+`--weights FILE` and `--data package.module:factory`. Without them and without a sensitivity file
+a quality objective is refused (`resolve_quality`) with a message saying what to supply: quality
+is never computed on random weights.
 """
 
 from __future__ import annotations
@@ -23,21 +27,48 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from hwq.errors import UserError
+from hwq.models import trained_source, zoo_names
 from hwq.policy import pair_lookup
+from hwq.trained import has_trained_model, trained_model_kwargs
 
 log = logging.getLogger("hwq.search")
 
-# models whose trained weights and data ship with hwq
-BUNDLED_MODELS = ("digits_resnet",)
+
+@runtime_checkable
+class QualitySource(Protocol):
+    """What a search asks of its task-quality objective."""
+
+    name: str  # the objective: accuracy or sensitivity
+    column: str  # the column it is logged under
+
+    def evaluate(
+        self, pairs: np.ndarray, ids: Sequence[str], executor: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(values [P], wall seconds per policy [P]) of policies pairs [P, L, 2] with ids."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the quality is and where it comes from (for config and logs)."""
+        ...
+
+    def seed_cache(self, values: Mapping[str, float]) -> None:
+        """Known values by policy id (a resumed run's candidates)."""
+        ...
+
+    def table_values(self, table: Any) -> np.ndarray | None:
+        """float64 [L, K] per-layer values aligned with `table.pairs` where the quality is a sum
+        over layers; None otherwise."""
+        ...
 
 
-def has_trained_model(model: str, weights: str | None, data: str | None) -> bool:
-    return (model in BUNDLED_MODELS and data is None) or (weights is not None and data is not None)
+def trained_models_hint() -> str:
+    """The zoo models that come trained, for messages."""
+    return " or ".join(f"--model {n}" for n in zoo_names() if trained_source(n) is not None)
 
 
 def no_quality_message(objective: str, model: str) -> str:
@@ -46,7 +77,7 @@ def no_quality_message(objective: str, model: str) -> str:
         "quality is never measured on random weights; supply --sensitivity FILE (a per-layer "
         "table layer,w_bits,a_bits,sensitivity or a HAWQ-V3 file such as "
         "hawq_v3_sensitivity_resnet18.csv) with --objectives sensitivity,..., or --weights FILE "
-        "with --data package.module:factory, or use --model digits_resnet"
+        f"with --data package.module:factory, or use {trained_models_hint()}"
     )
 
 
@@ -62,7 +93,7 @@ class SensitivityQuality:
         self.source = source
         self._lut = pair_lookup(self.pairs)
 
-    def table_values(self, table: Any) -> np.ndarray:
+    def table_values(self, table: Any) -> np.ndarray | None:
         """float64 [L, K] aligned with `table.pairs` (NaN where unknown)."""
         out = np.full((self.matrix.shape[0], len(table.pairs)), np.nan)
         for k, (w, a) in enumerate(table.pairs):
@@ -84,11 +115,14 @@ class SensitivityQuality:
     def describe(self) -> dict[str, Any]:
         return {"quality": "sensitivity", "source": self.source}
 
+    def seed_cache(self, values: Mapping[str, float]) -> None:
+        """Nothing to seed: a table lookup is cheaper than a cache."""
+
 
 def sensitivity_from_table(
     table_obj: Any, encoding: Any, pairs: Sequence[tuple[int, int]], source: str
 ) -> SensitivityQuality:
-    """A `SensitivityQuality` over `pairs` from a `hwq.quant.quality.SensitivityTable`.
+    """A `SensitivityQuality` over `pairs` from a `hwq.sensitivity_files.SensitivityTable`.
 
     File layers the model lacks, and unpinned model layers the file lacks, are errors naming
     them (`SensitivityTable.check`); so is an allowed pair without a value for an unpinned
@@ -155,6 +189,9 @@ class AccuracyQuality:
     def describe(self) -> dict[str, Any]:
         return {"quality": "accuracy", **self._description}
 
+    def table_values(self, table: Any) -> np.ndarray | None:
+        return None  # accuracy is no sum over layers
+
 
 # -- a user's own quality function -----------------------------------------------------------------
 class CallableQuality:
@@ -182,10 +219,16 @@ class CallableQuality:
     def describe(self) -> dict[str, Any]:
         return {"quality": self.name, "source": getattr(self.fn, "__qualname__", repr(self.fn))}
 
+    def seed_cache(self, values: Mapping[str, float]) -> None:
+        """Nothing to seed: the function is evaluated in-process, uncached."""
+
+    def table_values(self, table: Any) -> np.ndarray | None:
+        return None  # a user's function is opaque
+
 
 # -- jobs (run in whatever process the executor picks) ---------------------------------------------
 def accuracy_job(
-    model: str = "digits_resnet",
+    model: str,
     weights: str | None = None,
     data: str | None = None,
     model_args: Mapping[str, Any] | None = None,
@@ -193,8 +236,8 @@ def accuracy_job(
     calib_batches: int = 4,
 ) -> Callable[[Any], float]:
     """A function pairs [L, 2] -> PTQ accuracy on the validation split (search-time quality),
-    `hwq.quant.quality.accuracy_objective` built once per worker process."""
-    from hwq.quant.quality import accuracy_objective
+    `hwq.quant.ptq.accuracy_objective` built once per worker process."""
+    from hwq.quant.ptq import accuracy_objective
 
     evaluator = accuracy_objective(
         model,
@@ -211,74 +254,6 @@ def accuracy_job(
     return run
 
 
-# QAT settings of verification: those of `hwq finetune`'s defaults
-VERIFY_SETTINGS: dict[str, Any] = {
-    "lr": 0.005,
-    "alpha": 0.9,
-    "temperature": 4.0,
-    "calib_batches": 4,
-    "learn_scales": True,
-    "weight_observer": "minmax",
-    "act_observer": "minmax",
-}
-
-
-def verify_job(
-    model: str = "digits_resnet",
-    weights: str | None = None,
-    data: str | None = None,
-    model_args: Mapping[str, Any] | None = None,
-    epochs: int = 3,
-    seed: int = 0,
-) -> Callable[[Any], dict[str, Any]]:
-    """A function pairs [L, 2] -> the QAT verification record of `hwq.quant.finetune.finetune`
-    (distillation from the FP32 model on the training split, test-split accuracies), with the
-    settings of `hwq finetune`."""
-    from hwq.quant.apply import quantizable_layers
-    from hwq.quant.finetune import finetune
-    from hwq.quant.quality import trained_model_and_data
-
-    net, (train, val, test), _info = trained_model_and_data(
-        model, weights=weights, data=data, model_args=model_args, seed=seed, objective="verify"
-    )
-    calib: Any = train
-    if model in BUNDLED_MODELS and data is None:
-        from hwq.data import digits_calibration
-
-        calib = digits_calibration(VERIFY_SETTINGS["calib_batches"])
-    example = next(iter(test))[0][:1]
-    names = quantizable_layers(net, example)
-
-    def run(pairs: Any) -> dict[str, Any]:
-        return finetune(
-            net,
-            [(int(w), int(a)) for w, a in pairs],
-            train,
-            test,
-            val=val,
-            epochs=epochs,
-            calib=calib,
-            layer_names=names,
-            seed=seed,
-            **VERIFY_SETTINGS,
-        )
-
-    return run
-
-
-def job_kwargs(
-    model: str, weights: str | None, data: str | None, model_args: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Keyword arguments naming the trained model and data of quality / verification jobs.
-
-    The trained model never depends on the search's seed: `digits_resnet` is the one trained
-    with seed 0 unless `--model-arg seed=N` says otherwise."""
-    args = dict(model_args or {})
-    if model in BUNDLED_MODELS and weights is None:
-        args.setdefault("seed", 0)
-    return {"model": model, "weights": weights, "data": data, "model_args": args, "seed": 0}
-
-
 # -- choosing the quality source of a search -------------------------------------------------------
 def resolve_quality(
     name: str | None,
@@ -290,7 +265,7 @@ def resolve_quality(
     weights: str | None = None,
     data: str | None = None,
     model_args: Mapping[str, Any] | None = None,
-) -> Any:
+) -> QualitySource | None:
     """The quality source of objective `name` (None: none), or a UserError saying what to supply."""
     from hwq.search.executors import JobSpec
 
@@ -301,7 +276,7 @@ def resolve_quality(
             )
         return None
     if name == "sensitivity":
-        from hwq.quant.quality import SensitivityTable, sensitivity_objective
+        from hwq.sensitivity_files import SensitivityTable
 
         if sensitivity_file:
             return sensitivity_from_table(
@@ -313,7 +288,10 @@ def resolve_quality(
         if has_trained_model(model, weights, data):
             pairs = [p for p in table.pairs if p[0] < 16 or p[1] < 16]
             log.info("measuring per-layer sensitivity of %s at %d pairs", model, len(pairs))
-            tab = sensitivity_objective(pairs=pairs, **job_kwargs(model, weights, data, model_args))
+            from hwq.quant.sensitivity import sensitivity_objective
+
+            kwargs = trained_model_kwargs(model, weights, data, model_args)
+            tab = sensitivity_objective(pairs=pairs, **kwargs)
             return sensitivity_from_table(tab, encoding, table.pairs, f"measured on {model}")
         raise UserError(no_quality_message("sensitivity", model))
     if name == "accuracy":
@@ -324,13 +302,13 @@ def resolve_quality(
             )
         if not has_trained_model(model, weights, data):
             raise UserError(no_quality_message("accuracy", model))
-        kwargs = job_kwargs(model, weights, data, model_args)
+        kwargs = trained_model_kwargs(model, weights, data, model_args)
         return AccuracyQuality(
-            JobSpec("hwq.search.quality:accuracy_job", kwargs),
+            JobSpec("hwq.search.quality_sources:accuracy_job", kwargs),
             {
                 "model": model,
                 "split": "validation",
-                "method": "PTQ fake-quant (hwq.quant.quality.PTQAccuracy), 4 calibration batches",
+                "method": "PTQ fake-quant (hwq.quant.ptq.PTQAccuracy), 4 calibration batches",
             },
         )
     raise UserError(f"unknown quality objective {name!r}")

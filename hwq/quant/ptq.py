@@ -1,0 +1,191 @@
+"""Post-training fake-quant accuracy, the `accuracy` objective of a search (DESIGN.md §4).
+
+`PTQAccuracy` gives exactly what `apply_policy` + `calibrate` + evaluation give, but calibrates
+once (the observers see the FP32 network, so activation ranges do not depend on the policy) and
+memoises each layer's quantized weight and activation range per bit-width, so one policy costs
+one forward pass over the validation split; results are cached by policy id.
+`accuracy_objective(model, ...)` builds it for a model's trained weights and data
+(`hwq.trained`), refusing anything but trained weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from hwq.errors import UserError
+from hwq.policy import PolicyLike, policy_id_from_pairs, policy_pairs
+from hwq.quant.apply import apply_policy, calibrate, quantizable_layers
+from hwq.quant.fake_quant import act_qparams, is_quantized, quantize_weight, weight_scale
+from hwq.trained import calibration_batches, load_trained
+
+
+def _xy_batches(data: Any) -> list[tuple[Tensor, Tensor]]:
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
+        return [(data[0], data[1])]
+    out = []
+    for batch in data:
+        if not isinstance(batch, tuple | list) or len(batch) < 2:
+            raise UserError("evaluation data must yield (inputs, labels) batches")
+        out.append((batch[0], batch[1]))
+    if not out:
+        raise UserError("the evaluation data has no batches")
+    return out
+
+
+class PTQAccuracy:
+    """Post-training fake-quant accuracy of a trained `model` under a policy (a fraction).
+
+    `calib`: a loader / iterable of batches (the first `calib_batches` are used) or one tensor;
+    `val`: (inputs, labels) batches or an `(x, y)` pair of tensors. Call with a `Policy` or a
+    per-layer (w, a) list in layer order; `evaluate` takes many (a list or an array [P, L, 2]).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        calib: Any,
+        val: Any,
+        *,
+        calib_batches: int = 4,
+        layer_names: Sequence[str] | None = None,
+        example_input: Any = None,
+        fold_bn: bool = False,
+        weight_observer: str = "minmax",
+        act_observer: str = "minmax",
+        percentile: float = 99.99,
+        eval_batch_size: int = 1024,
+    ) -> None:
+        batches = _xy_batches(val)
+        self.val_x = torch.cat([b[0] for b in batches])
+        self.val_y = torch.cat([b[1] for b in batches])
+        if layer_names is None:
+            example = example_input if example_input is not None else self.val_x[:1]
+            layer_names = quantizable_layers(model, example)
+        self.names = list(layer_names)
+        self.weight_observer, self.act_observer = weight_observer, act_observer
+        self.percentile = percentile
+        self.eval_batch_size = eval_batch_size
+        self.qmodel = apply_policy(
+            model,
+            [(32, 32)] * len(self.names),
+            fold_bn=fold_bn,
+            layer_names=self.names,
+            weight_observer=weight_observer,
+            act_observer=act_observer,
+            percentile=percentile,
+        ).eval()
+        for p in self.qmodel.parameters():
+            p.requires_grad_(False)
+        modules = dict(self.qmodel.named_modules())
+        self.layers = [modules[n] for n in self.names]
+        for layer in self.layers:  # observe while unquantized: FP32 statistics, as calibrate does
+            layer.act_quant.bits = 8
+        calibrate(self.qmodel, calib, calib_batches)
+        self.calib_batches = [
+            (x, y) for x, y in _pairs_or_none(calib, calib_batches) if y is not None
+        ]
+        self._w: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+        self._a: dict[tuple[int, int], tuple[float, float, bool]] = {}
+        self.cache: dict[str, float] = {}
+        self.evaluations = 0
+
+    # -- policies ----------------------------------------------------------------------------
+    def pairs(self, policy: PolicyLike) -> list[tuple[int, int]]:
+        return policy_pairs(policy, self.names)
+
+    def policy_id(self, policy: PolicyLike) -> str:
+        return policy_id_from_pairs(self.pairs(policy))
+
+    def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Configure the shared quantized model for per-layer (w, a) pairs in layer order."""
+        for i, (w, a) in enumerate(pairs):
+            layer = self.layers[i]
+            wq, aq = layer.weight_quant, layer.act_quant
+            if is_quantized(w):
+                key = (i, int(w))
+                if key not in self._w:
+                    scale = weight_scale(layer.weight, w, self.weight_observer, self.percentile)
+                    self._w[key] = (scale, quantize_weight(layer.weight, scale, w).detach())
+                scale, qweight = self._w[key]
+                wq.set_precomputed(w, scale, qweight, layer.weight)
+            else:
+                wq.bits = int(w)
+            aq.bits = int(a)
+            if is_quantized(a):
+                key = (i, int(a))
+                if key not in self._a:
+                    self._a[key] = act_qparams(aq.stats, a, self.act_observer, self.percentile)
+                aq.set_qparams(*self._a[key])
+
+    @torch.no_grad()
+    def _logits(self, x: Tensor) -> Tensor:
+        bs = self.eval_batch_size
+        return torch.cat([self.qmodel(x[i : i + bs]) for i in range(0, len(x), bs)])
+
+    def accuracy_of_pairs(self, pairs: Sequence[tuple[int, int]]) -> float:
+        pid = policy_id_from_pairs(pairs)
+        hit = self.cache.get(pid)
+        if hit is not None:
+            return hit
+        self.set_pairs(pairs)
+        acc = int((self._logits(self.val_x).argmax(1) == self.val_y).sum()) / len(self.val_y)
+        self.cache[pid] = acc
+        self.evaluations += 1
+        return acc
+
+    def __call__(self, policy: PolicyLike) -> float:
+        return self.accuracy_of_pairs(self.pairs(policy))
+
+    def evaluate(self, policies: Iterable[PolicyLike] | np.ndarray) -> np.ndarray:
+        """Accuracy of each policy (a list of policies or an int array [P, L, 2])."""
+        return np.array([self(p) for p in policies], dtype=np.float64)
+
+    def loss_of_pairs(self, pairs: Sequence[tuple[int, int]], batches=None) -> float:
+        """Mean cross-entropy on the calibration batches (or `batches`) under `pairs`."""
+        batches = batches if batches is not None else self.calib_batches
+        if not batches:
+            raise UserError("sensitivity needs labelled calibration batches (inputs, labels)")
+        self.set_pairs(pairs)
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for x, y in batches:
+                total += float(F.cross_entropy(self.qmodel(x), y, reduction="sum"))
+                n += int(y.numel())
+        return total / n
+
+
+def _pairs_or_none(data: Any, batches: int | None) -> Iterable[tuple[Tensor, Tensor | None]]:
+    if isinstance(data, Tensor):
+        yield data, None
+        return
+    for i, batch in enumerate(data):
+        if batches is not None and i >= batches:
+            break
+        if isinstance(batch, tuple | list) and len(batch) >= 2:
+            yield batch[0], batch[1]
+        else:
+            yield batch, None
+
+
+def accuracy_objective(
+    model: str,
+    *,
+    weights: str | None = None,
+    data: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    calib_batches: int = 4,
+    **options: Any,
+) -> PTQAccuracy:
+    """The `accuracy` objective of a named model: PTQ accuracy on its validation split."""
+    net, (train, val, _test), _ = load_trained(
+        model, weights=weights, data=data, model_args=model_args, seed=seed
+    )
+    calib = calibration_batches(model, data, train, calib_batches)
+    return PTQAccuracy(net, calib, val, calib_batches=calib_batches, **options)
