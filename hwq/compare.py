@@ -19,20 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwq.display import LABELS, axis_label, display_unit, table_header
 from hwq.errors import UserError
-from hwq.report import (
-    COLUMN_TO_OBJECTIVE,
-    LABELS,
-    OBJECTIVES,
-    QUALITY,
-    _plt,
-    _staircase,
-    axis_label,
-    best_values,
-    display_unit,
-    run_objectives,
-    table_header,
-)
+from hwq.plots import pyplot, staircase
+from hwq.report import COLUMN_TO_OBJECTIVE, OBJECTIVES, QUALITY, best_values, run_objectives
 from hwq.runs import Run
 
 
@@ -97,7 +87,7 @@ def compare_runs(
 
 
 def _plot(runs, fronts, labels, quality, costs, out: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     qcol, maximise = OBJECTIVES[quality]
     qdiv, qunit = display_unit(qcol, pd.concat([f[qcol] for f in fronts]))
     n = len(costs[:3])
@@ -125,7 +115,7 @@ def _plot(runs, fronts, labels, quality, costs, out: Path) -> Path:
                 label=label,
                 zorder=3,
             )
-            keep = _staircase(xs, ys, maximise)
+            keep = staircase(xs, ys, maximise)
             ax.step(xs[keep], ys[keep], where="post", color=colour, lw=1.2, alpha=0.8)
         ax.set_xlabel(axis_label(ccol, cunit))
         ax.set_ylabel(axis_label(qcol, qunit) + (" (validation)" if qcol == "accuracy" else ""))

@@ -34,11 +34,11 @@ from hwq.search.problem import (
     OBJECTIVES,
     QUALITY_OBJECTIVES,
     SearchProblem,
-    bits_summary,
     parse_constraints,
     parse_objectives,
 )
 
+from hwq.display import bits_summary
 from hwq.errors import UserError
 
 log = logging.getLogger("hwq.search")

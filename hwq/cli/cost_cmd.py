@@ -10,7 +10,8 @@ import click
 import numpy as np
 
 from hwq.cli.options import json_option, model_options, resolve_graph
-from hwq.cli.output import emit_json, emit_mapping, emit_table, records
+from hwq.cli.output import emit_json, emit_mapping, emit_table
+from hwq.display import records
 from hwq.errors import UserError
 
 PER_LAYER_COLUMNS = (

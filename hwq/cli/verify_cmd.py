@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from hwq.cli.options import json_option
-from hwq.cli.output import emit_json, emit_table, records
+from hwq.cli.output import emit_json, emit_table
+from hwq.display import records
 from hwq.errors import UserError
 
 
