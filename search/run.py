@@ -491,14 +491,14 @@ def _config_doc(config: SearchConfig, prep: Prepared) -> dict[str, Any]:
 
 
 def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executor: Any) -> None:
+    from hwq.runs import empty_species
+
     config, problem = prep.config, prep.problem
     run_id = str(writer.meta["run_id"])
     n_gen = _n_generations(config)
     algorithm = make_algorithm(config)
     archive = ParetoArchive()
-    species_rows = pd.DataFrame(
-        columns=["generation", "species", "size", "r2", "ucb", "front_members"]
-    )
+    species_rows = empty_species()
     evaluations = 0
     start = 0
     state = writer.read_checkpoint() if resume else None
@@ -708,25 +708,7 @@ def _verify(
         rec["run_id"] = str(writer.meta["run_id"])
         rec["policy_id"] = r["policy_id"]
         records.append(rec)
-    from hwq.runs import VERIFY_COLUMNS
-
-    df = pd.DataFrame([{c: rec[c] for c in VERIFY_COLUMNS} for rec in records])
-    import pyarrow as pa
-
-    table = pa.Table.from_pandas(df, preserve_index=False).cast(
-        pa.schema(
-            [
-                ("run_id", pa.string()),
-                ("policy_id", pa.string()),
-                ("fp32_accuracy", pa.float64()),
-                ("ptq_accuracy", pa.float64()),
-                ("qat_accuracy", pa.float64()),
-                ("epochs", pa.int32()),
-                ("wall_s", pa.float64()),
-            ]
-        )
-    )
-    writer.write_frame(table, "verify.parquet", "verify")
+    writer.write_verify(records)
 
 
 def _no_feasible_message(problem: SearchProblem, archive: ParetoArchive) -> str:

@@ -121,8 +121,8 @@ def finetune(
 
     from hwq.quant.apply import policy_pairs, quantizable_layers
     from hwq.quant.finetune import finetune as run_finetune
-    from hwq.quant.finetune import write_verify_parquet
     from hwq.quant.quality import trained_model_and_data
+    from hwq.runs import write_verify_parquet
 
     torch.manual_seed(seed)
     kwargs = parse_model_args(model_args)

@@ -55,7 +55,7 @@ def verify(run_dir: str, top: int, epochs: int | None, executor: str, address: s
     if before is not None and len(before) and table is not None:
         # keep earlier verifications of other policies; a re-verified policy takes the new row
         merged = pd.concat([before, table]).drop_duplicates("policy_id", keep="last")
-        writer.write_frame(merged.reset_index(drop=True), "verify.parquet", "verify")
+        writer.write_verify(merged.reset_index(drop=True))
         table = merged
     if table is None:
         raise UserError(f"{path}: nothing verified (QAT needs trained weights and data)")

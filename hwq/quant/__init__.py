@@ -7,7 +7,7 @@ Public names load lazily (torch is imported on first use):
 * `WeightFakeQuant`, `ActFakeQuant` — hwq.quant.fake_quant
 * `PTQAccuracy`, `SensitivityTable`, `measure_sensitivity`, `accuracy_objective`,
   `sensitivity_objective` — hwq.quant.quality
-* `hwq.quant.finetune.finetune(...)` (QAT with distillation), `write_verify_parquet`, `accuracy`
+* `hwq.quant.finetune.finetune(...)` (QAT with distillation), `accuracy`
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ _LAZY: dict[str, str] = {
     "measure_sensitivity": "hwq.quant.quality",
     "accuracy_objective": "hwq.quant.quality",
     "sensitivity_objective": "hwq.quant.quality",
-    "write_verify_parquet": "hwq.quant.finetune",
     "accuracy": "hwq.quant.finetune",
 }
 
