@@ -144,7 +144,7 @@ def table(
         pairs = [(w, a) for w in range(1, 9) for a in range(1, 9)]
     t = cost_table(g, prof, pairs, batch)
     if fmt in ("haq", "apq"):
-        from hwq.exports import to_apq, to_haq
+        from hwq.table_layouts import to_apq, to_haq
 
         if not output:
             raise UserError(f"--format {fmt} needs -o FILE")
