@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwq.display import LABELS, axis_label, display_unit, table_header
+from hwq.display import LABELS, axis_label, display_unit, in_unit, table_header
 from hwq.errors import UserError
 from hwq.plots import pyplot, staircase
 from hwq.report import COLUMN_TO_OBJECTIVE, OBJECTIVES, QUALITY, best_values, run_objectives
@@ -156,7 +156,7 @@ def _table(runs, fronts, labels, shared) -> list[dict[str, Any]]:
         for name, col in zip(shared, cols):
             div, unit = units[col]
             v = best.get(name)
-            row[f"best_{table_header(col, unit)}"] = None if v is None else float(f"{v / div:.4g}")
+            row[f"best_{table_header(col, unit)}"] = None if v is None else in_unit(v, div)
         F = (front[cols].to_numpy(dtype=float) * sign - ideal) / span
         F = F[np.isfinite(F).all(axis=1)]
         nd = F[nondominated_mask(F)] if len(F) else F

@@ -146,6 +146,11 @@ def display_unit(column: str, values: Any = None) -> tuple[float, str]:
     return ladder[-1]
 
 
+def in_unit(value: float, divisor: float) -> float:
+    """`value` in the unit of `divisor`, to 4 significant digits (a number for tables)."""
+    return float(f"{value / divisor:.4g}")
+
+
 def format_quantity(column: str, value: float | None) -> str:
     """`value` of `column` in its own display unit, e.g. `1.234 ms`; `-` when missing."""
     if value is None:
@@ -267,7 +272,7 @@ def front_table(
             if style.quality_digits is not None and col in QUALITY_COLUMNS:
                 row[col] = round(float(r[col]), style.quality_digits)
             else:
-                row[table_header(col, unit)] = float(f"{float(r[col]) / div:.4g}")
+                row[table_header(col, unit)] = in_unit(float(r[col]), div)
         if vmap:
             v = vmap.get(r["policy_id"])
             if style.verified_percent:
