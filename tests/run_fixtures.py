@@ -1,5 +1,6 @@
-"""Fixtures of the report/export tests: one finished digits_resnet run (a real, small NEMO search
-with PTQ accuracy and one verified policy), and a CLI runner for this package's commands."""
+"""Fixtures of the tests that read runs (report, compare, export; a plugin of tests/conftest.py):
+one finished digits_resnet run (a real, small NEMO search with PTQ accuracy and one verified
+policy), and a CLI runner for this package's commands."""
 
 from __future__ import annotations
 
