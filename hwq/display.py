@@ -1,7 +1,7 @@
 """How hwq shows values to people: plain (JSON-ready) values, cell formatting, display units,
 compact bit strings and the front table.
 
-One place for it, below the CLI: the commands (`hwq.cli`), the report and the comparison
+One place for it, below the CLI: the command-line commands, the report and the comparison
 (`hwq.report`, `hwq.compare`), run summaries and the search's messages all format through here,
 so a number reads the same everywhere. Torch-free; pandas only for the front table's input.
 """
