@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = ".", ".tmp"  # `.NAME.<random>.tmp` beside NAME
+
 
 def write_atomic(
     path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, fsync: bool = True
@@ -21,7 +23,9 @@ def write_atomic(
     """Call `write(fh)` on a temporary binary file beside `path`, then rename it to `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{TEMPORARY_PREFIX}{target.name}.", suffix=TEMPORARY_SUFFIX, dir=target.parent
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -44,3 +48,12 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def remove_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files a killed writer left under `directory` (recursively); returns
+    them."""
+    found = sorted(Path(directory).rglob(f"{TEMPORARY_PREFIX}*{TEMPORARY_SUFFIX}"))
+    for f in found:
+        f.unlink(missing_ok=True)
+    return found

@@ -19,20 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwq.display import LABELS, axis_label, display_unit, in_unit, table_header
 from hwq.errors import UserError
-from hwq.report import (
-    COLUMN_TO_OBJECTIVE,
-    LABELS,
-    OBJECTIVES,
-    QUALITY,
-    _plt,
-    _staircase,
-    axis_label,
-    best_values,
-    display_unit,
-    run_objectives,
-    table_header,
-)
+from hwq.objectives import COLUMN_TO_OBJECTIVE, OBJECTIVES, QUALITY_OBJECTIVES
+from hwq.plots import pyplot, staircase
+from hwq.report import best_values, run_objectives
 from hwq.runs import Run
 
 
@@ -75,8 +66,8 @@ def compare_runs(
     shared = shared_objectives(runs)
     if not shared:
         raise UserError("compare: the runs share no objective")
-    quality = next((o for o in shared if o in QUALITY), None)
-    costs = [o for o in shared if o not in QUALITY]
+    quality = next((o for o in shared if o in QUALITY_OBJECTIVES), None)
+    costs = [o for o in shared if o not in QUALITY_OBJECTIVES]
     if x_objective is not None:
         name = COLUMN_TO_OBJECTIVE.get(x_objective, x_objective)
         if name not in OBJECTIVES:
@@ -97,7 +88,7 @@ def compare_runs(
 
 
 def _plot(runs, fronts, labels, quality, costs, out: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     qcol, maximise = OBJECTIVES[quality]
     qdiv, qunit = display_unit(qcol, pd.concat([f[qcol] for f in fronts]))
     n = len(costs[:3])
@@ -125,7 +116,7 @@ def _plot(runs, fronts, labels, quality, costs, out: Path) -> Path:
                 label=label,
                 zorder=3,
             )
-            keep = _staircase(xs, ys, maximise)
+            keep = staircase(xs, ys, maximise)
             ax.step(xs[keep], ys[keep], where="post", color=colour, lw=1.2, alpha=0.8)
         ax.set_xlabel(axis_label(ccol, cunit))
         ax.set_ylabel(axis_label(qcol, qunit) + (" (validation)" if qcol == "accuracy" else ""))
@@ -166,7 +157,7 @@ def _table(runs, fronts, labels, shared) -> list[dict[str, Any]]:
         for name, col in zip(shared, cols):
             div, unit = units[col]
             v = best.get(name)
-            row[f"best_{table_header(col, unit)}"] = None if v is None else float(f"{v / div:.4g}")
+            row[f"best_{table_header(col, unit)}"] = None if v is None else in_unit(v, div)
         F = (front[cols].to_numpy(dtype=float) * sign - ideal) / span
         F = F[np.isfinite(F).all(axis=1)]
         nd = F[nondominated_mask(F)] if len(F) else F

@@ -10,6 +10,13 @@ the `hwq` logger (stderr, hidden by `-q`).
         for ...:
             bar.advance()
     step("exporting %s", path)
+
+A search shows one bar of generations with the evaluations so far and the front's size:
+
+    with generation_bar("nsga2 on bitfusion", total=n_gen, done=start) as bar:
+        for gen in range(start, n_gen):
+            ...
+            bar.advance(front=len(archive), evaluations=evaluations)
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import logging
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger("hwq")
@@ -53,6 +60,20 @@ def enabled(quiet: bool | None = None) -> bool:
         return False
 
 
+class Bar(Protocol):
+    """What `progress` yields: advance by steps, or change the description or position."""
+
+    def advance(self, n: float = 1) -> None: ...
+
+    def update(self, *, description: str | None = None, completed: float | None = None) -> None: ...
+
+
+class GenerationBar(Protocol):
+    """What `generation_bar` yields: one generation done, with the run's totals so far."""
+
+    def advance(self, *, front: int, evaluations: int) -> None: ...
+
+
 class _Silent:
     """The no-op bar used when progress is off."""
 
@@ -82,7 +103,7 @@ class _Bar:
 @contextmanager
 def progress(
     description: str, total: float | None = None, *, quiet: bool | None = None
-) -> Iterator[_Bar | _Silent]:
+) -> Iterator[Bar]:
     """A rich progress bar on stderr (a spinner when `total` is None); silent when stderr is not
     a terminal or with `-q`. The bar disappears when the block ends."""
     if not enabled(quiet):
@@ -104,6 +125,47 @@ def progress(
     columns.append(TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as prog:
         yield _Bar(prog, prog.add_task(description, total=total))
+
+
+class _SilentGenerations:
+    def advance(self, *, front: int, evaluations: int) -> None:
+        pass
+
+
+class _Generations:
+    def __init__(self, prog: Any, task: Any) -> None:
+        self._prog, self._task = prog, task
+
+    def advance(self, *, front: int, evaluations: int) -> None:
+        self._prog.update(self._task, advance=1, front=front, evals=evaluations)
+
+
+@contextmanager
+def generation_bar(
+    label: str, total: int, done: int = 0, *, quiet: bool | None = None
+) -> Iterator[GenerationBar]:
+    """A search's bar on stderr: `label`, generations `done`/`total`, "N evaluated · front M",
+    elapsed time; it stays on screen when the search ends. Silent when stderr is not a terminal
+    or with `-q` (or `quiet=True`)."""
+    if not enabled(quiet):
+        yield _SilentGenerations()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("generations · {task.fields[evals]} evaluated · front {task.fields[front]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    with prog:
+        yield _Generations(
+            prog, prog.add_task(label, total=total, completed=done, evals=0, front=0)
+        )
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:

@@ -24,33 +24,34 @@ import html
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hwq.atomic import write_text_atomic
+from hwq.display import (
+    LABELS,
+    axis_label,
+    display_unit,
+    format_cell,
+    format_quantity,
+    front_table,
+    records,
+)
 from hwq.errors import UserError
+from hwq.objectives import COLUMN_TO_OBJECTIVE, OBJECTIVES, QUALITY_OBJECTIVES
+from hwq.plots import pyplot, species_colours, staircase
 from hwq.runs import Run
 
 # objective name -> (logged column, maximised?) — DESIGN.md §4 (the same table as the search's)
-OBJECTIVES: dict[str, tuple[str, bool]] = {
-    "accuracy": ("accuracy", True),
-    "sensitivity": ("sensitivity", False),
-    "weight_memory": ("weight_bytes", False),
-    "activation_memory": ("peak_activation_bytes", False),
-    "bops": ("bops", False),
-    "latency": ("latency_s", False),
-    "energy": ("energy_pj", False),
-}
-QUALITY = ("accuracy", "sensitivity")
-COLUMN_TO_OBJECTIVE = {col: name for name, (col, _) in OBJECTIVES.items()}
 MAX_BITS_POLICIES = 12
 REPORT_FILES = ("pareto.png", "hypervolume.png", "bits.png", "index.html")
 
 
-# -- objectives and units --------------------------------------------------------------------------
+# -- objectives ------------------------------------------------------------------------------------
 def run_objectives(run: Run) -> list[str]:
     """The run's objective names (meta.json), else those whose column the candidates carry."""
     objs = run.meta.get("objectives") or []
@@ -58,71 +59,6 @@ def run_objectives(run: Run) -> list[str]:
         return [o for o in objs if o in OBJECTIVES]
     cols = set(run.pareto.columns)
     return [name for name, (col, _) in OBJECTIVES.items() if col in cols]
-
-
-_TIME = [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")]
-_ENERGY = [(1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ")]  # from pJ
-_BYTES = [(1024.0**3, "GiB"), (1024.0**2, "MiB"), (1024.0, "KiB"), (1.0, "B")]
-_COUNT = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")]
-
-LABELS = {
-    "accuracy": "accuracy",
-    "sensitivity": "sensitivity",
-    "weight_bytes": "weight memory",
-    "peak_activation_bytes": "peak activation memory",
-    "bops": "BOPs",
-    "latency_s": "latency",
-    "energy_pj": "energy",
-}
-
-
-def display_unit(column: str, values: Any = None) -> tuple[float, str]:
-    """(divisor, unit) to show `column` in: accuracy in %, times/energies/sizes/BOPs scaled so the
-    typical value is between 1 and 1000 (or 1024)."""
-    if column == "accuracy":
-        return 0.01, "%"
-    if column == "sensitivity":
-        return 1.0, "a.u."
-    ladder = {
-        "latency_s": _TIME,
-        "energy_pj": _ENERGY,
-        "weight_bytes": _BYTES,
-        "peak_activation_bytes": _BYTES,
-        "bops": _COUNT,
-    }.get(column)
-    if ladder is None:
-        return 1.0, ""
-    arr = np.asarray(values if values is not None else [], dtype=np.float64)
-    arr = arr[np.isfinite(arr) & (arr > 0)]
-    typical = float(np.median(arr)) if len(arr) else ladder[-1][0]
-    for div, unit in ladder:
-        if typical >= div:
-            return div, unit
-    return ladder[-1]
-
-
-def axis_label(column: str, unit: str) -> str:
-    label = LABELS.get(column, column)
-    if column == "bops":
-        return f"{unit}BOPs" if unit else "BOPs"
-    return f"{label} [{unit}]" if unit else label
-
-
-def table_header(column: str, unit: str) -> str:
-    if column == "accuracy":
-        return "accuracy_%"
-    if column == "bops":
-        return f"{unit}BOPs"
-    if not unit or unit == "a.u.":
-        return column
-    base = column.rsplit("_", 1)[0] if column.endswith(("_s", "_pj", "_bytes")) else column
-    base = {"weight": "weight", "peak_activation": "act_peak"}.get(base, base)
-    return f"{base}_{unit.replace('µ', 'u')}"
-
-
-def compact_bits(values: Any) -> str:
-    vals = [int(v) for v in values]
-    return "".join(str(v) if v < 10 else f"({v})" for v in vals)
 
 
 # -- summaries -------------------------------------------------------------------------------------
@@ -153,8 +89,6 @@ def run_summary(run: Run) -> dict[str, Any]:
     """The `hwq runs show --json` document (DESIGN.md §9), keys exactly: run_id, status,
     algorithm, device, model, generations (completed), evaluations, front_size, best
     {objective: value}, verified [rows of verify.parquet]."""
-    from hwq.cli.output import records
-
     meta = run.meta
     front = run.pareto
     return {
@@ -223,59 +157,22 @@ def _front_size_fast(path: Path) -> int | None:
     return int(pq.ParquetFile(p).metadata.num_rows)
 
 
-def front_display(run: Run, front: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The front as a display table: id, species, bits, the run's objectives in display units,
-    and the verification accuracies when the run has them."""
-    front = run.pareto if front is None else front
-    verify = run.verify
-    rows: list[dict[str, Any]] = []
-    objs = run_objectives(run)
-    units = {
-        OBJECTIVES[o][0]: display_unit(OBJECTIVES[o][0], front.get(OBJECTIVES[o][0])) for o in objs
-    }
-    quality = next((o for o in objs if o in QUALITY), None)
-    if quality is not None and len(front):
-        col, maximise = OBJECTIVES[quality]
-        front = front.sort_values(col, ascending=not maximise, kind="stable")
-    vmap = {r["policy_id"]: r for r in verify.to_dict("records")} if len(verify) else {}
-    for _, r in front.iterrows():
-        row: dict[str, Any] = {"policy_id": r["policy_id"]}
-        if "species" in r:
-            row["species"] = r["species"]
-        row["w_bits"] = compact_bits(r["w_bits"])
-        row["a_bits"] = compact_bits(r["a_bits"])
-        for col, (div, unit) in units.items():
-            if col in r:
-                row[table_header(col, unit)] = float(f"{float(r[col]) / div:.4g}")
-        if vmap:
-            v = vmap.get(r["policy_id"])
-            for k in ("ptq_accuracy", "qat_accuracy"):
-                val = v.get(k) if v else None
-                row[f"{k}_%"] = None if val is None or pd.isna(val) else round(100 * float(val), 2)
-        rows.append(row)
-    return pd.DataFrame(rows)
+def objective_columns(run: Run) -> list[str]:
+    """The logged columns of the run's objectives, in order."""
+    return [OBJECTIVES[o][0] for o in run_objectives(run)]
+
+
+def front_rows(run: Run) -> list[dict[str, Any]]:
+    """The run's front as display rows (`hwq.display.front_table`): id, species, bits, the run's
+    objectives in display units, and the verification accuracies when the run has them."""
+    return front_table(run.pareto, run.verify, objective_columns(run))
 
 
 # -- plots -----------------------------------------------------------------------------------------
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def species_colours(names: Sequence[str]) -> dict[str, Any]:
-    plt = _plt()
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {s: cmap(i % cmap.N) for i, s in enumerate(sorted(names))}
-
-
 def _quality_and_costs(run: Run) -> tuple[str | None, list[str]]:
     objs = run_objectives(run)
-    quality = next((o for o in objs if o in QUALITY), None)
-    costs = [o for o in objs if o not in QUALITY]
+    quality = next((o for o in objs if o in QUALITY_OBJECTIVES), None)
+    costs = [o for o in objs if o not in QUALITY_OBJECTIVES]
     if not costs:  # a quality-only run: show it against weight memory
         costs = ["weight_memory"]
     return quality, costs
@@ -283,7 +180,7 @@ def _quality_and_costs(run: Run) -> tuple[str | None, list[str]]:
 
 def plot_pareto(run: Run, path: str | os.PathLike[str]) -> Path:
     """Quality against each cost objective: candidates by species, the front, verified points."""
-    plt = _plt()
+    plt = pyplot()
     cand = run.candidates
     front = run.pareto
     verify = run.verify
@@ -357,7 +254,7 @@ def plot_pareto(run: Run, path: str | os.PathLike[str]) -> Path:
             order = np.argsort(front[ccol].to_numpy())
             maximise = OBJECTIVES[quality][1]
             xs, ys = front[ccol].to_numpy()[order] / cdiv, front[qcol].to_numpy()[order] / qdiv
-            keep = _staircase(xs, ys, maximise)
+            keep = staircase(xs, ys, maximise)
             ax.step(xs[keep], ys[keep], where="post", color="black", lw=0.8, alpha=0.6, zorder=2)
         if vmap is not None and len(front) and quality == "accuracy" and ccol in front:
             fv = front[front["policy_id"].isin(vmap.index)]
@@ -420,17 +317,6 @@ def plot_pareto(run: Run, path: str | os.PathLike[str]) -> Path:
     return out
 
 
-def _staircase(xs: np.ndarray, ys: np.ndarray, maximise: bool) -> np.ndarray:
-    """Points of (x ascending) that are non-dominated in this 2-D projection."""
-    keep = np.zeros(len(xs), dtype=bool)
-    best = -np.inf if maximise else np.inf
-    for i in range(len(xs)):
-        if (maximise and ys[i] > best) or (not maximise and ys[i] < best):
-            keep[i] = True
-            best = ys[i]
-    return keep
-
-
 def hypervolume_history(run: Run) -> pd.DataFrame:
     """Per generation: `generation, group, hypervolume, front_size` for the non-dominated set of
     everything evaluated up to that generation, overall (`group` = "all") and per species."""
@@ -477,7 +363,7 @@ def hypervolume_history(run: Run) -> pd.DataFrame:
 
 
 def plot_hypervolume(run: Run, path: str | os.PathLike[str]) -> Path:
-    plt = _plt()
+    plt = pyplot()
     hist = hypervolume_history(run)
     objs = run_objectives(run)
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
@@ -539,7 +425,7 @@ def chosen_policies(run: Run, limit: int = MAX_BITS_POLICIES) -> pd.DataFrame:
 
 
 def plot_bits(run: Run, path: str | os.PathLike[str]) -> Path:
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
     chosen = chosen_policies(run)
@@ -629,8 +515,6 @@ font-size:.85em}.muted{color:#777;font-size:.85em}
 def _html_table(df: pd.DataFrame) -> str:
     if df is None or not len(df):
         return "<p class='muted'>(none)</p>"
-    from hwq.cli.output import _fmt
-
     cols = list(df.columns)
     numeric = {c: pd.api.types.is_numeric_dtype(df[c]) for c in cols}
     head = "".join(
@@ -639,7 +523,7 @@ def _html_table(df: pd.DataFrame) -> str:
     body = []
     for rec in df.to_dict("records"):
         cells = "".join(
-            f"<td class='{'' if numeric[c] else 'l'}'>{html.escape(_fmt(rec[c]))}</td>"
+            f"<td class='{'' if numeric[c] else 'l'}'>{html.escape(format_cell(rec[c]))}</td>"
             for c in cols
         )
         body.append(f"<tr>{cells}</tr>")
@@ -651,11 +535,10 @@ def write_html(run: Run, outdir: Path, images: Mapping[str, str]) -> Path:
 
     meta = run.meta
     summary = run_summary(run)
-    best = {}
-    for name, value in summary["best"].items():
-        col = OBJECTIVES[name][0]
-        div, unit = display_unit(col, [value] if value is not None else None)
-        best[name] = "-" if value is None else f"{value / div:.4g} {unit}".strip()
+    best = {
+        name: format_quantity(OBJECTIVES[name][0], value)
+        for name, value in summary["best"].items()
+    }
     meta_rows = pd.DataFrame(
         [
             {"key": k, "value": json.dumps(v) if isinstance(v, dict | list) else str(v)}
@@ -665,7 +548,7 @@ def write_html(run: Run, outdir: Path, images: Mapping[str, str]) -> Path:
     )
     cfg_path = run.path / "config.yaml"
     config_text = cfg_path.read_text() if cfg_path.is_file() else yaml.safe_dump(run.config)
-    front = front_display(run)
+    front = pd.DataFrame(front_rows(run))
     verify = run.verify
     species = run.species
 
@@ -706,9 +589,7 @@ def write_html(run: Run, outdir: Path, images: Mapping[str, str]) -> Path:
         _html_table(meta_rows),
         "<p class='muted'>Generated by hwq report.</p></body></html>",
     ]
-    out = outdir / "index.html"
-    out.write_text("\n".join(parts), encoding="utf-8")
-    return out
+    return write_text_atomic(outdir / "index.html", "\n".join(parts))
 
 
 def make_report(

@@ -32,7 +32,7 @@ import pickle
 import platform
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hwq.atomic import write_bytes_atomic, write_text_atomic
+from hwq.atomic import remove_temporaries, write_bytes_atomic, write_text_atomic
 from hwq.errors import UserError
 
 SCHEMA_VERSION = 1
@@ -59,16 +59,29 @@ META_KEYS = (
     "algorithm",
     "evaluations",
 )
-SPECIES_COLUMNS = ("generation", "species", "size", "r2", "ucb", "front_members")
-VERIFY_COLUMNS = (
-    "run_id",
-    "policy_id",
-    "fp32_accuracy",
-    "ptq_accuracy",
-    "qat_accuracy",
-    "epochs",
-    "wall_s",
+SPECIES_SCHEMA = pa.schema(
+    [
+        ("generation", pa.int32()),
+        ("species", pa.string()),
+        ("size", pa.int32()),
+        ("r2", pa.float64()),
+        ("ucb", pa.float64()),
+        ("front_members", pa.int32()),
+    ]
 )
+SPECIES_COLUMNS = tuple(SPECIES_SCHEMA.names)
+VERIFY_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("policy_id", pa.string()),
+        ("fp32_accuracy", pa.float64()),
+        ("ptq_accuracy", pa.float64()),
+        ("qat_accuracy", pa.float64()),
+        ("epochs", pa.int32()),
+        ("wall_s", pa.float64()),
+    ]
+)
+VERIFY_COLUMNS = tuple(VERIFY_SCHEMA.names)
 PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
 
 
@@ -98,6 +111,43 @@ def candidates_schema(quality_columns: Iterable[str], cost_columns: Iterable[str
     fields += [pa.field(c, pa.float64()) for c in [*quality_columns, *cost_columns]]
     fields += [pa.field("feasible", pa.bool_()), pa.field("eval_wall_s", pa.float64())]
     return pa.schema(fields)
+
+
+def empty_species() -> pd.DataFrame:
+    """A species table without rows (the columns of `SPECIES_SCHEMA`)."""
+    return pd.DataFrame(columns=list(SPECIES_COLUMNS))
+
+
+def verify_table(records: pd.DataFrame | Sequence[Mapping[str, Any]], run_id: str) -> pa.Table:
+    """Verify records (dicts, or a DataFrame) as a table of `VERIFY_SCHEMA`; a record without a
+    `run_id` takes `run_id`. A record that lacks a column is a ValueError naming it."""
+    if isinstance(records, pd.DataFrame):
+        records = records.to_dict("records")
+    rows: dict[str, list[Any]] = {c: [] for c in VERIFY_COLUMNS}
+    for i, rec in enumerate(records):
+        missing = [c for c in VERIFY_COLUMNS if c != "run_id" and c not in rec]
+        if missing:
+            raise ValueError(f"verify record {i} lacks {', '.join(missing)}")
+        rows["run_id"].append(str(rec.get("run_id", run_id)))
+        for c in VERIFY_COLUMNS[1:]:
+            rows[c].append(rec[c])
+    return pa.table(rows, schema=VERIFY_SCHEMA)
+
+
+def write_verify_parquet(
+    records: pd.DataFrame | Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    run_id: str = "",
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write verify records as a `verify.parquet` outside a run directory (`hwq finetune -o`),
+    atomically, with the key/value metadata hwq.schema_version and hwq.kind=verify (plus
+    `metadata`)."""
+    from hwq.parquet_io import write_table_atomic
+
+    meta = {"hwq.schema_version": str(SCHEMA_VERSION), "hwq.kind": "verify", **(metadata or {})}
+    write_table_atomic(verify_table(records, run_id), path, meta)
 
 
 class RunWriter:
@@ -220,40 +270,14 @@ class RunWriter:
 
     def write_species(self, rows: pd.DataFrame) -> None:
         df = rows[list(SPECIES_COLUMNS)].copy()
-        table = pa.Table.from_pandas(df, preserve_index=False).cast(
-            pa.schema(
-                [
-                    ("generation", pa.int32()),
-                    ("species", pa.string()),
-                    ("size", pa.int32()),
-                    ("r2", pa.float64()),
-                    ("ucb", pa.float64()),
-                    ("front_members", pa.int32()),
-                ]
-            )
-        )
+        table = pa.Table.from_pandas(df, preserve_index=False).cast(SPECIES_SCHEMA)
         self.write_frame(table, "species.parquet", "species")
 
-    def write_verify(self, records: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
-        """verify.parquet from verification records (extra keys ignored); returns the frame."""
-        rows = records.to_dict("records") if isinstance(records, pd.DataFrame) else records
-        df = pd.DataFrame([{c: rec[c] for c in VERIFY_COLUMNS} for rec in rows],
-                          columns=list(VERIFY_COLUMNS))
-        table = pa.Table.from_pandas(df, preserve_index=False).cast(
-            pa.schema(
-                [
-                    ("run_id", pa.string()),
-                    ("policy_id", pa.string()),
-                    ("fp32_accuracy", pa.float64()),
-                    ("ptq_accuracy", pa.float64()),
-                    ("qat_accuracy", pa.float64()),
-                    ("epochs", pa.int32()),
-                    ("wall_s", pa.float64()),
-                ]
-            )
-        )
+    def write_verify(self, records: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """`verify.parquet` of the run (records without a run_id take the run's); returns it."""
+        table = verify_table(records, str(self.meta.get("run_id") or ""))
         self.write_frame(table, "verify.parquet", "verify")
-        return df
+        return table.to_pandas()
 
     def write_pareto(self, records: pd.DataFrame) -> None:
         self.write_frame(self.candidates_table(records), "pareto.parquet", "pareto")
@@ -286,8 +310,7 @@ class RunWriter:
 
     def cleanup_temporaries(self) -> None:
         """Remove half-written files (temporary names) left by a killed run."""
-        for f in self.path.rglob(".*.tmp-*"):
-            f.unlink(missing_ok=True)
+        remove_temporaries(self.path)
 
     def drop_parts_after(self, generation: int) -> None:
         """Remove candidate parts of generations after `generation` (not checkpointed)."""
@@ -389,7 +412,7 @@ class Run:
     @property
     def species(self) -> pd.DataFrame:
         df = self._read("species.parquet")
-        return df if df is not None else pd.DataFrame(columns=list(SPECIES_COLUMNS))
+        return df if df is not None else empty_species()
 
     @property
     def verify(self) -> pd.DataFrame:

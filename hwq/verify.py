@@ -65,11 +65,8 @@ def verify_front(
 
     with progress(f"verifying {len(items)} policies by QAT", total=None):
         results = executor.map(spec, items)
-    run_id = str(writer.meta["run_id"])
-    records = [
-        {**rec, "run_id": run_id, "policy_id": r["policy_id"]}
-        for (_, r), (rec, _wall) in zip(rows.iterrows(), results)
-    ]
+    ids = rows["policy_id"].tolist()
+    records = [{**rec, "policy_id": pid} for pid, (rec, _wall) in zip(ids, results)]
     return writer.write_verify(records)
 
 

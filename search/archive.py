@@ -54,8 +54,7 @@ class ParetoArchive:
     def no_feasible_message(self, constraints: dict[str, float]) -> str:
         """What to say when no evaluated policy met `constraints` (name -> limit): the limits,
         and how close the least-violating policy came."""
-        from hwq.search.problem import bits_summary  # MERGE: hwq.display
-
+        from hwq.display import bits_summary
         from hwq.objectives import OBJECTIVES
 
         limits = ", ".join(f"--max {k}={v:.6g}" for k, v in constraints.items())

@@ -16,7 +16,6 @@ included), the resumed run ends with the same front as an uninterrupted one.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -148,13 +147,14 @@ def _config_doc(prep: Prepared) -> dict[str, Any]:
 def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executor: Any) -> None:
     from pymoo.util.display.display import Display
 
+    from hwq.progress import enabled as progress_enabled
+    from hwq.progress import generation_bar
+
     config, problem = prep.config, prep.problem
     algo_spec = spec(config.algorithm)
     n_gen = algo_spec.generations(config)
     algorithm = algo_spec.make(config)
-    show = bool(progress) and sys.stderr.isatty()  # a bar on a terminal, log lines otherwise
-    bar = _Progress(show, n_gen, f"{config.algorithm} on {prep.profile.name}")
-    logger = RunLogger(writer, str(writer.meta["run_id"]), n_gen, bar)
+    logger = RunLogger(writer, str(writer.meta["run_id"]), n_gen)
     start = 0
     state = writer.read_checkpoint() if resume else None
     if state is not None:
@@ -175,8 +175,10 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
     algorithm.problem = problem
     algorithm.display = Display(None, verbose=False, progress=False)
     algorithm.callback = logger
-    bar.start(done=start)
-    try:
+    quiet = not progress  # a bar on a terminal, log lines otherwise
+    label = f"{config.algorithm} on {prep.profile.name}"
+    with generation_bar(label, total=n_gen, done=start, quiet=quiet) as bar:
+        logger.show(bar, drawn=progress_enabled(quiet))
         for gen in range(start, n_gen):
             logger.start_generation()
             pop = algorithm.ask()
@@ -186,8 +188,6 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
             algorithm.tell(infills=pop)  # pymoo calls the logger: candidates, species, pareto
             log.debug("generation %d: tell %.3fs", gen, time.perf_counter() - t1)
             logger.checkpoint(algorithm)
-    finally:
-        bar.close()
     _finish(prep, writer, logger, executor)
 
 
@@ -225,44 +225,3 @@ def _finish(prep: Prepared, writer: Any, logger: RunLogger, executor: Any) -> No
     if int(config.verify_top) > 0:
         verify_front(config, writer, front, F, int(config.verify_top), executor)
     writer.write_meta(status="done", finished_at=now_iso())
-
-
-class _Progress:
-    """A rich progress bar of generations on stderr (no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled, self.total, self.label = enabled, total, label
-        self.p: Any = None
-
-    def start(self, done: int) -> None:
-        if not self.enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.p = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("generations · {task.fields[evals]} evaluated · front {task.fields[front]}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.p.start()
-        self.task = self.p.add_task(self.label, total=self.total, completed=done, evals=0,
-                                    front=0)
-
-    def advance(self, front: int, evals: int) -> None:
-        if self.p is not None:
-            self.p.update(self.task, advance=1, front=front, evals=evals)
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from pymoo.core.problem import Problem
 
+from hwq.display import bits_summary, format_limit
 from hwq.errors import UserError
 from hwq.objectives import (
     ADDITIVE_COLUMNS,
@@ -303,25 +304,6 @@ class SearchProblem(Problem):
                 pid = policy_id_from_pairs(pairs)
                 summary = bits_summary(pairs)
                 raise UserError(
-                    f"--max {name}={_fmt_value(col, limit)}: no policy meets it; the closest "
-                    f"({pid}, {summary}) has {name} {_fmt_value(col, low)}"
+                    f"--max {name}={format_limit(col, limit)}: no policy meets it; the closest "
+                    f"({pid}, {summary}) has {name} {format_limit(col, low)}"
                 )
-
-
-def bits_summary(pairs: np.ndarray) -> str:
-    """`W4A8 x3, W8A8 x2` style summary of a policy's per-layer pairs, most frequent first."""
-    keys = [f"W{int(w)}A{int(a)}" for w, a in np.asarray(pairs).reshape(-1, 2)]
-    counts: dict[str, int] = {}
-    for k in keys:
-        counts[k] = counts.get(k, 0) + 1
-    return ", ".join(f"{k}x{n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _fmt_value(col: str, value: float) -> str:
-    if col == "latency_s":
-        return f"{value * 1e3:.4g}ms"
-    if col == "energy_pj":
-        return f"{value / 1e6:.4g}uJ"
-    if col in ("weight_bytes", "peak_activation_bytes"):
-        return f"{value / 1024:.4g}KiB"
-    return f"{value:.6g}"

@@ -18,7 +18,8 @@ import pandas as pd
 from hwq.search.archive import ParetoArchive
 from pymoo.core.callback import Callback
 
-from hwq.runs import SPECIES_COLUMNS
+from hwq.progress import GenerationBar
+from hwq.runs import empty_species
 
 log = logging.getLogger("hwq.search")
 
@@ -27,14 +28,15 @@ class RunLogger(Callback):
     """Logs every generation of one search into its `RunWriter`; keeps the Pareto archive, the
     species rows, the evaluation count and the timing that the checkpoint carries."""
 
-    def __init__(self, writer: Any, run_id: str, n_gen: int, bar: Any = None) -> None:
+    def __init__(self, writer: Any, run_id: str, n_gen: int) -> None:
         super().__init__()
         self.writer = writer
         self.run_id = run_id
         self.n_gen = n_gen
-        self.bar = bar
+        self.bar: GenerationBar | None = None
+        self.bar_drawn = False
         self.archive = ParetoArchive()
-        self.species_rows = pd.DataFrame(columns=list(SPECIES_COLUMNS))
+        self.species_rows = empty_species()
         self.evaluations = 0
         timing = dict(writer.meta.get("timing") or {})
         self.timing = {
@@ -49,6 +51,11 @@ class RunLogger(Callback):
         self.archive = state["archive"]
         self.species_rows = state["species_rows"]
         self.evaluations = int(state["evaluations"])
+
+    def show(self, bar: GenerationBar, drawn: bool) -> None:
+        """Advance `bar` after each generation; while it is `drawn`, the per-generation log
+        line goes to DEBUG (it is on the bar)."""
+        self.bar, self.bar_drawn = bar, drawn
 
     # -- one generation --------------------------------------------------------------------------
     def start_generation(self) -> None:
@@ -100,7 +107,7 @@ class RunLogger(Callback):
             evaluations=self.evaluations, generations_done=gen + 1, timing=self.timing
         )
         log.log(
-            logging.DEBUG if self.bar is not None and self.bar.enabled else logging.INFO,
+            logging.DEBUG if self.bar_drawn else logging.INFO,
             "generation %d/%d: %d evaluated, front %d, %.2fs (%.2fs outside evaluation)",
             gen + 1,
             self.n_gen,
@@ -110,4 +117,4 @@ class RunLogger(Callback):
             max(wall - quality_wall, 0.0),
         )
         if self.bar is not None:
-            self.bar.advance(len(self.archive), self.evaluations)
+            self.bar.advance(front=len(self.archive), evaluations=self.evaluations)

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.run_fixtures"]  # a finished run and a CLI runner, for the run readers
+
 os.environ.setdefault(
     "HWQ_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "hwq")
 )

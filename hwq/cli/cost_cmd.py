@@ -10,7 +10,8 @@ import click
 import numpy as np
 
 from hwq.cli.options import json_option, model_options, resolve_graph
-from hwq.cli.output import emit_json, emit_mapping, emit_table, records
+from hwq.cli.output import emit_json, emit_mapping, emit_table
+from hwq.display import records
 from hwq.errors import UserError
 
 PER_LAYER_COLUMNS = (
@@ -143,7 +144,7 @@ def table(
         pairs = [(w, a) for w in range(1, 9) for a in range(1, 9)]
     t = cost_table(g, prof, pairs, batch)
     if fmt in ("haq", "apq"):
-        from hwq.exports import to_apq, to_haq
+        from hwq.table_layouts import to_apq, to_haq
 
         if not output:
             raise UserError(f"--format {fmt} needs -o FILE")

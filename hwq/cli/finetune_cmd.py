@@ -143,7 +143,7 @@ def finetune(
     from hwq.policy import policy_pairs
     from hwq.quant.apply import quantizable_layers
     from hwq.quant.finetune import finetune as run_finetune
-    from hwq.quant.finetune import write_verify_parquet
+    from hwq.runs import write_verify_parquet
     from hwq.trained import calibration_batches, load_trained
 
     torch.manual_seed(seed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from hwq.cli.options import json_option, model_options, resolve_graph
-from hwq.cli.output import emit_json, emit_table, records
+from hwq.cli.output import emit_json, emit_table
+from hwq.display import records
 
 TABLE_COLUMNS = (
     "name",

@@ -8,7 +8,8 @@ import textwrap
 import click
 
 from hwq.cli.options import json_option
-from hwq.cli.output import emit_json, emit_table, format_table
+from hwq.cli.output import emit_json, emit_table
+from hwq.display import format_table
 from hwq.errors import ProfileError
 
 

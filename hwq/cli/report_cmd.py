@@ -82,8 +82,10 @@ def runs_show(run_dir: str, as_json: bool) -> None:
     """What ran, its status and budget, the front and the verification results."""
     import sys
 
-    from hwq.cli.output import emit_json, emit_mapping, emit_table, records
-    from hwq.report import OBJECTIVES, display_unit, front_display, run_summary
+    from hwq.cli.output import emit_json, emit_mapping, emit_table
+    from hwq.display import format_quantity
+    from hwq.objectives import OBJECTIVES
+    from hwq.report import front_rows, run_summary
     from hwq.runs import Run
 
     run = Run.open(run_dir)
@@ -102,12 +104,10 @@ def runs_show(run_dir: str, as_json: bool) -> None:
     head["started_at"] = meta.get("started_at")
     head["finished_at"] = meta.get("finished_at")
     for name, value in summary["best"].items():
-        col = OBJECTIVES[name][0]
-        div, unit = display_unit(col, [value] if value is not None else None)
-        head[f"best {name}"] = "-" if value is None else f"{value / div:.4g} {unit}".strip()
+        head[f"best {name}"] = format_quantity(OBJECTIVES[name][0], value)
     emit_mapping(head)
     sys.stdout.write("\nfront:\n")
-    emit_table(records(front_display(run)))
+    emit_table(front_rows(run))
     if summary["verified"]:
         sys.stdout.write("\nverified:\n")
         emit_table(summary["verified"])

@@ -76,39 +76,11 @@ def search(ctx: click.Context, resume: bool, as_json: bool, **opts: Any) -> None
     _print_front(run, as_json)
 
 
-def _compact_bits(values: Any) -> str:
-    vals = [int(v) for v in values]
-    if len(vals) <= 16:
-        return "".join(str(v) if v < 10 else f"({v})" for v in vals)
-    return f"avg {sum(vals) / len(vals):.2f}"
-
-
-def front_rows(run: Any) -> list[dict[str, Any]]:
-    """The front as display rows: bits, quality, latency, energy, memory (+ verification)."""
-    front = run.pareto
-    verify = run.verify
-    qat = dict(zip(verify["policy_id"], verify["qat_accuracy"])) if len(verify) else {}
-    rows = []
-    for _, r in front.iterrows():
-        row: dict[str, Any] = {"policy_id": r["policy_id"]}
-        row["w_bits"] = _compact_bits(r["w_bits"])
-        row["a_bits"] = _compact_bits(r["a_bits"])
-        for col in ("accuracy", "sensitivity"):
-            if col in front.columns:
-                row[col] = round(float(r[col]), 4)
-        row["latency_ms"] = float(r["latency_s"]) * 1e3
-        row["energy_uJ"] = float(r["energy_pj"]) / 1e6
-        row["weight_KiB"] = float(r["weight_bytes"]) / 1024
-        row["act_peak_KiB"] = float(r["peak_activation_bytes"]) / 1024
-        row["GBOPs"] = float(r["bops"]) / 1e9
-        if qat:
-            row["qat_accuracy"] = qat.get(r["policy_id"])
-        rows.append(row)
-    return rows
 
 
 def _print_front(run: Any, as_json: bool) -> None:
-    from hwq.cli.output import emit_json, emit_table, records
+    from hwq.cli.output import emit_json, emit_table
+    from hwq.display import SEARCH_FRONT, front_table, records
 
     meta = run.meta
     if as_json:
@@ -129,10 +101,7 @@ def _print_front(run: Any, as_json: bool) -> None:
         }
         emit_json(doc)
         return
-    rows = front_rows(run)
-    for r in rows:
-        for k in ("latency_ms", "energy_uJ", "weight_KiB", "act_peak_KiB", "GBOPs"):
-            r[k] = float(f"{r[k]:.4g}")
+    rows = front_table(run.pareto, run.verify, [], SEARCH_FRONT)
     emit_table(rows)
     logging.getLogger("hwq").info(
         "run directory: %s (%d evaluations, front of %d)",

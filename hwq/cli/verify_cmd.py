@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from hwq.cli.options import json_option
-from hwq.cli.output import emit_json, emit_table, records
+from hwq.cli.output import emit_json, emit_table
+from hwq.display import records
 from hwq.search.executors import EXECUTORS
 
 

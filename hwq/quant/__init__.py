@@ -8,7 +8,7 @@ Public names load lazily (torch is imported on first use):
 * `PTQAccuracy`, `accuracy_objective` — hwq.quant.ptq
 * `measure_sensitivity`, `sensitivity_objective` — hwq.quant.sensitivity (reading a sensitivity
   file needs no torch: `hwq.sensitivity_files.SensitivityTable`)
-* `hwq.quant.finetune.finetune(...)` (QAT with distillation), `write_verify_parquet`, `accuracy`
+* `hwq.quant.finetune.finetune(...)` (QAT with distillation), `accuracy`
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ _LAZY: dict[str, str] = {
     "accuracy_objective": "hwq.quant.ptq",
     "measure_sensitivity": "hwq.quant.sensitivity",
     "sensitivity_objective": "hwq.quant.sensitivity",
-    "write_verify_parquet": "hwq.quant.finetune",
     "accuracy": "hwq.quant.finetune",
 }
 

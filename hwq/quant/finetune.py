@@ -6,7 +6,8 @@ student is `apply_policy(model, policy)` calibrated on a few training batches; t
 
     alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, y)
 
-Records go to `verify.parquet` (DESIGN.md §6) with `write_verify_parquet`.
+Records go to `verify.parquet` (DESIGN.md §6) through `hwq.runs` (`write_verify_parquet`,
+`RunWriter.write_verify`).
 """
 
 from __future__ import annotations
@@ -18,39 +19,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import pyarrow as pa
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hwq.errors import UserError
-from hwq.parquet_io import write_table_atomic
 from hwq.policy import PolicyLike
 from hwq.quant.apply import apply_policy, calibrate, quantizable_layers
 
 log = logging.getLogger("hwq.quant.finetune")
-
-VERIFY_SCHEMA_VERSION = 1
-VERIFY_COLUMNS = (
-    "run_id",
-    "policy_id",
-    "fp32_accuracy",
-    "ptq_accuracy",
-    "qat_accuracy",
-    "epochs",
-    "wall_s",
-)
-VERIFY_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("policy_id", pa.string()),
-        ("fp32_accuracy", pa.float64()),
-        ("ptq_accuracy", pa.float64()),
-        ("qat_accuracy", pa.float64()),
-        ("epochs", pa.int32()),
-        ("wall_s", pa.float64()),
-    ]
-)
 
 
 def _xy(batch: Any) -> tuple[Tensor, Tensor]:
@@ -270,29 +247,3 @@ def _train(
     if val is not None and best_state is not None and best_epoch != epochs:
         student.load_state_dict(best_state)
     return best_epoch if val is not None else epochs
-
-
-def verify_table(records: Sequence[Mapping[str, Any]], run_id: str) -> pa.Table:
-    rows = {c: [] for c in VERIFY_COLUMNS}  # type: dict[str, list[Any]]
-    for i, rec in enumerate(records):
-        missing = [c for c in VERIFY_COLUMNS if c != "run_id" and c not in rec]
-        if missing:
-            raise ValueError(f"verify record {i} lacks {', '.join(missing)}")
-        rows["run_id"].append(str(rec.get("run_id", run_id)))
-        for c in VERIFY_COLUMNS[1:]:
-            rows[c].append(rec[c])
-    return pa.table(rows, schema=VERIFY_SCHEMA)
-
-
-def write_verify_parquet(
-    records: Sequence[Mapping[str, Any]],
-    path: str,
-    *,
-    run_id: str = "",
-    metadata: Mapping[str, str] | None = None,
-) -> None:
-    """Write verify records as `verify.parquet` (columns of DESIGN.md §6), atomically, with
-    key/value metadata hwq.schema_version and hwq.kind=verify (plus `metadata`)."""
-    meta = {"hwq.schema_version": str(VERIFY_SCHEMA_VERSION), "hwq.kind": "verify"}
-    meta.update(metadata or {})
-    write_table_atomic(verify_table(records, run_id), path, meta)

@@ -1,4 +1,4 @@
-"""QAT with distillation, verify.parquet, and `hwq finetune`."""
+"""QAT with distillation and `hwq finetune`."""
 
 from __future__ import annotations
 
@@ -11,12 +11,7 @@ from click.testing import CliRunner
 
 from hwq.data import digits_calibration, digits_loaders
 from hwq.errors import UserError
-from hwq.quant.finetune import (
-    VERIFY_COLUMNS,
-    distillation_loss,
-    finetune,
-    write_verify_parquet,
-)
+from hwq.quant.finetune import distillation_loss, finetune
 
 KEYS = {"policy_id", "fp32_accuracy", "ptq_accuracy", "qat_accuracy", "epochs", "wall_s"}
 
@@ -82,39 +77,6 @@ def test_bad_options_are_user_errors(trained):
         finetune(trained[0], [(8, 8)] * 7, train, test, temperature=0)
     with pytest.raises(UserError, match="layer2.0.conv2"):
         finetune(trained[0], [(8, 8)] * 4, train, test)
-
-
-def test_write_verify_parquet(tmp_path):
-    recs = [
-        {
-            "policy_id": "abc123abc123",
-            "fp32_accuracy": 0.99,
-            "ptq_accuracy": 0.9,
-            "qat_accuracy": 0.98,
-            "epochs": 3,
-            "wall_s": 1.5,
-        },
-        {
-            "policy_id": "def456def456",
-            "fp32_accuracy": 0.99,
-            "ptq_accuracy": 0.5,
-            "qat_accuracy": 0.95,
-            "epochs": 3,
-            "wall_s": 1.2,
-            "run_id": "other",
-        },
-    ]
-    path = tmp_path / "run" / "verify.parquet"
-    write_verify_parquet(recs, str(path), run_id="r1")
-    table = pq.read_table(path)
-    assert tuple(table.column_names) == VERIFY_COLUMNS
-    meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
-    assert meta["hwq.kind"] == "verify" and meta["hwq.schema_version"] == "1"
-    df = table.to_pandas()
-    assert list(df.run_id) == ["r1", "other"] and list(df.epochs) == [3, 3]
-    assert [p.name for p in path.parent.iterdir()] == ["verify.parquet"]  # no temporary left
-    with pytest.raises(ValueError, match="qat_accuracy"):
-        write_verify_parquet([{"policy_id": "x"}], str(path))
 
 
 @pytest.fixture

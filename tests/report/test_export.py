@@ -12,8 +12,7 @@ import pytest
 
 from hwq.cli.report_cmd import export
 from hwq.policy import Policy
-
-from .conftest import run_cmd
+from tests.run_fixtures import run_cmd
 
 # Stated bound on |ONNX logits - fake-quant PyTorch logits| over the digits test split (logits
 # are of order 10). Measured: 0.0 when the 8-bit activations are few, 3.8e-6 on the mixed

@@ -127,7 +127,7 @@ def test_same_seed_same_generations(tmp_path, small_run, r18_layers):
 
 
 def test_half_written_part_is_never_read(small_run):
-    stray = small_run.path / "candidates" / ".part-00099.parquet.tmp-1234"
+    stray = small_run.path / "candidates" / ".part-00099.parquet.k3x9q2zw.tmp"  # as written
     stray.write_bytes(b"PAR1 half a file")
     try:
         assert sorted(small_run.candidates["generation"].unique()) == list(range(6))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 
 from hwq import progress as prog
 
@@ -40,3 +41,19 @@ def test_bar_on_a_terminal(monkeypatch, capsys):
     with prog.progress("work", total=2) as bar:
         bar.advance(2)
     assert capsys.readouterr().out == ""
+
+
+def test_generation_bar(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    with prog.generation_bar("nsga2 on bitfusion", total=3) as bar:  # off a terminal: silent
+        bar.advance(front=2, evaluations=10)
+    assert capsys.readouterr().out == "" and not sys.stderr.getvalue()
+    err = _TTY()
+    monkeypatch.setattr("sys.stderr", err)
+    with prog.generation_bar("nsga2 on bitfusion", total=3, done=1) as bar:
+        bar.advance(front=4, evaluations=20)
+    shown = err.getvalue()
+    assert "nsga2 on bitfusion" in shown and "20 evaluated · front 4" in shown and "2/3" in shown
+    assert capsys.readouterr().out == ""
+    with prog.generation_bar("x", total=3, quiet=True) as bar:
+        bar.advance(front=1, evaluations=1)

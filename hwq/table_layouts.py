@@ -1,4 +1,5 @@
-"""Cost tables in the layouts of the tools people already use (HAQ, APQ)."""
+"""Cost tables in the lookup-table layouts of the tools people already use (HAQ, APQ); `hwq table
+--format haq|apq`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Fixtures of the report/export tests: one finished digits_resnet run (a real, small NEMO search
-with PTQ accuracy and one verified policy), and a CLI runner for this package's commands."""
+"""Fixtures of the tests that read runs (report, compare, export; a plugin of tests/conftest.py):
+one finished digits_resnet run (a real, small NEMO search with PTQ accuracy and one verified
+policy), and a CLI runner for this package's commands."""
 
 from __future__ import annotations
 
@@ -115,24 +116,18 @@ def synthetic_run(out: str):
         )
     )
     best = front.sort_values("accuracy").iloc[-1]
-    from hwq.quant.finetune import write_verify_parquet  # noqa: F401 (schema owner)
-
-    w.write_frame(
-        pd.DataFrame(
-            [
-                {
-                    "run_id": meta["run_id"],
-                    "policy_id": best["policy_id"],
-                    "fp32_accuracy": 0.97,
-                    "ptq_accuracy": float(best["accuracy"]) - 0.01,
-                    "qat_accuracy": float(best["accuracy"]) + 0.005,
-                    "epochs": 1,
-                    "wall_s": 1.0,
-                }
-            ]
-        ),
-        "verify.parquet",
-        "verify",
+    w.write_verify(
+        [
+            {
+                "run_id": meta["run_id"],
+                "policy_id": best["policy_id"],
+                "fp32_accuracy": 0.97,
+                "ptq_accuracy": float(best["accuracy"]) - 0.01,
+                "qat_accuracy": float(best["accuracy"]) + 0.005,
+                "epochs": 1,
+                "wall_s": 1.0,
+            }
+        ]
     )
     w.write_meta(status="done", evaluations=64, generations_done=4)
     from hwq.runs import Run

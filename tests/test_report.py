@@ -6,8 +6,7 @@ import json
 import re
 
 from hwq.cli.report_cmd import report, runs
-
-from .conftest import run_cmd
+from tests.run_fixtures import run_cmd
 
 SHOW_KEYS = [
     "run_id",

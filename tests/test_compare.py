@@ -7,8 +7,7 @@ import json
 import pytest
 
 from hwq.cli.report_cmd import compare
-
-from .conftest import run_cmd, synthetic_run
+from tests.run_fixtures import run_cmd, synthetic_run
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,287 @@
+"""How hwq shows values to people: plain (JSON-ready) values, cell formatting, display units,
+compact bit strings and the front table.
+
+One place for it, below the CLI: the command-line commands, the report and the comparison
+(`hwq.report`, `hwq.compare`), run summaries and the search's messages all format through here,
+so a number reads the same everywhere. Torch-free; pandas only for the front table's input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwq.objectives import OBJECTIVES, QUALITY_OBJECTIVES
+
+
+# -- plain values and cells ------------------------------------------------------------------------
+def plain(value: Any) -> Any:
+    """`value` as plain Python (JSON-ready): numpy scalars unwrapped, NaN/inf as None, mappings
+    and sequences converted element by element."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:  # the common cells, first
+        return value
+    if t is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [plain(v) for v in value]
+    return value
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a DataFrame as plain dicts (see `plain`)."""
+    return [plain(r) for r in df.to_dict("records")]
+
+
+def format_cell(value: Any) -> str:
+    """One table cell: `-` for missing, yes/no, integers (and integral floats) with thousands
+    separators, other floats to 4 significant digits, lists `;`-joined."""
+    value = plain(value)
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value == int(value) and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    return str(value)
+
+
+def is_numeric(value: Any) -> bool:
+    """Whether a cell is a number (or missing): such columns are right-aligned."""
+    v = plain(value)
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def format_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    fmt: Callable[[Any], str] | None = None,
+) -> list[str]:
+    """Aligned text lines (header first): numbers right-aligned, text left-aligned."""
+    cols = list(columns or rows[0].keys())
+    show = fmt or format_cell
+    cells_plain = [[plain(r.get(c)) for c in cols] for r in rows]
+    cells = [[show(v) for v in row] for row in cells_plain]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    numeric = [all(is_numeric(row[i]) for row in cells_plain) for i in range(len(cols))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)
+        ).rstrip()
+
+    return [line(cols)] + [line(row) for row in cells]
+
+
+def format_mapping(doc: Mapping[str, Any]) -> list[str]:
+    """`key  value` lines, keys padded to one width."""
+    width = max((len(k) for k in doc), default=0)
+    return [f"{k.ljust(width)}  {format_cell(v)}" for k, v in doc.items()]
+
+
+# -- units -----------------------------------------------------------------------------------------
+# (divisor, unit) ladders from the logged unit (seconds, picojoules, bytes, counts), largest first
+TIME_LADDER = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
+ENERGY_LADDER = ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
+BYTES_LADDER = ((1024.0**3, "GiB"), (1024.0**2, "MiB"), (1024.0, "KiB"), (1.0, "B"))
+COUNT_LADDER = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+LADDERS: dict[str, tuple[tuple[float, str], ...]] = {
+    "latency_s": TIME_LADDER,
+    "energy_pj": ENERGY_LADDER,
+    "weight_bytes": BYTES_LADDER,
+    "peak_activation_bytes": BYTES_LADDER,
+    "bops": COUNT_LADDER,
+}
+# the units of the CLI's limits (`--max latency=2ms`): one fixed unit per cost column
+FIXED_UNITS: dict[str, tuple[float, str]] = {
+    "latency_s": (1e-3, "ms"),
+    "energy_pj": (1e6, "µJ"),
+    "weight_bytes": (1024.0, "KiB"),
+    "peak_activation_bytes": (1024.0, "KiB"),
+    "bops": (1e9, "G"),
+}
+
+LABELS = {
+    "accuracy": "accuracy",
+    "sensitivity": "sensitivity",
+    "weight_bytes": "weight memory",
+    "peak_activation_bytes": "peak activation memory",
+    "bops": "BOPs",
+    "latency_s": "latency",
+    "energy_pj": "energy",
+}
+
+
+def display_unit(column: str, values: Any = None) -> tuple[float, str]:
+    """(divisor, unit) to show `column` in: accuracy in %, times/energies/sizes/BOPs scaled so the
+    typical value is between 1 and 1000 (or 1024)."""
+    if column == "accuracy":
+        return 0.01, "%"
+    if column == "sensitivity":
+        return 1.0, "a.u."
+    ladder = LADDERS.get(column)
+    if ladder is None:
+        return 1.0, ""
+    arr = np.asarray(values if values is not None else [], dtype=np.float64)
+    arr = arr[np.isfinite(arr) & (arr > 0)]
+    typical = float(np.median(arr)) if len(arr) else ladder[-1][0]
+    for div, unit in ladder:
+        if typical >= div:
+            return div, unit
+    return ladder[-1]
+
+
+def in_unit(value: float, divisor: float) -> float:
+    """`value` in the unit of `divisor`, to 4 significant digits (a number for tables)."""
+    return float(f"{value / divisor:.4g}")
+
+
+def format_quantity(column: str, value: float | None) -> str:
+    """`value` of `column` in its own display unit, e.g. `1.234 ms`; `-` when missing."""
+    if value is None:
+        return "-"
+    div, unit = display_unit(column, [value])
+    return f"{value / div:.4g} {unit}".strip()
+
+
+def format_limit(column: str, value: float) -> str:
+    """`value` of `column` written as a CLI limit is (`2ms`, `1.5uJ`, `256KiB`; others plain)."""
+    if column == "latency_s":
+        return f"{value * 1e3:.4g}ms"
+    if column == "energy_pj":
+        return f"{value / 1e6:.4g}uJ"
+    if column in ("weight_bytes", "peak_activation_bytes"):
+        return f"{value / 1024:.4g}KiB"
+    return f"{value:.6g}"
+
+
+def axis_label(column: str, unit: str) -> str:
+    label = LABELS.get(column, column)
+    if column == "bops":
+        return f"{unit}BOPs" if unit else "BOPs"
+    return f"{label} [{unit}]" if unit else label
+
+
+def table_header(column: str, unit: str) -> str:
+    """A column header with its unit, ASCII only: `latency_ms`, `act_peak_KiB`, `GBOPs`."""
+    if column == "accuracy":
+        return "accuracy_%"
+    if column == "bops":
+        return f"{unit}BOPs"
+    if not unit or unit == "a.u.":
+        return column
+    base = column.rsplit("_", 1)[0] if column.endswith(("_s", "_pj", "_bytes")) else column
+    base = {"weight": "weight", "peak_activation": "act_peak"}.get(base, base)
+    return f"{base}_{unit.replace('µ', 'u')}"
+
+
+# -- bits ------------------------------------------------------------------------------------------
+def compact_bits(values: Iterable[Any], max_layers: int | None = None) -> str:
+    """Per-layer bits as one string, `8448` (a width of 10 or more in parentheses); with
+    `max_layers`, a longer policy shows as its mean (`avg 5.25`)."""
+    vals = [int(v) for v in values]
+    if max_layers is not None and len(vals) > max_layers:
+        return f"avg {sum(vals) / len(vals):.2f}"
+    return "".join(str(v) if v < 10 else f"({v})" for v in vals)
+
+
+def bits_summary(pairs: np.ndarray) -> str:
+    """`W4A8x3, W8A8x2` style summary of a policy's per-layer pairs, most frequent first."""
+    keys = [f"W{int(w)}A{int(a)}" for w, a in np.asarray(pairs).reshape(-1, 2)]
+    counts: dict[str, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    return ", ".join(f"{k}x{n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# -- the front table -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FrontStyle:
+    """How `front_table` lays a front out.
+
+    `fixed_units`: every cost column in these units (None: the run's objectives, each in the
+    display unit of its values on this front); `quality_digits`: quality as a fraction rounded to
+    that many decimals (None: in its display unit, accuracy in %); `species`: a species column;
+    `sort`: best quality first; `max_bits_layers`: longer policies show their mean bits;
+    `verified_percent`: PTQ and QAT accuracies in % (else the QAT accuracy as a fraction).
+    """
+
+    fixed_units: Mapping[str, tuple[float, str]] | None = None
+    quality_digits: int | None = None
+    species: bool = True
+    sort: bool = True
+    max_bits_layers: int | None = None
+    verified_percent: bool = True
+
+
+RUN_FRONT = FrontStyle()  # `hwq runs show`, the HTML report
+SEARCH_FRONT = FrontStyle(  # what `hwq search` prints
+    fixed_units=FIXED_UNITS,
+    quality_digits=4,
+    species=False,
+    sort=False,
+    max_bits_layers=16,
+    verified_percent=False,
+)
+QUALITY_COLUMNS = tuple(OBJECTIVES[o][0] for o in QUALITY_OBJECTIVES)
+
+
+def front_table(
+    front: pd.DataFrame,
+    verify: pd.DataFrame,
+    objective_columns: Sequence[str],
+    style: FrontStyle = RUN_FRONT,
+) -> list[dict[str, Any]]:
+    """The front as display rows: id, (species,) bits, objective values in display units, and
+    the verification accuracies when there are any. `objective_columns` are the logged columns
+    of the run's objectives, in order."""
+    if style.fixed_units is None:
+        values = [(c, *display_unit(c, front.get(c))) for c in objective_columns]
+    else:
+        values = [(c, 1.0, "") for c in QUALITY_COLUMNS if c in front.columns]
+        values += [(c, *u) for c, u in style.fixed_units.items()]
+    quality = next((c for c in objective_columns if c in QUALITY_COLUMNS), None)
+    if style.sort and quality is not None and len(front):
+        front = front.sort_values(quality, ascending=quality != "accuracy", kind="stable")
+    vmap = {r["policy_id"]: r for r in verify.to_dict("records")} if len(verify) else {}
+    rows: list[dict[str, Any]] = []
+    for _, r in front.iterrows():
+        row: dict[str, Any] = {"policy_id": r["policy_id"]}
+        if style.species and "species" in r:
+            row["species"] = r["species"]
+        row["w_bits"] = compact_bits(r["w_bits"], style.max_bits_layers)
+        row["a_bits"] = compact_bits(r["a_bits"], style.max_bits_layers)
+        for col, div, unit in values:
+            if col not in r:
+                continue
+            if style.quality_digits is not None and col in QUALITY_COLUMNS:
+                row[col] = round(float(r[col]), style.quality_digits)
+            else:
+                row[table_header(col, unit)] = in_unit(float(r[col]), div)
+        if vmap:
+            v = vmap.get(r["policy_id"])
+            if style.verified_percent:
+                for k in ("ptq_accuracy", "qat_accuracy"):
+                    val = v.get(k) if v else None
+                    row[f"{k}_%"] = None if pd.isna(val) else round(100 * float(val), 2)
+            else:
+                row["qat_accuracy"] = v.get("qat_accuracy") if v else None
+        rows.append(row)
+    return rows

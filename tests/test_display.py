@@ -1,0 +1,101 @@
+"""hwq.display: cells, units, bit strings and the front table, as every command shows them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from hwq.display import (
+    RUN_FRONT,
+    SEARCH_FRONT,
+    bits_summary,
+    compact_bits,
+    display_unit,
+    format_cell,
+    format_limit,
+    format_mapping,
+    format_quantity,
+    format_table,
+    front_table,
+    plain,
+    records,
+    table_header,
+)
+
+
+def test_plain_values_are_json_ready():
+    assert plain(np.float32(1.5)) == 1.5 and plain(math.nan) is None and plain(np.inf) is None
+    assert plain({"a": np.int64(2), 3: [np.nan, 1]}) == {"a": 2, "3": [None, 1]}
+    df = pd.DataFrame({"x": [1.0, np.nan], "y": ["a", "b"]})
+    assert records(df) == [{"x": 1.0, "y": "a"}, {"x": None, "y": "b"}]
+
+
+def test_cells():
+    assert [format_cell(v) for v in (None, True, 3.0, 1234567, 0.123456, [4, 8], "x")] == [
+        "-", "yes", "3", "1,234,567", "0.1235", "4;8", "x"
+    ]
+    lines = format_table([{"name": "a", "n": 1}, {"name": "bb", "n": 1000}])
+    assert lines == ["name      n", "a         1", "bb    1,000"]
+    assert format_mapping({"a": 1, "long": None}) == ["a     1", "long  -"]
+
+
+def test_units():
+    assert display_unit("latency_s", [2e-3, 3e-3]) == (1e-3, "ms")
+    assert display_unit("accuracy") == (0.01, "%")
+    assert display_unit("weight_bytes", [4096.0]) == (1024.0, "KiB")
+    assert format_quantity("energy_pj", 2.5e6) == "2.5 µJ" and format_quantity("bops", None) == "-"
+    assert table_header("peak_activation_bytes", "KiB") == "act_peak_KiB"
+    assert table_header("energy_pj", "µJ") == "energy_uJ" and table_header("bops", "G") == "GBOPs"
+    assert format_limit("latency_s", 2e-3) == "2ms" and format_limit("weight_bytes", 2048) == "2KiB"
+    assert format_limit("bops", 1.5e9) == "1.5e+09"
+
+
+def test_bits():
+    assert compact_bits([8, 4, 16]) == "84(16)"
+    assert compact_bits([8, 4, 4, 4], max_layers=3) == "avg 5.00"
+    assert bits_summary(np.array([[4, 8], [4, 8], [8, 8]])) == "W4A8x2, W8A8x1"
+
+
+def _front():
+    return pd.DataFrame(
+        {
+            "policy_id": ["p1", "p2"],
+            "species": ["nsga2", "nsga2"],
+            "w_bits": [[8, 4], [4, 4]],
+            "a_bits": [[8, 8], [8, 8]],
+            "accuracy": [0.9, 0.95],
+            "latency_s": [2e-3, 3e-3],
+            "energy_pj": [2e6, 3e6],
+            "weight_bytes": [2048.0, 1024.0],
+            "peak_activation_bytes": [1024.0, 1024.0],
+            "bops": [2e9, 1e9],
+        }
+    )
+
+
+def test_front_table_of_a_run_sorts_by_quality_in_display_units():
+    verify = pd.DataFrame({"policy_id": ["p2"], "ptq_accuracy": [0.9], "qat_accuracy": [0.96]})
+    rows = front_table(_front(), verify, ["accuracy", "latency_s"], RUN_FRONT)
+    assert [r["policy_id"] for r in rows] == ["p2", "p1"]
+    assert rows[0] == {
+        "policy_id": "p2",
+        "species": "nsga2",
+        "w_bits": "44",
+        "a_bits": "88",
+        "accuracy_%": 95.0,
+        "latency_ms": 3.0,
+        "ptq_accuracy_%": 90.0,
+        "qat_accuracy_%": 96.0,
+    }
+    assert rows[1]["ptq_accuracy_%"] is None
+
+
+def test_front_table_of_the_search_command_in_fixed_units():
+    rows = front_table(_front(), pd.DataFrame(), [], SEARCH_FRONT)
+    assert list(rows[0]) == [
+        "policy_id", "w_bits", "a_bits", "accuracy", "latency_ms", "energy_uJ", "weight_KiB",
+        "act_peak_KiB", "GBOPs",
+    ]
+    assert rows[0]["latency_ms"] == 2.0 and rows[0]["GBOPs"] == 2.0 and rows[0]["weight_KiB"] == 2.0
