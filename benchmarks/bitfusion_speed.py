@@ -31,9 +31,10 @@ import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import hwq.cost_models.bitfusion_kernel as bf  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+import hwq.cost_models.bitfusion_kernel as bf  # noqa: E402
 from hwq.cost_models import bitfusion  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,6 @@ def model_rows(path: str) -> np.ndarray:
     if all(c in frame.columns for c in bf.LAYER_COLUMNS):
         return np.ascontiguousarray(frame[list(bf.LAYER_COLUMNS)].to_numpy(dtype=np.int64))
     from hwq.cost_models.bitfusion import layer_rows
-
     from hwq.graph import LayerGraph
 
     return layer_rows(LayerGraph.read(path))

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hwq.cost_models import gpu
-from hwq.cost_models.gpu_calibration import Network, check, measured_rows, residuals
 from scipy.optimize import least_squares
 
+from hwq.cost_models import gpu
+from hwq.cost_models.gpu_calibration import Network, check, measured_rows, residuals
 from hwq.model_source import load_graph
 from hwq.profile import load_profile
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from hwq.cost_models.kind import DeviceKind, Priced, register_kind
 
+from hwq.cost_models.kind import DeviceKind, Priced, register_kind
 from hwq.errors import CostModelError
 from hwq.profile_rules import RuleSource, int_at, max_width_problems
 from hwq.profile_schema import BUFFER, CORE, OFFCHIP, POSINT, obj

@@ -4,6 +4,8 @@ owns the parameter vector's layout: PARAM_NAMES and its index constants)."""
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
 from hwq.cost_models.bit_serial import (
     ABUF_BITS,
     ABUF_R,
@@ -23,7 +25,6 @@ from hwq.cost_models.bit_serial import (
     WBUF_R,
     WBUF_W,
 )
-from numba import njit
 
 
 @njit(cache=True)

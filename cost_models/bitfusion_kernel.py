@@ -48,6 +48,8 @@ import itertools
 import math
 
 import numpy as np
+from numba import njit, prange
+
 from hwq.cost_models import bitfusion_memo, cache
 from hwq.cost_models.bitfusion import (
     ARRAY_COLS,
@@ -64,7 +66,6 @@ from hwq.cost_models.bitfusion import (
     PSUM_BITS,
     WBUF,
 )
-from numba import njit, prange
 
 MODEL_VERSION = "bitfusion-2"  # part of the cache key: bump when results change
 

@@ -4,8 +4,9 @@ peak activation memory of the whole batch in policy blocks."""
 from __future__ import annotations
 
 import numpy as np
-from hwq.cost_models.metrics import peak_activation_bytes
 from numba import njit
+
+from hwq.cost_models.metrics import peak_activation_bytes
 
 
 @njit(cache=True)

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from hwq.cost_models.kind import DeviceKind, Priced, register_kind
 
+from hwq.cost_models.kind import DeviceKind, Priced, register_kind
 from hwq.errors import CostModelError
 from hwq.profile_rules import RuleSource, is_number, widths
 from hwq.profile_schema import FRACTION, NONNEG, POS, POSINT, obj

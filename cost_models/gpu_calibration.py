@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
+
 from hwq.cost_models import gpu
 from hwq.cost_models.gpu_kernel import simulate
-from scipy.stats import spearmanr
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ of the parameter vector: PARAM_NAMES and its index constants)."""
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
 from hwq.cost_models.gpu import (
     BELOW_INT4_PREC,
     CLOCK,
@@ -20,7 +22,6 @@ from hwq.cost_models.gpu import (
     TILE_M,
     TILE_N,
 )
-from numba import njit
 
 
 @njit(cache=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from hwq.cost_models.kind import DeviceKind, KindSummary, PairFigures, Priced, register_kind
 
+from hwq.cost_models.kind import DeviceKind, KindSummary, PairFigures, Priced, register_kind
 from hwq.errors import CostModelError, UserError
 from hwq.profile_rules import RuleSource
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from hwq.cost_models.kind import DeviceKind, NetworkFit, Priced, register_kind
 
+from hwq.cost_models.kind import DeviceKind, NetworkFit, Priced, register_kind
 from hwq.errors import CostModelError
 from hwq.profile_rules import RuleSource, max_width_problems
 from hwq.profile_schema import POS, POSINT, obj

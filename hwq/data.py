@@ -60,7 +60,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=1)
-def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified 60/20/20 index split with the fixed seed (the same on every machine)."""
     _, y = _digits_arrays()
     rng = np.random.default_rng(SPLIT_SEED)
@@ -79,7 +79,7 @@ def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def load_digits_splits() -> DigitsData:
     """The digits as (N, 1, 8, 8) normalised float32 tensors, split 60/20/20 with a fixed seed."""
     images, labels = _digits_arrays()
-    train_idx, val_idx, test_idx = _split_indices()
+    train_idx, val_idx, test_idx = split_indices()
     mean = float(images[train_idx].mean())
     std = float(images[train_idx].std())
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from hwq.search.indicators import front_stats, r2_indicator, weight_vectors
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pandas as pd
+
     from hwq.search.config import SearchConfig
     from hwq.search.problem import SearchProblem
 
@@ -84,9 +85,8 @@ def _greedy(config: SearchConfig) -> Any:
 
 
 def _check_ilp(problem: SearchProblem) -> None:
-    from hwq.search.baselines import additive_budgets, require_sensitivity
-
     from hwq.errors import UserError
+    from hwq.search.baselines import additive_budgets, require_sensitivity
 
     require_sensitivity(problem, "ilp")
     if not additive_budgets(problem):

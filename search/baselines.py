@@ -17,13 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from hwq.search.algorithm_base import CheckpointSafe, SingleSpecies
-from hwq.search.indicators import order_by_rank, rank_and_crowding
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.algorithm import Algorithm
 from pymoo.core.population import Population
 
 from hwq.errors import UserError
+from hwq.search.algorithm_base import CheckpointSafe, SingleSpecies
+from hwq.search.indicators import order_by_rank, rank_and_crowding
 
 
 class CheckpointableNSGA2(CheckpointSafe, SingleSpecies, NSGA2):

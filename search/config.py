@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hwq.errors import UserError
 from hwq.search.algorithms import ALGORITHMS
 from hwq.search.executors import EXECUTORS
-
-from hwq.errors import UserError
 
 DEFAULT_MODEL = "digits_resnet"
 DEFAULT_OBJECTIVES = ("accuracy", "latency", "energy", "weight_memory")

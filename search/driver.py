@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hwq.errors import UserError
 from hwq.search.algorithms import ReportingAlgorithm, spec
 from hwq.search.config import SearchConfig, for_resume
 from hwq.search.prepare import Prepared, prepare
 from hwq.search.run_log import RunLogger
-
-from hwq.errors import UserError
 
 log = logging.getLogger("hwq.search")
 
@@ -49,9 +49,8 @@ def run_search(
     """Run a search, or with `resume` continue the run in `config.output_dir` (then only the
     options in `given` count: runtime ones apply, others must equal the run's); return its
     `hwq.Run`."""
-    from hwq.search.executors import make_executor
-
     from hwq.runs import Run, RunWriter
+    from hwq.search.executors import make_executor
 
     writer = None
     if resume:

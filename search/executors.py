@@ -114,7 +114,7 @@ class SerialExecutor(Executor):
         return run_jobs(spec, items)
 
 
-def _chunks(items: Sequence[Any], n: int) -> list[list[Any]]:
+def chunks(items: Sequence[Any], n: int) -> list[list[Any]]:
     """Split into at most n contiguous chunks of near-equal size (order kept)."""
     n = max(1, min(n, len(items)))
     size, extra = divmod(len(items), n)
@@ -139,7 +139,7 @@ class ProcessExecutor(Executor):
     def map(self, spec: JobSpec, items: Sequence[Any]) -> list[tuple[Any, float]]:
         if not items:
             return []
-        futures = [self._pool.submit(run_jobs, spec, c) for c in _chunks(items, self.workers)]
+        futures = [self._pool.submit(run_jobs, spec, c) for c in chunks(items, self.workers)]
         out: list[tuple[Any, float]] = []
         for f in futures:
             out.extend(f.result())
@@ -196,7 +196,7 @@ class RayExecutor(Executor):
     def map(self, spec: JobSpec, items: Sequence[Any]) -> list[tuple[Any, float]]:
         if not items:
             return []
-        refs = [self._remote.remote(spec, c) for c in _chunks(items, self.workers)]
+        refs = [self._remote.remote(spec, c) for c in chunks(items, self.workers)]
         try:
             parts = self._ray.get(refs)
         except self._ray.exceptions.RayTaskError as exc:

@@ -41,13 +41,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hwq.search.algorithm_base import CheckpointSafe
-from hwq.search.indicators import front_stats, order_by_rank, r2_indicator, weight_vectors
-from hwq.search.species import ALL_SPECIES, Species, SpeciesParams, make_species, parse_species
 from pymoo.core.algorithm import Algorithm
 from pymoo.core.population import Population
 
 from hwq.errors import UserError
+from hwq.search.algorithm_base import CheckpointSafe
+from hwq.search.indicators import front_stats, order_by_rank, r2_indicator, weight_vectors
+from hwq.search.species import ALL_SPECIES, Species, SpeciesParams, make_species, parse_species
 
 
 @dataclass

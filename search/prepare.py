@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hwq.errors import UserError
+from hwq.objectives import QUALITY_OBJECTIVES
 from hwq.search.algorithms import spec
 from hwq.search.config import DEFAULT_OBJECTIVES, SearchConfig
 from hwq.search.problem import SearchProblem, parse_constraints, parse_objectives
-
-from hwq.errors import UserError
-from hwq.objectives import QUALITY_OBJECTIVES
 
 
 @dataclass
@@ -28,7 +27,6 @@ class Prepared:
 
 def default_objectives(config: SearchConfig) -> list[str]:
     from hwq.search.quality_sources import no_quality_message
-
     from hwq.trained import has_trained_model
 
     if config.sensitivity:
@@ -60,11 +58,10 @@ def check_device_bits(profile: Any, pairs: Sequence[tuple[int, int]]) -> None:
 def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> Prepared:
     """Resolve every option: profile, graph, pairs, encoding, cost table, quality, problem.
     `config.objectives` is set to the resolved objectives."""
-    from hwq.search.encoding import Encoding, parse_pin_specs
-    from hwq.search.quality_sources import CallableQuality, QualitySource, resolve_quality
-
     from hwq.model_source import load_graph
     from hwq.profile import load_profile
+    from hwq.search.encoding import Encoding, parse_pin_specs
+    from hwq.search.quality_sources import CallableQuality, QualitySource, resolve_quality
     from hwq.tables import cost_table
     from hwq.units import parse_pairs
 

@@ -15,11 +15,11 @@ import time
 from typing import Any
 
 import pandas as pd
-from hwq.search.archive import ParetoArchive
 from pymoo.core.callback import Callback
 
 from hwq.progress import GenerationBar
 from hwq.runs import empty_species
+from hwq.search.archive import ParetoArchive
 
 log = logging.getLogger("hwq.search")
 

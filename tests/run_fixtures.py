@@ -35,11 +35,11 @@ def synthetic_run(out: str):
     cost models cannot be imported, so the report code stays testable)."""
     import numpy as np
     import pandas as pd
-    from hwq.search.indicators import nondominated_mask
 
     from hwq.model_source import load_graph
     from hwq.policy import Policy, policy_id_from_pairs
     from hwq.runs import RunWriter, candidates_schema, environment_meta
+    from hwq.search.indicators import nondominated_mask
 
     graph = load_graph("digits_resnet")
     frame = graph.to_frame()

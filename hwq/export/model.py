@@ -77,7 +77,7 @@ def layer_qparams(layer: Any) -> dict[str, Any]:
             scale = aq.scale_param.abs() if aq.scale_param is not None else aq.scale
             out.update(
                 act_scale=float(scale),
-                act_zero_point=float(aq._zp),
+                act_zero_point=aq.zero_point_value,
                 act_signed=bool(aq.signed),
                 act_qmax=int(2**aq.bits - 1),
             )

@@ -96,7 +96,7 @@ def cache_path(seed: int = 0) -> Path:
     return cache_dir() / "models" / f"digits_resnet-seed{int(seed)}-{recipe_key()}.pt"
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
+def save_atomic(obj: Any, path: Path) -> None:
     from hwq.atomic import write_atomic
 
     write_atomic(path, lambda fh: torch.save(obj, fh))
@@ -128,7 +128,7 @@ def load_trained_digits_resnet(seed: int = 0) -> tuple[DigitsResNet, dict[str, A
             log.info("training digits_resnet (seed %d) on first use; cached at %s", seed, path)
             state = _train(seed)
             try:
-                _save_atomic(state, path)
+                save_atomic(state, path)
             except OSError as exc:
                 log.warning("could not cache digits_resnet at %s: %s", path, exc)
         _MEMO[key] = (state["state_dict"], dict(state["info"]))

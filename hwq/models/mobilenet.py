@@ -18,7 +18,7 @@ INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
 )
 
 
-def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round `v` to the nearest multiple of `divisor`, never going below 90 % of `v`."""
     if min_value is None:
         min_value = divisor
@@ -79,11 +79,11 @@ class MobileNetV2(nn.Module):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be positive, found {width}")
-        input_channel = _make_divisible(32 * width, round_nearest)
-        self.last_channel = _make_divisible(1280 * max(1.0, width), round_nearest)
+        input_channel = make_divisible(32 * width, round_nearest)
+        self.last_channel = make_divisible(1280 * max(1.0, width), round_nearest)
         features: list[nn.Module] = [ConvBNReLU(3, input_channel, stride=2)]
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:
-            output_channel = _make_divisible(c * width, round_nearest)
+            output_channel = make_divisible(c * width, round_nearest)
             for i in range(n):
                 stride = s if i == 0 else 1
                 features.append(InvertedResidual(input_channel, output_channel, stride, t))

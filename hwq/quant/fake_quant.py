@@ -159,6 +159,11 @@ class WeightFakeQuant(nn.Module):
             self._cache = (*key, quantize_weight(w, self.scale, self.bits).detach())
         return self._cache[3]
 
+    @property
+    def zero_point_value(self) -> float:
+        """The calibrated zero point as a float (0.0 before calibration)."""
+        return self._zp
+
     def extra_repr(self) -> str:
         return f"bits={self.bits}, observer={self.observer}, learn={self.learn}"
 
@@ -370,6 +375,11 @@ class ActFakeQuant(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if self.zero_point.numel() == 1:
             self._zp = float(self.zero_point)
+
+    @property
+    def zero_point_value(self) -> float:
+        """The calibrated zero point as a float (0.0 before calibration)."""
+        return self._zp
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, observer={self.observer}, learn={self.learn}"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hwq.cost_models import bit_serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwq.cost_models import bit_serial
 from hwq.graph import LayerGraph
 from hwq.profile import load_profile
 

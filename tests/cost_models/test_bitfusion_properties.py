@@ -11,18 +11,18 @@ from __future__ import annotations
 import itertools
 import math
 
-import hwq.cost_models.bitfusion_kernel as bf
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import hwq.cost_models.bitfusion_kernel as bf
 from hwq.cost_models.bitfusion import (
     OUT_COLUMNS,
     PARAM_NAMES,
     params_from_profile,
     reference_params,
 )
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
-
 from hwq.profile import DeviceProfile
 
 PARAMS = reference_params()

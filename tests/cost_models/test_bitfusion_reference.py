@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hwq.cost_models.bitfusion_kernel as bf
 import numpy as np
 import pandas as pd
 import pytest
+
+import hwq.cost_models.bitfusion_kernel as bf
 from hwq.cost_models.bitfusion import OUT_COLUMNS, params_from_profile, reference_params
 
 CSV = Path(__file__).resolve().parents[1] / "data" / "bitfusion_reference_visible.csv"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from hwq.cost_models import gpu
 from hwq.cost_models.gpu_calibration import Network, check
-
 from hwq.model_source import load_graph
 from hwq.profile import load_profile
 

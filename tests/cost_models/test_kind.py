@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+
 from hwq.cost_models import find_kind, kind, kinds
 from hwq.cost_models.kind import SHIPPED_MODULES
-
 from hwq.errors import UserError
 
 

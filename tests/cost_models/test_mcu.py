@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from hwq.cost_models import mcu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwq.cost_models import mcu
 from hwq.errors import CostModelError
 from hwq.graph import LayerGraph
 from hwq.profile import load_profile

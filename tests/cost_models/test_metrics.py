@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from hwq.cost_models.metrics import layer_bops, layer_weight_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from hwq.cost_models.metrics import layer_bops, layer_weight_bytes
 
 BITS = st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 16, 32])
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from hwq.cost_models import DeviceKind, Priced, kinds, register_kind, unregister_kind
 
 import hwq
 from hwq.cli import cli, main
+from hwq.cost_models import DeviceKind, Priced, kinds, register_kind, unregister_kind
 from hwq.graph import LayerGraph
 from hwq.profile_rules import RuleSource
 from hwq.profile_schema import POS

@@ -15,7 +15,7 @@ from torch import nn
 import hwq.models as zoo
 from hwq.errors import UserError
 from hwq.models.cifar_resnet import resnet20
-from hwq.models.mobilenet import _make_divisible, mobilenet_v2
+from hwq.models.mobilenet import make_divisible, mobilenet_v2
 from hwq.models.resnet import resnet18, resnet50, resnext101_32x8d
 
 FACTORIES: dict[str, Callable[[], nn.Module]] = {
@@ -144,19 +144,19 @@ def test_state_dict_round_trip(name: str) -> None:
 def test_mobilenet_width() -> None:
     small = mobilenet_v2(width=0.35).eval()
     assert n_params(small) < n_params(built("mobilenet_v2"))
-    assert small.features[0][0].out_channels == 16  # _make_divisible(32 * 0.35, 8)
+    assert small.features[0][0].out_channels == 16  # make_divisible(32 * 0.35, 8)
     assert small.classifier[1].in_features == 1280  # last channel is never narrowed
     with torch.no_grad():
         assert small(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
     wide = mobilenet_v2(width=1.4, num_classes=10)
-    assert wide.classifier[1].in_features == _make_divisible(1280 * 1.4, 8) == 1792
+    assert wide.classifier[1].in_features == make_divisible(1280 * 1.4, 8) == 1792
 
 
 def test_make_divisible() -> None:
-    assert _make_divisible(32 * 0.35, 8) == 16
-    assert _make_divisible(16 * 0.35, 8) == 8
-    assert _make_divisible(24 * 0.75, 8) == 24  # 18 rounds to 16 < 0.9 * 18, so one more step
-    assert _make_divisible(96 * 1.0, 8) == 96
+    assert make_divisible(32 * 0.35, 8) == 16
+    assert make_divisible(16 * 0.35, 8) == 8
+    assert make_divisible(24 * 0.75, 8) == 24  # 18 rounds to 16 < 0.9 * 18, so one more step
+    assert make_divisible(96 * 1.0, 8) == 96
 
 
 # -- registry --------------------------------------------------------------------------------------

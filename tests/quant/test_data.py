@@ -31,9 +31,9 @@ def test_split_sizes_disjoint_and_fixed(digits):
 
 
 def test_splits_do_not_share_images():
-    from hwq.data import _split_indices
+    from hwq.data import split_indices
 
-    tr, va, te = (set(map(int, s)) for s in _split_indices())
+    tr, va, te = (set(map(int, s)) for s in split_indices())
     assert not (tr & va) and not (tr & te) and not (va & te)
 
 

@@ -45,7 +45,7 @@ def test_second_use_loads_from_the_cache_file(tmp_cache, monkeypatch, trained):
     path = digits_mod.cache_path(0)
     assert str(path).startswith(str(tmp_cache))
     model, info = trained
-    digits_mod._save_atomic(
+    digits_mod.save_atomic(
         {
             "recipe_key": digits_mod.recipe_key(),
             "state_dict": model.state_dict(),

@@ -8,11 +8,11 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+
+from hwq.errors import UserError
 from hwq.search.baselines import greedy_path, solve_ilp
 from hwq.search.config import SearchConfig
 from hwq.search.prepare import prepare
-
-from hwq.errors import UserError
 
 from .conftest import DEVICE
 

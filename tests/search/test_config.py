@@ -7,10 +7,10 @@ import dataclasses
 import inspect
 
 import pytest
-from hwq.search.config import SearchConfig, default_text, for_resume
 
 import hwq
 from hwq.errors import UserError
+from hwq.search.config import SearchConfig, default_text, for_resume
 
 
 def _defaults() -> dict[str, object]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hwq.search.encoding import Encoding, parse_pin_specs
 
 from hwq.errors import UserError
 from hwq.graph import same_input_groups
+from hwq.search.encoding import Encoding, parse_pin_specs
 
 PRODUCT = [(w, a) for w in (2, 4, 8) for a in (2, 4, 8)]
 

@@ -3,11 +3,11 @@ front as serial execution with the same seed; only the driver writes the run dir
 
 from __future__ import annotations
 
-import hwq.search as hs
 import pytest
-from hwq.search.executors import JobSpec, SerialExecutor, _chunks, make_executor
 
+import hwq.search as hs
 from hwq.errors import UserError
+from hwq.search.executors import JobSpec, SerialExecutor, chunks, make_executor
 
 from .conftest import DEVICE
 
@@ -35,7 +35,7 @@ def serial_run(tmp_path_factory):
 
 def test_chunks_keep_order():
     items = list(range(7))
-    parts = _chunks(items, 3)
+    parts = chunks(items, 3)
     assert [x for p in parts for x in p] == items and len(parts) == 3
     out = SerialExecutor().map(JobSpec("math:sqrt", {}), [])
     assert out == []

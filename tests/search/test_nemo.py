@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hwq.search.encoding import Encoding
 from hwq.search.indicators import nondominated_mask, r2_indicator, weight_vectors
 from hwq.search.nemo import allocate, ucb_of

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from hwq.errors import UserError
 from hwq.search.config import SearchConfig
 from hwq.search.prepare import prepare
 from hwq.search.problem import parse_constraint, parse_objectives
-
-from hwq.errors import UserError
 
 from .conftest import DEVICE, HAWQ18
 

@@ -11,14 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-import hwq.search as hs
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hwq.search.indicators import nondominated_mask
 
+import hwq.search as hs
 from hwq.runs import META_KEYS, Run
+from hwq.search.indicators import nondominated_mask
 
 from . import helpers
 from .conftest import DEVICE, HAWQ18
