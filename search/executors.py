@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwq.errors import HwqError, UserError
+from hwq.torch_threads import one_thread
 
 log = logging.getLogger("hwq.search")
 
@@ -59,28 +60,9 @@ def _worker(spec: JobSpec) -> Callable[[Any], Any]:
     return fn
 
 
-class _OneThread:
-    """torch with one intra-op thread inside the block (results independent of the machine)."""
-
-    def __enter__(self) -> None:
-        try:
-            import torch
-        except ImportError:  # a job that does not need torch
-            self.threads = None
-            return
-        self.threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.threads is not None:
-            import torch
-
-            torch.set_num_threads(self.threads)
-
-
 def run_job(spec: JobSpec, item: Any) -> tuple[Any, float]:
     """Run one job in this process: (result, wall seconds)."""
-    with _OneThread():
+    with one_thread():
         fn = _worker(spec)
         t0 = time.perf_counter()
         result = fn(item)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from hwq.models.resnet import BasicBlock, conv1x1, conv3x3
+from hwq.torch_threads import one_thread
 
 log = logging.getLogger("hwq.models.digits")
 
@@ -42,6 +43,7 @@ RECIPE: dict[str, Any] = {
     "weight_decay": 5e-4,
     "schedule": "onecycle-0.15",
     "augment": "shift1",
+    "threads": 1,  # one intra-op thread: the same weights on every machine and in every process
 }
 
 
@@ -126,7 +128,8 @@ def load_trained_digits_resnet(seed: int = 0) -> tuple[DigitsResNet, dict[str, A
                 state = None
         if state is None:
             log.info("training digits_resnet (seed %d) on first use; cached at %s", seed, path)
-            state = _train(seed)
+            with one_thread():
+                state = _train(seed)
             try:
                 save_atomic(state, path)
             except OSError as exc:
