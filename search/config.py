@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.errors import UserError
-from hwq.search.algorithms import ALGORITHMS
+from hwq.search.algorithms import ALGORITHMS, SPECS
 from hwq.search.executors import EXECUTORS
 
 DEFAULT_MODEL = "digits_resnet"
@@ -276,9 +276,9 @@ class SearchConfig:
             raise UserError(
                 "--device is required (a profile name such as bitfusion, or a YAML path)"
             )
-        if self.algorithm not in ALGORITHMS:
+        if self.algorithm not in SPECS:
             raise UserError(
-                f"--algorithm: expected one of {', '.join(ALGORITHMS)}, found {self.algorithm!r}"
+                f"--algorithm: expected one of {', '.join(SPECS)}, found {self.algorithm!r}"
             )
         for name, low in (("generations", 1), ("population", 1), ("verify_top", 0)):
             if int(getattr(self, name)) < low:

@@ -92,17 +92,18 @@ def parse_constraint(spec: str) -> tuple[str, float]:
     if name not in OBJECTIVES:
         raise UserError(
             f"--max {spec}: unknown quantity {name!r} (known: "
-            f"{', '.join(k for k in OBJECTIVES if k != 'accuracy')})"
+            f"{', '.join(k for k, (_, up) in OBJECTIVES.items() if not up)})"
         )
-    if name == "accuracy":
-        raise UserError(f"--max {spec}: accuracy is maximised; it cannot take an upper limit")
+    column, maximised = OBJECTIVES[name]
+    if maximised:
+        raise UserError(f"--max {spec}: {name} is maximised; it cannot take an upper limit")
     where = f"--max {spec}"
-    try:
-        if name in ("weight_memory", "activation_memory"):
+    try:  # the unit is in the column's name (_bytes, _s, _pj); other columns are plain numbers
+        if column.endswith("_bytes"):
             limit = parse_size_bytes(value)
-        elif name == "latency":
+        elif column.endswith("_s"):
             limit = parse_time_s(value)
-        elif name == "energy":
+        elif column.endswith("_pj"):
             limit = parse_energy_pj(value)
         else:
             limit = _parse_plain(value, where)
