@@ -9,9 +9,8 @@ import click
 from hwq.cli.options import json_option
 from hwq.errors import UserError
 from hwq.quant.verification import VERIFY_SETTINGS
-from hwq.search.config import DEFAULT_MODEL
+from hwq.search.config import DEFAULT_MODEL, SearchConfig
 
-RECORD_KEYS = ("policy_id", "fp32_accuracy", "ptq_accuracy", "qat_accuracy", "epochs", "wall_s")
 OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
 
 
@@ -47,7 +46,8 @@ OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
 @click.option(
     "--policy", "policy_file", type=click.Path(dir_okay=False), help="A policy JSON file."
 )
-@click.option("--epochs", type=int, default=3, show_default=True, help="QAT epochs.")
+@click.option("--epochs", type=int, default=SearchConfig.verify_epochs, show_default=True,
+              help="QAT epochs.")
 @click.option(
     "--seed",
     type=int,
@@ -143,7 +143,7 @@ def finetune(
     from hwq.policy import policy_pairs
     from hwq.quant.apply import quantizable_layers
     from hwq.quant.finetune import finetune as run_finetune
-    from hwq.runs import write_verify_parquet
+    from hwq.runs import VERIFY_COLUMNS, write_verify_parquet
     from hwq.trained import calibration_batches, load_trained
 
     torch.manual_seed(seed)
@@ -183,7 +183,7 @@ def finetune(
             seed=seed,
             on_step=bar.advance,
         )
-    doc = {k: record[k] for k in RECORD_KEYS}
+    doc = {k: record[k] for k in VERIFY_COLUMNS if k != "run_id"}
     if output:
         write_verify_parquet([doc], output, run_id=f"finetune-{model}-{device_name}")
     if as_json:

@@ -7,12 +7,13 @@ import click
 from hwq.cli.options import json_option
 from hwq.cli.output import emit_json, emit_table
 from hwq.display import records
+from hwq.search.config import SearchConfig
 from hwq.search.executors import EXECUTORS
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--top", "top", type=int, default=3, show_default=True,
+@click.option("--top", "top", type=int, default=SearchConfig.verify_top, show_default=True,
               help="How many front policies to verify (the best compromises first).")
 @click.option("--epochs", type=int, help="QAT epochs (default: the run's --verify-epochs).")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="serial")
