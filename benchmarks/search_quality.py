@@ -74,7 +74,7 @@ def run_one(problem: dict, algorithm: str, seed: int, out: Path) -> dict:
 
 
 def front_F(run, objectives: list[str]) -> np.ndarray:
-    from hwq.search.problem import OBJECTIVES
+    from hwq.objectives import OBJECTIVES
 
     front = run.pareto
     cols = []

@@ -105,7 +105,7 @@ class OneShot(CheckpointSafe, SingleSpecies, Algorithm):
 
 # -- exact and greedy baselines on additive objectives -------------------------------------------
 def additive_budgets(problem: Any) -> dict[str, float]:
-    from hwq.search.problem import ADDITIVE_COLUMNS, OBJECTIVES
+    from hwq.objectives import ADDITIVE_COLUMNS, OBJECTIVES
 
     out: dict[str, float] = {}
     for name, limit in problem.constraints.items():
@@ -193,7 +193,7 @@ def ilp_choice(problem: Any) -> np.ndarray:
 
 def greedy_path(problem: Any, cost_column: str | None = None) -> np.ndarray:
     """Choice indices [S, G] of the greedy path (first row: the least sensitive policy)."""
-    from hwq.search.problem import OBJECTIVES
+    from hwq.objectives import OBJECTIVES
 
     require_sensitivity(problem, "greedy")
     budgets = additive_budgets(problem)

@@ -97,7 +97,7 @@ def choice_features(problem: Any) -> np.ndarray:
     that objective (so that layers and choices stay comparable). Pinned layers read their
     costs too. An hwq extension of NEMO's shape-only node features (`--gnn-features graph`
     turns it off)."""
-    from hwq.search.problem import ADDITIVE_COLUMNS, OBJECTIVES
+    from hwq.objectives import ADDITIVE_COLUMNS, OBJECTIVES
 
     enc, table = problem.encoding, problem.table
     lut = table.pair_lookup
