@@ -322,13 +322,13 @@ class RunWriter:
 
 
 def environment_meta() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     from hwq import __version__
 
-    try:
-        import torch
-
-        torch_version = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a dependency
+    try:  # the installed distribution's version: a cost-only search never imports torch
+        torch_version: str | None = version("torch")
+    except PackageNotFoundError:  # pragma: no cover - torch is a dependency
         torch_version = None
     return {
         "hwq_version": __version__,
