@@ -117,6 +117,7 @@ def option(
         "path": path,
         "runtime": runtime,
         "coerce": coerce,
+        "cli_type": int if coerce is _int else None,  # what click parses the value as
         "show_default": show_default,
     }
     if isinstance(default, (list, dict)):

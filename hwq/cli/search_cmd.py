@@ -39,8 +39,8 @@ def _search_options(func: Callable[..., Any]) -> Callable[..., Any]:
         elif meta["path"]:
             kwargs["type"] = click.Path(dir_okay=meta["path"] == "dir",
                                         file_okay=meta["path"] == "file")
-        elif f.type in ("int", "int | None"):
-            kwargs["type"] = int
+        elif meta["cli_type"] is not None:
+            kwargs["type"] = meta["cli_type"]
         if meta["metavar"]:
             kwargs["metavar"] = meta["metavar"]
         if meta["multiple"]:
