@@ -280,7 +280,13 @@ class RunWriter:
         return table.to_pandas()
 
     def write_pareto(self, records: pd.DataFrame) -> None:
-        self.write_frame(self.candidates_table(records), "pareto.parquet", "pareto")
+        """pareto.parquet: the candidates' columns plus `equivalent_ids` (list of policy ids with
+        the same objective vector as the row's policy; empty when it has no twin)."""
+        table = self.candidates_table(records)
+        twins = records["equivalent_ids"] if "equivalent_ids" in records else [[]] * len(records)
+        column = pa.array([list(map(str, t)) for t in twins], pa.list_(pa.string()))
+        self.write_frame(table.append_column("equivalent_ids", column), "pareto.parquet",
+                         "pareto")
 
     def write_policy(self, policy_id: str, text: str) -> None:
         write_text_atomic(self.path / "policies" / f"{policy_id}.json", text)

@@ -1,5 +1,10 @@
 """The global Pareto archive of a search: every feasible, mutually non-dominated policy
-evaluated so far, and the least-violating infeasible one (for the 'no policy meets' message)."""
+evaluated so far, and the least-violating infeasible one (for the 'no policy meets' message).
+
+Policies with identical objective vectors are one front point: the archive keeps the one with
+the smallest sum of w_bits + a_bits over layers (then the smallest policy id) and lists the
+others in its `equivalent_ids` (sorted), so a front never holds twins and verification never
+spends its budget on them."""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ class ParetoArchive:
         self.closest: tuple[float, dict[str, Any]] | None = None
 
     def update(self, records: pd.DataFrame, F: np.ndarray, G: np.ndarray) -> None:
+        """Add one evaluated batch (its records, objectives F minimised, constraints G)."""
         cv = np.clip(G, 0.0, None).sum(axis=1)
         feas = cv <= 0
         if (~feas).any():
@@ -31,6 +37,7 @@ class ParetoArchive:
         if not feas.any():
             return
         new = records[feas].reset_index(drop=True)
+        new["equivalent_ids"] = [[] for _ in range(len(new))]
         newF = F[feas]
         if self.records is not None:
             allr = pd.concat([self.records, new], ignore_index=True)
@@ -40,8 +47,7 @@ class ParetoArchive:
         first = ~allr["policy_id"].duplicated(keep="first").to_numpy()
         allr, allF = allr[first].reset_index(drop=True), allF[first]
         keep = nondominated_mask(allF)
-        self.records = allr[keep].reset_index(drop=True)
-        self.F = allF[keep]
+        self.records, self.F = _merge_twins(allr[keep].reset_index(drop=True), allF[keep])
 
     def __len__(self) -> int:
         return 0 if self.records is None else len(self.records)
@@ -73,3 +79,33 @@ class ParetoArchive:
         return msg + f"; the closest is {rec['policy_id']} ({bits_summary(pairs)}): " + ", ".join(
             parts
         )
+
+
+def _merge_twins(records: pd.DataFrame, F: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per distinct objective vector: the member with the fewest bits (sum of w_bits
+    + a_bits over layers), then the smallest policy id; the others (and their own equivalents)
+    in its `equivalent_ids`."""
+    if len(records) < 2:
+        return records, F
+    _, group = np.unique(F, axis=0, return_inverse=True)
+    group = np.asarray(group).reshape(-1)
+    if len(np.unique(group)) == len(records):
+        return records, F
+    bits = np.array([int(np.sum(w)) + int(np.sum(a))
+                     for w, a in zip(records["w_bits"], records["a_bits"])])
+    ids = records["policy_id"].to_numpy()
+    keep: list[int] = []
+    equivalents: list[list[str]] = []
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        best = int(members[np.lexsort((ids[members], bits[members]))[0]])
+        others = {str(ids[m]) for m in members if m != best}
+        for m in members:
+            others.update(records["equivalent_ids"].iloc[m])
+        keep.append(best)
+        equivalents.append(sorted(others))
+    order = np.argsort(keep)
+    rows = [keep[i] for i in order]
+    out = records.iloc[rows].reset_index(drop=True)
+    out["equivalent_ids"] = [equivalents[i] for i in order]
+    return out, F[rows]

@@ -33,12 +33,18 @@ DIGITS_RUN: dict[str, Any] = {"generations": 4, "population": 20}
 
 
 def front_of(run: Any) -> list[dict[str, Any]]:
+    """Every non-dominated policy of the run, by policy id: the front's rows and their twins
+    (`equivalent_ids`: same objective vector, one front point), read back from the candidates,
+    so that grouping twins into one point leaves the recorded fronts as they were."""
+    pareto = run.pareto
     cols = [c for c in ("accuracy", "sensitivity", "weight_bytes", "peak_activation_bytes",
-                        "bops", "latency_s", "energy_pj") if c in run.pareto.columns]
-    rows = []
-    for _, r in run.pareto.sort_values("policy_id").iterrows():
-        rows.append({"policy_id": r["policy_id"], **{c: float(r[c]) for c in cols}})
-    return rows
+                        "bops", "latency_s", "energy_pj") if c in pareto.columns]
+    ids = set(pareto["policy_id"])
+    if "equivalent_ids" in pareto:
+        ids |= {t for twins in pareto["equivalent_ids"] for t in twins}
+    cands = run.candidates.drop_duplicates("policy_id").set_index("policy_id")
+    return [{"policy_id": pid, **{c: float(cands.loc[pid, c]) for c in cols}}
+            for pid in sorted(ids)]
 
 
 def sensitivity_front(algorithm: str, out_dir: Path, r18_layers: str) -> list[dict[str, Any]]:
