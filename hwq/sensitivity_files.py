@@ -27,6 +27,29 @@ LONG_COLUMNS = ("layer", "w_bits", "a_bits", "sensitivity")
 _HAWQ_DELTA = re.compile(r"^delta_w(\d+)_sq$")
 
 
+# The published HAWQ-V3 sensitivities of ImageNet ResNet-18/50 (Dong et al., repository
+# Zhen-Dong/HAWQ, ILP.ipynb), shipped with the package: `--sensitivity hawq-v3:resnet18`.
+PUBLISHED_DIR = Path(__file__).resolve().parent / "sensitivity_tables"
+PUBLISHED: dict[str, Path] = {
+    name: PUBLISHED_DIR / f"hawq_v3_sensitivity_{name}.csv" for name in ("resnet18", "resnet50")
+}
+PUBLISHED_PREFIX = "hawq-v3:"
+
+
+def resolve_sensitivity_file(spec: str | Path) -> Path:
+    """The file of a `--sensitivity` value: a path, or `hawq-v3:NAME` for a shipped table."""
+    text = str(spec)
+    if not text.startswith(PUBLISHED_PREFIX):
+        return Path(spec)
+    name = text[len(PUBLISHED_PREFIX):]
+    if name not in PUBLISHED:
+        raise UserError(
+            f"--sensitivity {text}: hwq ships the HAWQ-V3 tables of "
+            f"{', '.join(PUBLISHED_PREFIX + n for n in PUBLISHED)}"
+        )
+    return PUBLISHED[name]
+
+
 class SensitivityTable:
     """Per-layer, per-bit sensitivities: a long frame `layer, w_bits, a_bits, sensitivity`
     (`a_bits` missing = depends on the weight bits only). 16/32 bits (not quantized) count 0."""
@@ -57,8 +80,9 @@ class SensitivityTable:
     @classmethod
     def read(cls, path: str | Path) -> SensitivityTable:
         """A long table (`layer,w_bits,a_bits,sensitivity`) or a HAWQ-V3 table (`layer,
-        hutchinson_trace_per_param, delta_w<b>_sq, ...`), CSV or Parquet."""
-        file = Path(path)
+        hutchinson_trace_per_param, delta_w<b>_sq, ...`), CSV or Parquet; or `hawq-v3:NAME`,
+        the published HAWQ-V3 table of a model that ships with hwq (`PUBLISHED`)."""
+        file = resolve_sensitivity_file(path)
         if not file.is_file():
             raise UserError(f"{file}: sensitivity file not found")
         try:

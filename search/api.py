@@ -3,7 +3,7 @@
     import hwq
     run = hwq.search("bitfusion")   # digits_resnet: accuracy, latency, energy, memory
     run = hwq.search("bitfusion", model="resnet18",
-                     sensitivity="hawq_v3_sensitivity_resnet18.csv", bits="4x4,8x8",
+                     sensitivity="hawq-v3:resnet18", bits="4x4,8x8",
                      objectives="sensitivity,bops", pin="first,last=8",
                      generations=20, population=40, seed=1, output_dir="runs/r18")
     run.pareto                                          # DataFrame of the front

@@ -75,8 +75,9 @@ def no_quality_message(objective: str, model: str) -> str:
     return (
         f"objective {objective}: model {model!r} has no trained weights and data in hwq, and "
         "quality is never measured on random weights; supply --sensitivity FILE (a per-layer "
-        "table layer,w_bits,a_bits,sensitivity or a HAWQ-V3 file such as "
-        "hawq_v3_sensitivity_resnet18.csv) with --objectives sensitivity,..., or --weights FILE "
+        "table layer,w_bits,a_bits,sensitivity or a HAWQ-V3 file; the published ImageNet tables "
+        "ship as hawq-v3:resnet18 and hawq-v3:resnet50) with --objectives sensitivity,..., or "
+        "--weights FILE "
         f"with --data package.module:factory, or use {trained_models_hint()}"
     )
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from hwq.errors import UserError
-from hwq.sensitivity_files import SensitivityTable
+from hwq.sensitivity_files import PUBLISHED_DIR, SensitivityTable
 
-# copies of ../shared/reference/hawq_v3_sensitivity_*.csv, kept in the repository so CI runs them
-REFERENCE = Path(__file__).resolve().parent / "search" / "data"
+# the published tables as the package ships them
+REFERENCE = PUBLISHED_DIR
 
 
 def test_reading_a_sensitivity_file_imports_no_torch(hawq_csv):
@@ -72,3 +71,17 @@ def test_published_hawq_v3_tables_against_zoo_models(arch):
     want4 = float((ref.hutchinson_trace_per_param * ref.delta_w4_sq).sum())
     want8 = float((ref.hutchinson_trace_per_param * ref.delta_w8_sq).sum())
     np.testing.assert_allclose(got, [want4, want8], rtol=1e-12)
+
+
+def test_published_tables_are_named_hawq_v3_and_ship_with_the_package():
+    table = SensitivityTable.read("hawq-v3:resnet18")
+    by_path = SensitivityTable.read(PUBLISHED_DIR / "hawq_v3_sensitivity_resnet18.csv")
+    assert table.frame.equals(by_path.frame) and len(table.layers) == 19
+    assert len(SensitivityTable.read("hawq-v3:resnet50").layers) > len(table.layers)
+    with pytest.raises(UserError, match="hawq-v3:resnet18, hawq-v3:resnet50"):
+        SensitivityTable.read("hawq-v3:vgg16")
+    import tomllib
+
+    root = PUBLISHED_DIR.parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "sensitivity_tables/*.csv" in data["package-data"]["hwq"]

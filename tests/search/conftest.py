@@ -1,5 +1,5 @@
 """Fixtures of the search tests: layer files of the zoo models (traced once per session), the
-published HAWQ-V3 sensitivity tables (copied into tests/search/data), and a CLI runner."""
+published HAWQ-V3 sensitivity tables (shipped in hwq/sensitivity_tables), and a CLI runner."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import io
 import os
 import sys
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
-HAWQ18 = DATA / "hawq_v3_sensitivity_resnet18.csv"
-HAWQ50 = DATA / "hawq_v3_sensitivity_resnet50.csv"
+from hwq.sensitivity_files import PUBLISHED
+
+HAWQ18 = PUBLISHED["resnet18"]  # shipped with the package (hwq/sensitivity_tables)
+HAWQ50 = PUBLISHED["resnet50"]
 DEVICE = os.environ.get("HWQ_TEST_DEVICE", "bitfusion")
 
 
