@@ -54,8 +54,11 @@ def compare_runs(
     out: str | os.PathLike[str],
     *,
     x_objective: str | None = None,
-) -> tuple[list[dict[str, Any]], Path]:
-    """Write the comparison plot to `out`; return (table rows, plot path)."""
+    log_x: bool | None = None,
+) -> tuple[list[dict[str, Any]], Path, dict[str, str]]:
+    """Write the comparison plot to `out`; return (table rows, plot path, the x scale of each
+    panel: `log` or `linear`). `log_x` None: a log axis where the fronts' values span two
+    decades or more (an MCU beside accelerators), linear otherwise."""
     if not run_dirs:
         raise UserError("compare: give at least one RUN_DIR")
     runs = [Run.open(d) for d in run_dirs]
@@ -82,12 +85,30 @@ def compare_runs(
             raise UserError("compare: the runs share no quality objective and only one cost")
         quality, costs = costs[0], costs[1:]
     labels = [_label(r, runs) for r in runs]
-    path = _plot(runs, fronts, labels, quality, costs, Path(out))
+    scales = {
+        cost: "log" if wants_log_axis(
+            np.concatenate([f[OBJECTIVES[cost][0]].to_numpy(float) for f in fronts]), log_x
+        ) else "linear"
+        for cost in costs[:3]
+    }
+    path = _plot(runs, fronts, labels, quality, costs, Path(out), scales)
     rows = _table(runs, fronts, labels, shared)
-    return rows, path
+    return rows, path, scales
 
 
-def _plot(runs, fronts, labels, quality, costs, out: Path) -> Path:
+def wants_log_axis(values: np.ndarray, log_x: bool | None = None) -> bool:
+    """Whether a panel's x axis is logarithmic: as asked, else when the positive values span a
+    factor of 100 or more (a log axis needs positive values)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0 or (v <= 0).any():
+        return False
+    if log_x is not None:
+        return log_x
+    return float(v.max()) >= 100.0 * float(v.min())
+
+
+def _plot(runs, fronts, labels, quality, costs, out: Path, scales: dict[str, str]) -> Path:
     plt = pyplot()
     qcol, maximise = OBJECTIVES[quality]
     qdiv, qunit = display_unit(qcol, pd.concat([f[qcol] for f in fronts]))
@@ -118,7 +139,8 @@ def _plot(runs, fronts, labels, quality, costs, out: Path) -> Path:
             )
             keep = staircase(xs, ys, maximise)
             ax.step(xs[keep], ys[keep], where="post", color=colour, lw=1.2, alpha=0.8)
-        ax.set_xlabel(axis_label(ccol, cunit))
+        ax.set_xscale(scales[cost])
+        ax.set_xlabel(axis_label(ccol, cunit) + (" (log)" if scales[cost] == "log" else ""))
         ax.set_ylabel(axis_label(qcol, qunit) + (" (validation)" if qcol == "accuracy" else ""))
         ax.set_title(f"{LABELS.get(qcol, qcol)} vs {LABELS.get(ccol, ccol)}", fontsize=10)
         ax.grid(True, alpha=0.3)

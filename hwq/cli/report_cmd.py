@@ -128,19 +128,30 @@ def runs_show(run_dir: str, as_json: bool) -> None:
     "--x",
     "x_objective",
     default=None,
-    help="Cost objective on the x axis (default: the first cost objective the runs share).",
+    help="One panel with this cost objective on the x axis (default: one panel per cost "
+    "objective the runs share, up to three).",
+)
+@click.option(
+    "--log-x/--linear-x",
+    "log_x",
+    default=None,
+    help="Logarithmic or linear x axes (default: log where the values span two decades).",
 )
 @click.option("--json", "as_json", is_flag=True, help="The table as JSON.")
-def compare(run_dirs: tuple[str, ...], out: str, x_objective: str | None, as_json: bool) -> None:
+def compare(
+    run_dirs: tuple[str, ...], out: str, x_objective: str | None, log_x: bool | None,
+    as_json: bool,
+) -> None:
     """Several runs side by side: one plot of their fronts and one table of their results."""
     from hwq.cli.output import emit_json, emit_table
     from hwq.compare import compare_runs
     from hwq.progress import progress, step
 
     with progress("comparing runs", total=None):
-        table, path = compare_runs(list(run_dirs), out, x_objective=x_objective)
+        table, path, scales = compare_runs(list(run_dirs), out, x_objective=x_objective,
+                                           log_x=log_x)
     if as_json:
-        emit_json({"plot": str(path), "runs": table})
+        emit_json({"plot": str(path), "x_scale": scales, "runs": table})
     else:
         emit_table(table)
     step("plot: %s", path)
