@@ -50,7 +50,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from hwq.cost_models import bitfusion_memo, cache
+from hwq import cache
+from hwq.cost_models import bitfusion_memo
 from hwq.cost_models.bitfusion import (
     ARRAY_COLS,
     ARRAY_ROWS,

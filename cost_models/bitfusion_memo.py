@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hwq.atomic import write_atomic
-from hwq.cost_models.cache import cache_dir
+from hwq.cache import cache_dir
 
 NAMESPACE = "bitfusion"
 MEMORY_ROWS = 16384  # layer rows kept in memory (each holds its (w, a) results)

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwq import __version__
+from hwq import __version__, cache
 from hwq.activations import ActivationPlan, plan_activations
 from hwq.atomic import write_atomic
-from hwq.cost_models import cache
 from hwq.cost_models.kind import PRICED_COLUMNS, kind
 from hwq.errors import UserError
 from hwq.graph import LayerGraph

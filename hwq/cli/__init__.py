@@ -31,6 +31,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hwq.cli.report_cmd", "runs"),
     ("hwq.cli.report_cmd", "compare"),
     ("hwq.cli.report_cmd", "export"),
+    ("hwq.cli.cache_cmd", "cache"),
 )
 
 

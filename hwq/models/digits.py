@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hwq.cache import cache_dir
 from hwq.models.resnet import BasicBlock, conv1x1, conv3x3
 from hwq.torch_threads import one_thread
 
@@ -79,16 +79,6 @@ def digits_resnet(pretrained: bool = False, seed: int = 0) -> DigitsResNet:
 
 
 # -- cache -----------------------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """`$HWQ_CACHE_DIR`, or the user's cache directory for hwq."""
-    env = os.environ.get("HWQ_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("hwq"))
-
-
 def recipe_key() -> str:
     text = json.dumps(RECIPE, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
