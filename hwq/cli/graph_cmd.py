@@ -57,6 +57,7 @@ def graph(
                 "layers": records(frame),
                 "edges": [list(e) for e in g.edges],
                 "unsupported": [u.to_dict() for u in g.unsupported],
+                "coverage": g.coverage,
             }
         )
         return
