@@ -308,7 +308,8 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> L
             found = next((derived[a] for a in arg_nodes if a in derived), None)
             if found is not None:
                 derived[node] = found
-        sources[node] = merged
+        # a shape or a number (x.size(), x.shape[0]) carries no data from its tensor
+        sources[node] = merged if "tensor_meta" in node.meta else frozenset()
     return flow.graph(False, model_name)
 
 

@@ -10,20 +10,23 @@ from hwq.graph import same_input_groups
 
 
 @pytest.mark.parametrize(
-    ("name", "layers", "gmacs"),
-    [("resnet18", 21, 1.814), ("resnet50", 54, 4.09), ("mobilenet_v2", 53, 0.30)],
+    ("name", "layers", "macs"),
+    [("resnet18", 21, 1_814_073_344), ("resnet50", 54, 4_089_184_256),
+     ("mobilenet_v2", 53, 300_774_272)],
 )
-def test_known_totals(name, layers, gmacs):
+def test_known_totals(name, layers, macs):
     model = hwq.load_model(name)
     g = hwq.trace(model, torch.zeros(1, 3, 224, 224))
     totals = g.totals()
     assert totals["layers"] == layers
-    assert totals["macs"] / 1e9 == pytest.approx(gmacs, rel=0.01)
+    assert totals["macs"] == macs
     assert totals["weight_params"] == sum(
         m.weight.numel() for m in model.modules()
         if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
     )
     assert not g.specialised and g.unsupported == ()
+    assert g.coverage == {"reference_macs": totals["macs"], "graph_macs": totals["macs"],
+                          "unsupported_macs": 0, "fraction": 1.0}
 
 
 def test_resnet18_residual_edges_and_same_input():
