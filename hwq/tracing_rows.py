@@ -156,13 +156,15 @@ def classify(
     owner: Callable[[Any], str | None],
     shape: Callable[[Any], tuple[int, ...] | None],
 ) -> WeightCall | None:
-    """The weight layer a call computes, or None when no operand is parameter-derived (or both)."""
+    """The weight layer a call computes, or None. conv and linear name their weight argument: a
+    parameter-derived weight makes a layer whatever the input (a DETR query embedding is a
+    parameter too); a product of two parameter-derived operands computes a weight, not a layer."""
     name = func_name(target)
     if name in CONV_FUNCS:
         a = bind(CONV_ARGS, CONV_DEFAULTS, args, kwargs)
         w = a.get("weight")
         who = owner(w)
-        if who is None or owner(a.get("input")) is not None:
+        if who is None:
             return None
         w_shape = shape(w)
         if w_shape is None:
@@ -189,8 +191,7 @@ def classify(
         a = bind(("input", "weight", "bias"), {"bias": None}, args, kwargs)
         who = owner(a.get("weight"))
         w_shape = shape(a.get("weight"))
-        if who is None or owner(a.get("input")) is not None or w_shape is None \
-                or len(w_shape) != 2:
+        if who is None or w_shape is None or len(w_shape) != 2:
             return None
         n, k = int(w_shape[0]), int(w_shape[1])
         return WeightCall(who, a.get("input"), "linear", name,

@@ -395,3 +395,39 @@ def test_conv_transpose_is_missing_and_named(caplog):
     assert g.coverage == {"reference_macs": enc + up, "graph_macs": enc,
                           "unsupported_macs": up, "fraction": enc / (enc + up)}
     assert any("missing most in: up" in r.message for r in caplog.records)
+
+
+def test_cost_table_batch_of_a_token_model_means_samples():
+    g = hwq.trace(GPT2Block().eval(), torch.zeros(1, 5, 8))
+    prof = hwq.load_profile("bitfusion")
+    one = hwq.cost_table(g, prof, [(8, 8)]).to_pandas()
+    four_table = hwq.cost_table(g, prof, [(8, 8)], batch=4)
+    four = four_table.to_pandas()
+    assert four_table.batch == 4
+    assert list(four["macs"]) == [4 * m for m in one["macs"]]
+    assert list(four_table.graph.column("out_h")) == [5, 5, 5, 5]  # tokens stay tokens
+
+
+class LearnedQueries(nn.Module):
+    """A projection of a parameter (DETR-style queries) is a layer; a merged weight is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(4, 6))
+        self.proj = nn.Linear(6, 3)
+        self.down = nn.Parameter(torch.randn(6, 2))
+        self.up = nn.Parameter(torch.randn(2, 3))
+
+    def forward(self, x):
+        merged = self.down @ self.up  # [6, 3] from parameters only: a weight
+        q = self.proj(self.queries)  # [4, 3]
+        return x @ merged + q.sum()
+
+
+@pytest.mark.parametrize("mode", TRACERS)
+def test_parameter_inputs_and_merged_weights(mode):
+    g = TRACERS[mode](LearnedQueries().eval(), torch.zeros(2, 6))
+    assert rows(g) == {
+        "proj": ("linear", 2, 2, 4 * 6 * 3),  # R = 4 rows over 2 samples: T = R / batch = 2
+        "down": ("linear", 2, 1, 2 * 6 * 3),
+    }

@@ -49,3 +49,15 @@ def test_mobilenet_depthwise_rows():
     dw = df.loc["features.2.conv.1.0"]
     assert dw["groups"] == dw["in_channels"] == dw["out_channels"] == 96
     assert dw["weight_params"] == 96 * 9
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_hooks_fallback_finds_the_same_graph_as_fx(name):
+    from hwq.tracing import trace_fx, trace_hooks
+
+    model = hwq.load_model(name).eval()
+    x = torch.zeros(2, 3, 64, 64)
+    fx, hooks = trace_fx(model, x), trace_hooks(model, x)
+    assert hooks.specialised and not fx.specialised
+    assert hooks.graph_hash == fx.graph_hash
+    assert hooks.edges == fx.edges
