@@ -37,7 +37,8 @@ from hwq.tracing_rows import (
     func_name,
     linear_row,
     mha_rows,
-    owner_of,
+    param_owners,
+    pick_owner,
 )
 
 log = logging.getLogger("hwq.trace")
@@ -225,7 +226,8 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> L
     with torch.no_grad(), fast_paths_disabled():
         ShapeProp(gm).propagate(*args)
     modules = dict(gm.named_modules())
-    params = {n: owner_of(n) for n, _ in model.named_parameters(remove_duplicate=False)}
+    by_id = param_owners(model.named_parameters(remove_duplicate=False))
+    params = {n: by_id[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
     flow = _Flow(sample_count(example))
     sources: dict[Any, frozenset[str]] = {}
     derived: dict[Any, str] = {}  # nodes computed only from parameters -> owning module
@@ -248,7 +250,8 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> L
         if node.op == "get_attr":
             sources[node] = frozenset()
             if node.target in params:
-                derived[node] = params[str(node.target)]
+                stack = [v[0] for v in node.meta.get("nn_module_stack", {}).values()]
+                derived[node] = pick_owner(params[str(node.target)], stack)
             continue
         if node.op == "call_module":
             mod = modules[node.target]
@@ -318,12 +321,13 @@ class _Provenance:
     """Which layers (or the model input) each live tensor came from, and which tensors are
     computed only from parameters. Tensors are held weakly: tracing keeps none alive."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, stack: list[str]) -> None:
+        self.stack = stack  # the running modules, innermost last
         self.lineage: dict[int, tuple[weakref.ref, frozenset[str]]] = {}
         self.derived: dict[int, tuple[weakref.ref, str]] = {}
-        self.params: dict[int, tuple[torch.Tensor, str]] = {}
-        for name, p in model.named_parameters():
-            self.params[id(p)] = (p, owner_of(name))
+        owners = param_owners(model.named_parameters(remove_duplicate=False))
+        self.params: dict[int, tuple[torch.Tensor, list[str]]] = {
+            id(p): (p, owners[id(p)]) for p in model.parameters()}
 
     def lookup(self, obj: Any) -> frozenset[str]:
         found: set[str] = set()
@@ -355,7 +359,7 @@ class _Provenance:
             return None
         p = self.params.get(id(t))
         if p is not None and p[0] is t:
-            return p[1]
+            return pick_owner(p[1], self.stack)
         d = self.derived.get(id(t))
         return d[1] if d is not None and d[0]() is t else None
 
@@ -428,8 +432,8 @@ class _CallMode(TorchFunctionMode):
 def trace_hooks(model: nn.Module, example: Any, model_name: str | None = None) -> LayerGraph:
     """LayerGraph from one forward pass on the example (the graph is `specialised` to it)."""
     flow = _Flow(sample_count(example))
-    prov = _Provenance(model)
     stack: list[str] = []
+    prov = _Provenance(model, stack)
     mode = _CallMode(prov, flow, stack)
     handles = []
     pending: dict[int, tuple[list[Any], list[frozenset[str]]]] = {}

@@ -31,6 +31,26 @@ def owner_of(param_name: str) -> str:
     return head or param_name
 
 
+def param_owners(named: Any) -> dict[int, list[str]]:
+    """id of each parameter tensor -> every module that owns it (a tied weight has several),
+    from `named_parameters(remove_duplicate=False)`."""
+    out: dict[int, list[str]] = {}
+    for name, p in named:
+        owners = out.setdefault(id(p), [])
+        if owner_of(name) not in owners:
+            owners.append(owner_of(name))
+    return out
+
+
+def pick_owner(owners: Sequence[str], stack: Sequence[str]) -> str:
+    """The owner of a (possibly tied) parameter: the innermost running module that owns it,
+    else the first owner (so a tied LM head is named by the head that calls it)."""
+    for module in reversed(stack):
+        if module in owners:
+            return module
+    return owners[0]
+
+
 def func_name(target: Any) -> str:
     """A call target's name: an fx method name, or a torch function's `__name__`."""
     return target if isinstance(target, str) else str(getattr(target, "__name__", target))

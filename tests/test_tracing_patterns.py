@@ -431,3 +431,74 @@ def test_parameter_inputs_and_merged_weights(mode):
         "proj": ("linear", 2, 2, 4 * 6 * 3),  # R = 4 rows over 2 samples: T = R / batch = 2
         "down": ("linear", 2, 1, 2 * 6 * 3),
     }
+
+
+class TiedHead(nn.Module):
+    def __init__(self, weight: nn.Parameter) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, x):
+        return F.linear(x, self.weight)
+
+
+class TinyLM(nn.Module):
+    """Token ids -> embedding -> block -> LM head tied to the embedding."""
+
+    def __init__(self, vocab: int = 11, d: int = 8, functional_head: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.block = nn.Linear(d, d)
+        if functional_head:
+            self.head = TiedHead(self.embed.weight)
+        else:
+            self.head = nn.Linear(d, vocab, bias=False)
+            self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.block(self.embed(ids))))
+
+
+@pytest.mark.parametrize("functional_head", [False, True])
+@pytest.mark.parametrize("mode", TRACERS)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_tied_lm_head_is_named_by_the_head(functional_head, mode, batch):
+    vocab, d, t = 11, 8, 6
+    ids = torch.randint(0, vocab, (batch, t))
+    g = TRACERS[mode](TinyLM(vocab, d, functional_head).eval(), ids)
+    assert rows(g) == {
+        "block": ("linear", batch, t, batch * t * d * d),
+        "head": ("linear", batch, t, batch * t * d * vocab),
+    }
+    assert g.edges == [("block", "head")]
+
+
+def test_token_model_coverage_is_complete():
+    ids = torch.randint(0, 11, (2, 6))
+    g = hwq.trace(TinyLM().eval(), ids)
+    assert g.coverage["fraction"] == 1.0  # the lookup has no MACs
+    assert g.coverage["reference_macs"] == 2 * 6 * (8 * 8 + 8 * 11)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_transformer_decoder_self_and_cross_attention(batch):
+    e, ff, tq, tk = 8, 12, 3, 5
+    layer = nn.TransformerDecoderLayer(e, 2, dim_feedforward=ff, batch_first=True, dropout=0.0)
+    model = nn.TransformerDecoder(layer, 1).eval()
+    g = hwq.trace(model, (torch.zeros(batch, tq, e), torch.zeros(batch, tk, e)))
+    p = "layers.0"
+    assert rows(g) == {
+        f"{p}.self_attn.in_proj": ("linear", batch, tq, batch * tq * e * 3 * e),
+        f"{p}.self_attn.out_proj": ("linear", batch, tq, batch * tq * e * e),
+        f"{p}.multihead_attn.in_proj": ("linear", batch, tq, batch * tq * e * e),
+        f"{p}.multihead_attn.in_proj@1": ("linear", batch, tk, batch * tk * e * 2 * e),
+        f"{p}.multihead_attn.out_proj": ("linear", batch, tq, batch * tq * e * e),
+        f"{p}.linear1": ("linear", batch, tq, batch * tq * e * ff),
+        f"{p}.linear2": ("linear", batch, tq, batch * tq * ff * e),
+    }
+    attention = 2 * batch * 2 * tq * (tq + tk) * (e // 2)  # self then cross, scores + context
+    assert g.coverage["reference_macs"] == g.totals()["macs"] + attention
+    df = g.to_frame().set_index("name")
+    assert df.loc[f"{p}.multihead_attn.in_proj@1", "reads_input"]  # the memory input
+    assert (f"{p}.self_attn.out_proj", f"{p}.multihead_attn.in_proj") in g.edges
+    assert (f"{p}.self_attn.out_proj", f"{p}.multihead_attn.in_proj@1") not in g.edges
