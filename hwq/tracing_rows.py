@@ -26,7 +26,11 @@ TRANSPOSED_ARGS = ("input", "weight", "bias", "stride", "padding", "output_paddi
 
 def owner_of(param_name: str) -> str:
     """The qualified name of the module that owns a parameter (the parameter's own name for a
-    parameter of the root module)."""
+    parameter of the root module; the parametrized module for a parametrization's original)."""
+    if param_name.startswith("parametrizations.") or ".parametrizations." in param_name:
+        # torch.nn.utils.parametrize (weight_norm, ...): <module>.parametrizations.<p>.original0
+        head = ("." + param_name).split(".parametrizations.", 1)[0].lstrip(".")
+        return head or param_name.split(".")[1]
     head, _, _ = param_name.rpartition(".")
     return head or param_name
 

@@ -502,3 +502,30 @@ def test_transformer_decoder_self_and_cross_attention(batch):
     assert df.loc[f"{p}.multihead_attn.in_proj@1", "reads_input"]  # the memory input
     assert (f"{p}.self_attn.out_proj", f"{p}.multihead_attn.in_proj") in g.edges
     assert (f"{p}.self_attn.out_proj", f"{p}.multihead_attn.in_proj@1") not in g.edges
+
+
+class PosConv(nn.Module):
+    """Wav2Vec2's positional conv: a grouped conv1d under weight_norm, on [B, T, C] features."""
+
+    def __init__(self, c: int = 8, k: int = 4, groups: int = 2) -> None:
+        super().__init__()
+        from torch.nn.utils.parametrizations import weight_norm
+
+        self.proj = nn.Linear(3, c)
+        self.conv = weight_norm(nn.Conv1d(c, c, k, padding=k // 2, groups=groups), dim=2)
+
+    def forward(self, x):
+        h = self.proj(x).transpose(1, 2)  # [B, C, T]
+        return self.conv(h)[:, :, :-1].transpose(1, 2) + h.transpose(1, 2)
+
+
+@pytest.mark.parametrize("mode", TRACERS)
+def test_weight_norm_conv1d_is_named_by_its_module(mode):
+    c, k, t, b = 8, 4, 10, 2
+    g = TRACERS[mode](PosConv(c, k).eval(), torch.zeros(b, t, 3))
+    out_t = t + 2 * (k // 2) - k + 1
+    assert rows(g) == {
+        "proj": ("linear", b, t, b * t * 3 * c),
+        "conv": ("conv", b, out_t, b * out_t * c * (c // 2) * k),
+    }
+    assert g.to_frame().set_index("name").loc["conv", "weight_params"] == c * (c // 2) * k

@@ -69,3 +69,12 @@ def test_graph_json_coverage_names_the_lstm():
     assert cov["reference_macs"] == cov["graph_macs"] + lstm
     assert cov["fraction"] < 0.99
     assert "missing most in: lstm" in res.stderr
+
+
+def test_graph_text_prints_coverage():
+    res = run("graph", "tests.small_models:WithLSTM", "--input-shape", "1,7,8")
+    assert res.exit_code == 0, res.output
+    ref = 7 * 8 * 16 + 7 * 4 * 32 * (16 + 32) + 32 * 3
+    pct = 100 * (7 * 8 * 16 + 32 * 3) / ref
+    assert f"# coverage: the layers hold {pct:.2f}% of the model's {ref:,} MACs" in res.stdout
+    assert "# unsupported: lstm (LSTM" in res.stdout
