@@ -62,6 +62,7 @@ TRANSPARENT_MODULES = (
 )
 MHA_ARGS = ("query", "key", "value")
 ACTIVATION_MATMULS = (*MATMUL_FUNCS, "einsum")
+ATTENTION = "scaled_dot_product_attention"
 
 __all__ = ["INPUT", "trace", "trace_fx", "trace_hooks"]
 
@@ -111,6 +112,9 @@ def unsupported_macs(
         if module is None and len(in_shapes) >= 2 and out_shape is not None:
             # matmul between activations: out elements x reduction length
             return int(math.prod(out_shape) * in_shapes[0][-1])
+        if module is None and len(in_shapes) >= 3:  # attention: scores, then context
+            (*lead, seq_q, e), k, v = in_shapes[0], in_shapes[1], in_shapes[2]
+            return int(math.prod(lead) * seq_q * k[-2] * (e + v[-1]))
     except (AttributeError, IndexError, TypeError, ValueError):
         pass
     return 0
@@ -151,10 +155,17 @@ class _Flow:
     def add_mha(self, name: str, mod: nn.MultiheadAttention, shapes: list[tuple[int, ...]],
                 same: tuple[bool, bool], sources: list[frozenset[str]]) -> str:
         made: list[str] = []
+        tokens: dict[int, dict[str, Any]] = {}
         for row_name, row, reads in mha_rows(name, mod.embed_dim, mod._qkv_same_embed_dim,
                                              mod.kdim, mod.vdim, shapes, same, self.samples):
             src = frozenset(made) if reads == 3 else sources[reads]
             made.append(self.add_row(row_name, row, src))
+            tokens.setdefault(reads, row)
+        q, k = tokens[0], tokens.get(1, tokens[0])
+        # scores and context between activations: not rows yet, listed with their MACs
+        self.add_unsupported(f"{name}.attention", type(mod).__name__,
+                             2 * q["batch"] * q["out_h"] * k["out_h"] * mod.embed_dim,
+                             "matmul between activations")
         return made[-1]
 
     def add_unsupported(self, name: str, type_name: str, macs: int, reason: str) -> None:
@@ -299,12 +310,17 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> L
                 sources[node] = frozenset({flow.add_row(call.owner, row, merged)})
                 continue
             name = func_name(node.target)
-            if name in ACTIVATION_MATMULS and sum(1 for a in arg_nodes if sources.get(a)) >= 2:
+            products = ACTIVATION_MATMULS + (ATTENTION,)
+            if name in products and sum(1 for a in arg_nodes if sources.get(a)) >= 2:
                 in_shapes = [s for s in (meta_shape(a) for a in arg_nodes) if s]
+                if name == ATTENTION:
+                    in_shapes, out = in_shapes[:3], None
+                else:
+                    out = meta_shape(node)
                 flow.add_unsupported(
                     node.name,
                     name,
-                    unsupported_macs(None, in_shapes, meta_shape(node)),
+                    unsupported_macs(None, in_shapes, out),
                     "matmul between activations",
                 )
         if not merged:
@@ -409,15 +425,18 @@ class _CallMode(TorchFunctionMode):
                     prov.assign(out, frozenset({self.flow.add_row(call.owner, row, src)}))
                     return out
             name = func_name(func)
-            if name in ACTIVATION_MATMULS:
+            if name in ACTIVATION_MATMULS or name == ATTENTION:
                 tensors = [a for a in args if isinstance(a, torch.Tensor)]
                 if len(args) > 1 and isinstance(args[1], list | tuple):
                     tensors = [a for a in args[1] if isinstance(a, torch.Tensor)]
+                if name == ATTENTION:
+                    tensors = tensors[:3]
                 if sum(1 for t in tensors if prov.lookup(t)) >= 2:
                     where = self.stack[-1] if self.stack else "<model>"
+                    shapes = [s for s in map(_shape, tensors) if s is not None]
                     self.flow.add_unsupported(
                         self.flow.unique(f"{where}.{name}"), name,
-                        unsupported_macs(None, [_shape(t) for t in tensors], _shape(out)),
+                        unsupported_macs(None, shapes, None if name == ATTENTION else _shape(out)),
                         "matmul between activations",
                     )
         if src:
