@@ -139,6 +139,7 @@ class _Flow:
         self.inputs: list[tuple[str, ...]] = []
         self.unsupported: list[UnsupportedLayer] = []
         self._calls: dict[str, int] = {}
+        self._order: dict[str, int] = {}
 
     def unique(self, name: str) -> str:
         n = self._calls.get(name, 0)
@@ -147,8 +148,9 @@ class _Flow:
 
     def add_row(self, name: str, row: dict[str, Any], sources: frozenset[str]) -> str:
         name = self.unique(name)
+        self._order[name] = len(self.rows)
         self.rows.append({"name": name, **row, "reads_input": INPUT in sources})
-        order = {r["name"]: i for i, r in enumerate(self.rows)}
+        order = self._order
         self.inputs.append(tuple(sorted((s for s in sources if s != INPUT), key=order.get)))
         return name
 
@@ -398,11 +400,14 @@ class _CallMode(TorchFunctionMode):
     """Sees every torch function call of the forward pass: weight layers become rows, every
     other call propagates lineage."""
 
-    def __init__(self, prov: _Provenance, flow: _Flow, stack: list[str]):
+    def __init__(self, prov: _Provenance, flow: _Flow, stack: list[str],
+                 modules: dict[str, nn.Module]):
         super().__init__()
         self.prov = prov
         self.flow = flow
         self.stack = stack
+        self.modules = modules
+        self.entry_shapes: dict[str, tuple[int, ...]] = {}  # a stock layer's input, as it came
         self.inside = 0  # > 0 inside a module handled as one call site (attention, unsupported)
 
     def __torch_function__(self, func: Callable, types: Any, args: Any = (), kwargs: Any = None):
@@ -421,7 +426,8 @@ class _CallMode(TorchFunctionMode):
                                                   "layer type not modelled")
                         prov.assign(out, frozenset())
                         return out
-                    row = call.build(in_shape, out_shape, self.flow.samples)
+                    row = self.stock_row(call.owner, out_shape) or call.build(
+                        in_shape, out_shape, self.flow.samples)
                     prov.assign(out, frozenset({self.flow.add_row(call.owner, row, src)}))
                     return out
             name = func_name(func)
@@ -448,18 +454,31 @@ class _CallMode(TorchFunctionMode):
         return out
 
 
+    def stock_row(self, owner: str, out_shape: tuple[int, ...]) -> dict[str, Any] | None:
+        """A stock conv/linear's own call reads as fx reads it: from the module and the input
+        it was given (before a padding mode's F.pad)."""
+        top = self.stack[-1] if self.stack else None
+        mod = self.modules.get(owner)
+        if top != owner or mod is None or owner not in self.entry_shapes:
+            return None
+        return module_row(mod, self.entry_shapes[owner], out_shape, self.flow.samples)
+
+
 def trace_hooks(model: nn.Module, example: Any, model_name: str | None = None) -> LayerGraph:
     """LayerGraph from one forward pass on the example (the graph is `specialised` to it)."""
     flow = _Flow(sample_count(example))
     stack: list[str] = []
     prov = _Provenance(model, stack)
-    mode = _CallMode(prov, flow, stack)
+    stock = {n or "<model>": m for n, m in model.named_modules() if stock_layer(m)}
+    mode = _CallMode(prov, flow, stack, stock)
     handles = []
     pending: dict[int, tuple[list[Any], list[frozenset[str]]]] = {}
 
     def pre_hook(name: str) -> Callable:
         def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
             stack.append(name)
+            if name in stock and args and isinstance(args[0], torch.Tensor):
+                mode.entry_shapes[name] = tuple(int(d) for d in args[0].shape)
             if isinstance(mod, (nn.MultiheadAttention, *UNSUPPORTED_MODULES)):
                 if mode.inside == 0:
                     if isinstance(mod, nn.MultiheadAttention):

@@ -536,3 +536,23 @@ def test_weight_norm_conv1d_is_named_by_its_module(mode):
         "conv": ("conv", b, out_t, b * out_t * c * (c // 2) * k),
     }
     assert g.to_frame().set_index("name").loc["conv", "weight_params"] == c * (c // 2) * k
+
+
+class PaddingModes(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")
+        self.b = nn.Conv1d(4, 4, 3, padding="same", padding_mode="circular")
+
+    def forward(self, x):
+        return self.b(self.a(x).flatten(2))
+
+
+def test_padding_modes_read_alike_in_both_tracers():
+    model, x = PaddingModes().eval(), torch.zeros(2, 3, 5, 6)
+    fx, hooks = trace_fx(model, x), trace_hooks(model, x)
+    assert fx.graph_hash == hooks.graph_hash
+    df = hooks.to_frame().set_index("name")
+    assert (df.loc["a", "in_h"], df.loc["a", "pad_h"], df.loc["a", "out_h"]) == (5, 1, 5)
+    assert df.loc["a", "macs"] == 2 * 5 * 6 * 4 * 3 * 9
+    assert df.loc["b", "macs"] == 2 * 30 * 4 * 4 * 3
