@@ -77,13 +77,18 @@ def _as_inputs(value: Any) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class LayerGraph:
-    """Quantizable layers of a model (columns of DESIGN.md §9) with their data flow."""
+    """Quantizable layers of a model (columns of DESIGN.md §9) with their data flow.
+
+    `coverage` (from `hwq.trace`; None for a table built by hand) says how much of the model's
+    aten-level compute the rows account for: `{reference_macs, graph_macs, unsupported_macs,
+    fraction}`."""
 
     frame: pd.DataFrame
     inputs: tuple[tuple[str, ...], ...]
     specialised: bool = False
     unsupported: tuple[UnsupportedLayer, ...] = ()
     model: str | None = None
+    coverage: dict[str, Any] | None = None
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -142,7 +147,14 @@ class LayerGraph:
         for col in ("macs", "in_elems", "out_elems"):
             df[col] = df[col].to_numpy() // old * batch
         df["batch"] = batch
-        return LayerGraph(df, self.inputs, self.specialised, self.unsupported, self.model)
+        coverage = None
+        if self.coverage is not None and len(old):
+            scale = batch / int(old[0])
+            coverage = dict(self.coverage)
+            for key in ("reference_macs", "graph_macs", "unsupported_macs"):
+                coverage[key] = int(round(coverage[key] * scale))
+        return LayerGraph(df, self.inputs, self.specialised, self.unsupported, self.model,
+                          coverage)
 
     # -- frames ----------------------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
@@ -159,6 +171,7 @@ class LayerGraph:
         unsupported: Iterable[UnsupportedLayer | Mapping[str, Any]] = (),
         model: str | None = None,
         source: str = "layer table",
+        coverage: Mapping[str, Any] | None = None,
     ) -> LayerGraph:
         """Build from a table of layer shapes; derives MACs, params and element counts.
 
@@ -192,7 +205,8 @@ class LayerGraph:
             u if isinstance(u, UnsupportedLayer) else UnsupportedLayer(**dict(u))
             for u in unsupported
         )
-        return cls(frame, inputs, bool(specialised), unsup, model)
+        return cls(frame, inputs, bool(specialised), unsup, model,
+                   dict(coverage) if coverage is not None else None)
 
     # -- files -----------------------------------------------------------------------------------
     def metadata(self) -> dict[str, str]:
@@ -203,6 +217,7 @@ class LayerGraph:
             "hwq.specialised": json.dumps(self.specialised),
             "hwq.unsupported": json.dumps([u.to_dict() for u in self.unsupported]),
             "hwq.model": self.model or "",
+            "hwq.coverage": json.dumps(self.coverage),
         }
 
     def to_parquet(self, path: str | os.PathLike[str]) -> None:
@@ -252,6 +267,7 @@ class LayerGraph:
             unsupported=json.loads(meta.get("hwq.unsupported", "[]")),
             model=meta.get("hwq.model") or p.stem,
             source=str(p),
+            coverage=json.loads(meta.get("hwq.coverage", "null")),
         )
         return graph
 
@@ -286,8 +302,10 @@ def _complete_rows(df: pd.DataFrame, source: str) -> list[dict[str, Any]]:
         oc = _int_cell(raw, "out_channels", None, where)
         batch = _int_cell(raw, "batch", 1, where)
         groups = _int_cell(raw, "groups", 1, where)
-        if op == "linear":
-            kh = kw = oh = ow = sh = sw = ih = iw = 1
+        if op == "linear":  # tokens per sample in in_h/out_h (1 for a [B, C] input)
+            oh = _int_cell(raw, "out_h", 1, where)
+            ih = _int_cell(raw, "in_h", oh, where)
+            kh = kw = ow = sh = sw = iw = 1
             ph = pw = 0
         else:
             oh = _int_cell(raw, "out_h", None, where)

@@ -1,15 +1,24 @@
 """Build a LayerGraph from a PyTorch model: torch.fx with shape propagation, or forward hooks.
 
-fx gives the data flow from the graph; where fx cannot trace (data-dependent control flow), a
-forward pass on the example input under a TorchFunctionMode records which quantizable layers each
-tensor came from, and the graph is marked `specialised` (valid for that input only).
+Layers are found by what they compute, not by their class (`hwq.tracing_rows.classify`): any
+conv1d/conv2d, linear, addmm, matmul/mm or einsum call whose weight operand is a module parameter
+(or a tensor computed only from parameters, as a weight-standardised conv computes its weight),
+whatever module or function makes the call. fx gives the data flow from the graph; where fx
+cannot trace (data-dependent control flow), a forward pass on the example input under a
+TorchFunctionMode sees every such call and records which layers each tensor came from, and the
+graph is marked `specialised` (valid for that input only). `nn.MultiheadAttention` is one call
+site for both tracers (its projections as rows); the transformer modules are traced into, with
+their fused eval-mode fast paths disabled. Every graph carries `coverage` against an aten-level
+count of the same forward pass (`hwq.coverage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -19,94 +28,58 @@ from torch.overrides import TorchFunctionMode
 
 from hwq.errors import GraphError
 from hwq.graph import SHAPE_COLUMNS, LayerGraph, UnsupportedLayer
+from hwq.tracing_rows import (
+    INPUT,
+    MATMUL_FUNCS,
+    bind,
+    classify,
+    conv_row,
+    func_name,
+    linear_row,
+    mha_rows,
+    param_owners,
+    pick_owner,
+)
 
 log = logging.getLogger("hwq.trace")
 
 QUANTIZABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
+STOCK_FORWARDS = (nn.Conv1d.forward, nn.Conv2d.forward, nn.Linear.forward)
 UNSUPPORTED_MODULES = (
     nn.RNNBase,
     nn.ConvTranspose1d,
     nn.ConvTranspose2d,
     nn.ConvTranspose3d,
     nn.Conv3d,
-    nn.MultiheadAttention,
     nn.Bilinear,
 )
-ACTIVATION_MATMULS = {
-    torch.matmul,
-    torch.bmm,
-    torch.Tensor.matmul,
-    torch.Tensor.bmm,
-    torch.Tensor.__matmul__,
-    torch.einsum,
-}
-INPUT = "<input>"
+TRANSPARENT_MODULES = (
+    nn.Transformer,
+    nn.TransformerEncoder,
+    nn.TransformerDecoder,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+)
+MHA_ARGS = ("query", "key", "value")
+ACTIVATION_MATMULS = (*MATMUL_FUNCS, "einsum")
+ATTENTION = "scaled_dot_product_attention"
+
+__all__ = ["INPUT", "trace", "trace_fx", "trace_hooks"]
 
 
-# -- rows ------------------------------------------------------------------------------------------
-def _pad(value: Any, kernel: int, dilation: int) -> int:
-    if isinstance(value, str):
-        return 0 if value == "valid" else (dilation * (kernel - 1)) // 2
-    return int(value)
+def stock_layer(module: nn.Module) -> bool:
+    """A conv/linear whose forward is torch's own (a leaf, read from its attributes)."""
+    return isinstance(module, QUANTIZABLE) and type(module).forward in STOCK_FORWARDS
 
 
-def layer_row(
-    name: str,
-    module: nn.Module,
-    in_shape: tuple[int, ...],
-    out_shape: tuple[int, ...],
-    reads_input: bool,
-) -> dict[str, Any]:
-    """The shape columns of one LayerGraph row from a module and the shapes it saw
-    (`LayerGraph.from_frame` derives MACs, weight params and element counts from them)."""
+def module_row(module: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+               samples: int) -> dict[str, Any]:
+    """The shape columns of a stock conv/linear module from the shapes it saw."""
     if isinstance(module, nn.Linear):
-        batch = math.prod(in_shape[:-1]) if len(in_shape) > 1 else 1
-        ic, oc = module.in_features, module.out_features
-        ih = iw = oh = ow = kh = kw = sh = sw = 1
-        ph = pw = 0
-        groups = 1
-        op = "linear"
-    else:
-        assert isinstance(module, nn.Conv1d | nn.Conv2d)
-        spatial = 1 if isinstance(module, nn.Conv1d) else 2
-        unbatched = len(in_shape) == spatial + 1
-        batch = 1 if unbatched else int(in_shape[0])
-        ins, outs = in_shape[-spatial:], out_shape[-spatial:]
-        ic, oc, groups = module.in_channels, module.out_channels, module.groups
-        k = tuple(module.kernel_size) + (1,) * (2 - spatial)
-        s = tuple(module.stride) + (1,) * (2 - spatial)
-        d = tuple(module.dilation) + (1,) * (2 - spatial)
-        pads = module.padding if isinstance(module.padding, str) else tuple(module.padding)
-        if isinstance(pads, str):
-            p = tuple(_pad(pads, k[i], d[i]) for i in range(spatial)) + (0,) * (2 - spatial)
-        else:
-            p = tuple(int(x) for x in pads) + (0,) * (2 - spatial)
-        ih, iw = (int(ins[0]), int(ins[1]) if spatial == 2 else 1)
-        oh, ow = (int(outs[0]), int(outs[1]) if spatial == 2 else 1)
-        kh, kw = k
-        sh, sw = s
-        ph, pw = p
-        op = "conv"
-    row = {
-        "name": name,
-        "op": op,
-        "batch": batch,
-        "in_channels": ic,
-        "out_channels": oc,
-        "in_h": ih,
-        "in_w": iw,
-        "out_h": oh,
-        "out_w": ow,
-        "kernel_h": kh,
-        "kernel_w": kw,
-        "stride_h": sh,
-        "stride_w": sw,
-        "pad_h": ph,
-        "pad_w": pw,
-        "groups": groups,
-        "reads_input": reads_input,
-    }
-    return row
+        return linear_row(module.in_features, module.out_features, math.prod(in_shape), samples)
+    assert isinstance(module, nn.Conv1d | nn.Conv2d)
+    return conv_row(tuple(module.weight.shape), in_shape, out_shape, module.stride,
+                    module.padding, module.dilation, module.groups)
 
 
 def unsupported_macs(
@@ -134,49 +107,68 @@ def unsupported_macs(
         if isinstance(module, nn.Conv3d) and out_shape is not None:
             per_out = module.in_channels // module.groups * math.prod(module.kernel_size)
             return int(math.prod(out_shape) * per_out)
-        if isinstance(module, nn.MultiheadAttention):
-            q = in_shapes[0]
-            e = module.embed_dim
-            tokens = math.prod(q[:-1])
-            seq = q[0] if not module.batch_first else q[1]
-            return int(4 * tokens * e * e + 2 * tokens * seq * e)
+        if isinstance(module, nn.Bilinear) and out_shape is not None:
+            return int(math.prod(out_shape) * module.in1_features * module.in2_features)
         if module is None and len(in_shapes) >= 2 and out_shape is not None:
             # matmul between activations: out elements x reduction length
             return int(math.prod(out_shape) * in_shapes[0][-1])
+        if module is None and len(in_shapes) >= 3:  # attention: scores, then context
+            (*lead, seq_q, e), k, v = in_shapes[0], in_shapes[1], in_shapes[2]
+            return int(math.prod(lead) * seq_q * k[-2] * (e + v[-1]))
     except (AttributeError, IndexError, TypeError, ValueError):
         pass
     return 0
 
 
+def sample_count(example: Any) -> int:
+    """`batch` of every row: dim 0 of the example's first tensor (1 when it has none)."""
+    items = example if isinstance(example, tuple | list) else (example,)
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            return int(item.shape[0]) if item.dim() > 0 else 1
+    return 1
+
+
 # -- data flow tracking shared by both tracers -----------------------------------------
 class _Flow:
-    """Which quantizable layers (or the model input) each value came from."""
+    """Which weight layers (or the model input) each value came from."""
 
-    def __init__(self) -> None:
+    def __init__(self, samples: int) -> None:
+        self.samples = samples
         self.rows: list[dict[str, Any]] = []
         self.inputs: list[tuple[str, ...]] = []
         self.unsupported: list[UnsupportedLayer] = []
         self._calls: dict[str, int] = {}
+        self._order: dict[str, int] = {}
 
     def unique(self, name: str) -> str:
         n = self._calls.get(name, 0)
         self._calls[name] = n + 1
         return name if n == 0 else f"{name}@{n}"
 
-    def add_layer(
-        self,
-        name: str,
-        module: nn.Module,
-        in_shape: tuple[int, ...],
-        out_shape: tuple[int, ...],
-        sources: frozenset[str],
-    ) -> str:
+    def add_row(self, name: str, row: dict[str, Any], sources: frozenset[str]) -> str:
         name = self.unique(name)
-        reads_input = INPUT in sources
-        self.rows.append(layer_row(name, module, in_shape, out_shape, reads_input))
-        order = {r["name"]: i for i, r in enumerate(self.rows)}
+        self._order[name] = len(self.rows)
+        self.rows.append({"name": name, **row, "reads_input": INPUT in sources})
+        order = self._order
         self.inputs.append(tuple(sorted((s for s in sources if s != INPUT), key=order.get)))
         return name
+
+    def add_mha(self, name: str, mod: nn.MultiheadAttention, shapes: list[tuple[int, ...]],
+                same: tuple[bool, bool], sources: list[frozenset[str]]) -> str:
+        made: list[str] = []
+        tokens: dict[int, dict[str, Any]] = {}
+        for row_name, row, reads in mha_rows(name, mod.embed_dim, mod._qkv_same_embed_dim,
+                                             mod.kdim, mod.vdim, shapes, same, self.samples):
+            src = frozenset(made) if reads == 3 else sources[reads]
+            made.append(self.add_row(row_name, row, src))
+            tokens.setdefault(reads, row)
+        q, k = tokens[0], tokens.get(1, tokens[0])
+        # scores and context between activations: not rows yet, listed with their MACs
+        self.add_unsupported(f"{name}.attention", type(mod).__name__,
+                             2 * q["batch"] * q["out_h"] * k["out_h"] * mod.embed_dim,
+                             "matmul between activations")
+        return made[-1]
 
     def add_unsupported(self, name: str, type_name: str, macs: int, reason: str) -> None:
         self.unsupported.append(UnsupportedLayer(name, type_name, int(macs), reason))
@@ -205,21 +197,62 @@ def _shape(t: Any) -> tuple[int, ...] | None:
     return tuple(int(s) for s in t.shape) if isinstance(t, torch.Tensor) else None
 
 
+@contextlib.contextmanager
+def fast_paths_disabled() -> Iterator[None]:
+    """Transformer and attention modules take their slow, op-by-op path while tracing."""
+    mha = torch.backends.mha
+    was = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(was)
+
+
+def _args(example: Any) -> tuple[Any, ...]:
+    return example if isinstance(example, tuple) else (example,)
+
+
 # -- fx --------------------------------------------------------------------------------------
-def _trace_fx(model: nn.Module, example: Any, model_name: str | None) -> LayerGraph:
-    from torch.fx import symbolic_trace
+class _Tracer(torch.fx.Tracer):
+    """Stock convs/linears, attention and unsupported modules are leaves; subclasses with their
+    own forward and the transformer modules are traced into."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, (nn.MultiheadAttention, *UNSUPPORTED_MODULES)):
+            return True
+        if isinstance(m, QUANTIZABLE):
+            return stock_layer(m)
+        if isinstance(m, TRANSPARENT_MODULES):
+            return False
+        return super().is_leaf_module(m, module_qualified_name)
+
+
+def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> LayerGraph:
+    """LayerGraph by torch.fx symbolic tracing (raises what fx raises when it cannot trace)."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    gm = symbolic_trace(model)
-    args = example if isinstance(example, tuple) else (example,)
-    ShapeProp(gm).propagate(*args)
+    tracer = _Tracer()
+    fx_graph = tracer.trace(model)
+    gm = torch.fx.GraphModule(tracer.root, fx_graph)
+    args = _args(example)
+    with torch.no_grad(), fast_paths_disabled():
+        ShapeProp(gm).propagate(*args)
     modules = dict(gm.named_modules())
-    flow = _Flow()
+    by_id = param_owners(model.named_parameters(remove_duplicate=False))
+    params = {n: by_id[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
+    flow = _Flow(sample_count(example))
     sources: dict[Any, frozenset[str]] = {}
+    derived: dict[Any, str] = {}  # nodes computed only from parameters -> owning module
 
     def meta_shape(node: Any) -> tuple[int, ...] | None:
+        if not isinstance(node, torch.fx.Node):
+            return None
         tm = node.meta.get("tensor_meta")
         return tuple(int(s) for s in tm.shape) if tm is not None and hasattr(tm, "shape") else None
+
+    def owner(node: Any) -> str | None:
+        return derived.get(node) if isinstance(node, torch.fx.Node) else None
 
     for node in gm.graph.nodes:
         arg_nodes = list(node.all_input_nodes)
@@ -229,16 +262,29 @@ def _trace_fx(model: nn.Module, example: Any, model_name: str | None) -> LayerGr
             continue
         if node.op == "get_attr":
             sources[node] = frozenset()
+            if node.target in params:
+                stack = [v[0] for v in node.meta.get("nn_module_stack", {}).values()]
+                derived[node] = pick_owner(params[str(node.target)], stack)
             continue
         if node.op == "call_module":
             mod = modules[node.target]
-            if isinstance(mod, QUANTIZABLE):
-                in_shape = meta_shape(arg_nodes[0])
-                out_shape = meta_shape(node)
+            if stock_layer(mod):
+                in_shape, out_shape = meta_shape(arg_nodes[0]), meta_shape(node)
                 if in_shape is None or out_shape is None:
                     raise GraphError(f"module {node.target}: no tensor shape after propagation")
-                name = flow.add_layer(str(node.target), mod, in_shape, out_shape, merged)
-                sources[node] = frozenset({name})
+                row = module_row(mod, in_shape, out_shape, flow.samples)
+                sources[node] = frozenset({flow.add_row(str(node.target), row, merged)})
+                continue
+            if isinstance(mod, nn.MultiheadAttention):
+                a = bind(MHA_ARGS, {}, node.args, node.kwargs)
+                qkv = [a.get(k) for k in MHA_ARGS]
+                shapes = [meta_shape(x) for x in qkv]
+                if any(s is None for s in shapes):
+                    raise GraphError(f"module {node.target}: no tensor shape after propagation")
+                last = flow.add_mha(str(node.target), mod, shapes,  # type: ignore[arg-type]
+                                    (qkv[1] is qkv[0], qkv[2] is qkv[1]),
+                                    [sources.get(x, frozenset()) for x in qkv])
+                sources[node] = frozenset({last})
                 continue
             if isinstance(mod, UNSUPPORTED_MODULES):
                 in_shapes = [s for s in (meta_shape(a) for a in arg_nodes) if s]
@@ -251,35 +297,63 @@ def _trace_fx(model: nn.Module, example: Any, model_name: str | None) -> LayerGr
                 sources[node] = frozenset()  # a barrier: its readers do not read the model input
                 continue
         elif node.op in ("call_function", "call_method"):
-            target = node.target
-            is_mm = target in ACTIVATION_MATMULS or target in ("matmul", "bmm", "__matmul__")
-            if is_mm and sum(1 for a in arg_nodes if sources.get(a)) >= 2:
+            call = classify(node.target, node.args, node.kwargs, owner, meta_shape)
+            if call is not None:
+                in_shape, out_shape = meta_shape(call.activation), meta_shape(node)
+                if in_shape is None or out_shape is None:
+                    raise GraphError(f"{call.owner}: no tensor shape after propagation")
+                if call.unsupported_macs is not None:
+                    flow.add_unsupported(flow.unique(call.owner), call.type_name,
+                                         call.unsupported_macs(in_shape, out_shape),
+                                         "layer type not modelled")
+                    sources[node] = frozenset()
+                    continue
+                row = call.build(in_shape, out_shape, flow.samples)
+                sources[node] = frozenset({flow.add_row(call.owner, row, merged)})
+                continue
+            name = func_name(node.target)
+            products = ACTIVATION_MATMULS + (ATTENTION,)
+            if name in products and sum(1 for a in arg_nodes if sources.get(a)) >= 2:
                 in_shapes = [s for s in (meta_shape(a) for a in arg_nodes) if s]
+                if name == ATTENTION:
+                    in_shapes, out = in_shapes[:3], None
+                else:
+                    out = meta_shape(node)
                 flow.add_unsupported(
                     node.name,
-                    str(getattr(target, "__name__", target)),
-                    unsupported_macs(None, in_shapes, meta_shape(node)),
+                    name,
+                    unsupported_macs(None, in_shapes, out),
                     "matmul between activations",
                 )
-        sources[node] = merged
+        if not merged:
+            found = next((derived[a] for a in arg_nodes if a in derived), None)
+            if found is not None:
+                derived[node] = found
+        # a shape or a number (x.size(), x.shape[0]) carries no data from its tensor
+        sources[node] = merged if "tensor_meta" in node.meta else frozenset()
     return flow.graph(False, model_name)
 
 
 # -- hooks (fallback) --------------------------------------------------------------------
-class _ProvenanceMode(TorchFunctionMode):
-    """Propagates the set of producing layers through every torch function on tensors."""
+class _Provenance:
+    """Which layers (or the model input) each live tensor came from, and which tensors are
+    computed only from parameters. Tensors are held weakly: tracing keeps none alive."""
 
-    def __init__(self, prov: dict[int, tuple[torch.Tensor, frozenset[str]]]):
-        super().__init__()
-        self.prov = prov
+    def __init__(self, model: nn.Module, stack: list[str]) -> None:
+        self.stack = stack  # the running modules, innermost last
+        self.lineage: dict[int, tuple[weakref.ref, frozenset[str]]] = {}
+        self.derived: dict[int, tuple[weakref.ref, str]] = {}
+        owners = param_owners(model.named_parameters(remove_duplicate=False))
+        self.params: dict[int, tuple[torch.Tensor, list[str]]] = {
+            id(p): (p, owners[id(p)]) for p in model.parameters()}
 
     def lookup(self, obj: Any) -> frozenset[str]:
         found: set[str] = set()
 
         def visit(o: Any) -> None:
             if isinstance(o, torch.Tensor):
-                entry = self.prov.get(id(o))
-                if entry is not None and entry[0] is o:
+                entry = self.lineage.get(id(o))
+                if entry is not None and entry[0]() is o:
                     found.update(entry[1])
             elif isinstance(o, list | tuple):
                 for x in o:
@@ -293,65 +367,168 @@ class _ProvenanceMode(TorchFunctionMode):
 
     def assign(self, obj: Any, src: frozenset[str]) -> None:
         if isinstance(obj, torch.Tensor):
-            self.prov[id(obj)] = (obj, src)
+            self.lineage[id(obj)] = (weakref.ref(obj), src)
         elif isinstance(obj, list | tuple):
             for x in obj:
                 self.assign(x, src)
 
+    def owner(self, t: Any) -> str | None:
+        if not isinstance(t, torch.Tensor):
+            return None
+        p = self.params.get(id(t))
+        if p is not None and p[0] is t:
+            return pick_owner(p[1], self.stack)
+        d = self.derived.get(id(t))
+        return d[1] if d is not None and d[0]() is t else None
+
+    def first_owner(self, obj: Any) -> str | None:
+        if isinstance(obj, list | tuple):
+            return next((o for o in map(self.first_owner, obj) if o is not None), None)
+        if isinstance(obj, dict):
+            return self.first_owner(list(obj.values()))
+        return self.owner(obj)
+
+    def mark_derived(self, obj: Any, owner: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            self.derived[id(obj)] = (weakref.ref(obj), owner)
+        elif isinstance(obj, list | tuple):
+            for x in obj:
+                self.mark_derived(x, owner)
+
+
+class _CallMode(TorchFunctionMode):
+    """Sees every torch function call of the forward pass: weight layers become rows, every
+    other call propagates lineage."""
+
+    def __init__(self, prov: _Provenance, flow: _Flow, stack: list[str],
+                 modules: dict[str, nn.Module]):
+        super().__init__()
+        self.prov = prov
+        self.flow = flow
+        self.stack = stack
+        self.modules = modules
+        self.entry_shapes: dict[str, tuple[int, ...]] = {}  # a stock layer's input, as it came
+        self.inside = 0  # > 0 inside a module handled as one call site (attention, unsupported)
+
     def __torch_function__(self, func: Callable, types: Any, args: Any = (), kwargs: Any = None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        src = self.lookup((args, kwargs))
+        prov = self.prov
+        src = prov.lookup((args, kwargs))
+        if not self.inside:
+            call = classify(func, args, kwargs, prov.owner, _shape)
+            if call is not None:
+                in_shape, out_shape = _shape(call.activation), _shape(out)
+                if in_shape is not None and out_shape is not None:
+                    if call.unsupported_macs is not None:
+                        self.flow.add_unsupported(self.flow.unique(call.owner), call.type_name,
+                                                  call.unsupported_macs(in_shape, out_shape),
+                                                  "layer type not modelled")
+                        prov.assign(out, frozenset())
+                        return out
+                    row = self.stock_row(call.owner, out_shape) or call.build(
+                        in_shape, out_shape, self.flow.samples)
+                    prov.assign(out, frozenset({self.flow.add_row(call.owner, row, src)}))
+                    return out
+            name = func_name(func)
+            if name in ACTIVATION_MATMULS or name == ATTENTION:
+                tensors = [a for a in args if isinstance(a, torch.Tensor)]
+                if len(args) > 1 and isinstance(args[1], list | tuple):
+                    tensors = [a for a in args[1] if isinstance(a, torch.Tensor)]
+                if name == ATTENTION:
+                    tensors = tensors[:3]
+                if sum(1 for t in tensors if prov.lookup(t)) >= 2:
+                    where = self.stack[-1] if self.stack else "<model>"
+                    shapes = [s for s in map(_shape, tensors) if s is not None]
+                    self.flow.add_unsupported(
+                        self.flow.unique(f"{where}.{name}"), name,
+                        unsupported_macs(None, shapes, None if name == ATTENTION else _shape(out)),
+                        "matmul between activations",
+                    )
         if src:
-            self.assign(out, src)
+            prov.assign(out, src)
+        else:
+            found = prov.first_owner((args, kwargs))
+            if found is not None:
+                prov.mark_derived(out, found)
         return out
 
 
-def _trace_hooks(model: nn.Module, example: Any, model_name: str | None) -> LayerGraph:
-    flow = _Flow()
-    prov: dict[int, tuple[torch.Tensor, frozenset[str]]] = {}
-    mode = _ProvenanceMode(prov)
+    def stock_row(self, owner: str, out_shape: tuple[int, ...]) -> dict[str, Any] | None:
+        """A stock conv/linear's own call reads as fx reads it: from the module and the input
+        it was given (before a padding mode's F.pad)."""
+        top = self.stack[-1] if self.stack else None
+        mod = self.modules.get(owner)
+        if top != owner or mod is None or owner not in self.entry_shapes:
+            return None
+        return module_row(mod, self.entry_shapes[owner], out_shape, self.flow.samples)
+
+
+def trace_hooks(model: nn.Module, example: Any, model_name: str | None = None) -> LayerGraph:
+    """LayerGraph from one forward pass on the example (the graph is `specialised` to it)."""
+    flow = _Flow(sample_count(example))
     stack: list[str] = []
+    prov = _Provenance(model, stack)
+    stock = {n or "<model>": m for n, m in model.named_modules() if stock_layer(m)}
+    mode = _CallMode(prov, flow, stack, stock)
     handles = []
-    pending: dict[int, frozenset[str]] = {}
+    pending: dict[int, tuple[list[Any], list[frozenset[str]]]] = {}
 
     def pre_hook(name: str) -> Callable:
-        def hook(mod: nn.Module, args: tuple) -> None:
+        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
             stack.append(name)
-            pending[id(mod)] = mode.lookup(args)
+            if name in stock and args and isinstance(args[0], torch.Tensor):
+                mode.entry_shapes[name] = tuple(int(d) for d in args[0].shape)
+            if isinstance(mod, (nn.MultiheadAttention, *UNSUPPORTED_MODULES)):
+                if mode.inside == 0:
+                    if isinstance(mod, nn.MultiheadAttention):
+                        a = bind(MHA_ARGS, {}, args, kwargs)
+                        qkv = [a.get(k) for k in MHA_ARGS]
+                    else:
+                        qkv = list(args)
+                    pending[id(mod)] = (qkv, [prov.lookup(x) for x in qkv])
+                mode.inside += 1
 
         return hook
 
     def post_hook(name: str) -> Callable:
-        def hook(mod: nn.Module, args: tuple, out: Any) -> None:
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
             stack.pop()
-            srcs = pending.pop(id(mod), frozenset())
-            if isinstance(mod, QUANTIZABLE):
-                in_shape, out_shape = _shape(args[0]), _shape(out)
-                if in_shape is not None and out_shape is not None:
-                    lname = flow.add_layer(name, mod, in_shape, out_shape, srcs)
-                    mode.assign(out, frozenset({lname}))
-            elif isinstance(mod, UNSUPPORTED_MODULES):
-                in_shapes = [s for s in (_shape(a) for a in args) if s]
-                o = out[0] if isinstance(out, tuple) else out
-                flow.add_unsupported(
-                    name,
-                    type(mod).__name__,
-                    unsupported_macs(mod, in_shapes, _shape(o)),
-                    "layer type not modelled",
-                )
-                mode.assign(out, frozenset())
+            if not isinstance(mod, (nn.MultiheadAttention, *UNSUPPORTED_MODULES)):
+                return
+            mode.inside -= 1
+            seen = pending.pop(id(mod), None)
+            if seen is None:
+                return
+            qkv, srcs = seen
+            o = out[0] if isinstance(out, tuple) else out
+            if isinstance(mod, nn.MultiheadAttention):
+                shapes = [_shape(x) for x in qkv]
+                if any(s is None for s in shapes):
+                    return
+                last = flow.add_mha(name, mod, shapes,  # type: ignore[arg-type]
+                                    (qkv[1] is qkv[0], qkv[2] is qkv[1]), srcs)
+                prov.assign(out, frozenset({last}))
+                return
+            in_shapes = [s for s in (_shape(a) for a in qkv) if s]
+            flow.add_unsupported(
+                name,
+                type(mod).__name__,
+                unsupported_macs(mod, in_shapes, _shape(o)),
+                "layer type not modelled",
+            )
+            prov.assign(out, frozenset())
 
         return hook
 
     for name, mod in model.named_modules():
-        if isinstance(mod, QUANTIZABLE + UNSUPPORTED_MODULES) or name == "":
-            handles.append(mod.register_forward_pre_hook(pre_hook(name or "<model>")))
-            handles.append(mod.register_forward_hook(post_hook(name or "<model>")))
-    args = example if isinstance(example, tuple) else (example,)
+        qual = name or "<model>"
+        handles.append(mod.register_forward_pre_hook(pre_hook(qual), with_kwargs=True))
+        handles.append(mod.register_forward_hook(post_hook(qual), with_kwargs=True))
+    args = _args(example)
     try:
-        with torch.no_grad(), mode:
-            mode.assign(list(args), frozenset({INPUT}))
+        with torch.no_grad(), fast_paths_disabled(), mode:
+            prov.assign(list(args), frozenset({INPUT}))
             model(*args)
     except Exception as exc:  # the user's forward failed: name the innermost module
         where = stack[-1] if stack else "<model>"
@@ -367,14 +544,17 @@ def _trace_hooks(model: nn.Module, example: Any, model_name: str | None) -> Laye
 
 
 def trace(model: nn.Module, example_input: Any, *, model_name: str | None = None) -> LayerGraph:
-    """LayerGraph of `model` on `example_input` (a tensor or a tuple of tensors)."""
+    """LayerGraph of `model` on `example_input` (a tensor or a tuple of tensors), with its
+    `coverage` against an aten-level count of the same forward pass."""
+    from hwq.coverage import with_coverage
+
     if not isinstance(model, nn.Module):
         raise GraphError(f"expected a torch.nn.Module, found {type(model).__name__}")
     was_training = model.training
     model.eval()
     try:
         try:
-            return _trace_fx(model, example_input, model_name)
+            graph = trace_fx(model, example_input, model_name)
         except GraphError:
             raise
         except Exception as exc:  # fx cannot trace this model: fall back to hooks
@@ -384,6 +564,7 @@ def trace(model: nn.Module, example_input: Any, *, model_name: str | None = None
                 "example input: the graph is specialised to that input",
                 reason[:200],
             )
-            return _trace_hooks(model, example_input, model_name)
+            graph = trace_hooks(model, example_input, model_name)
+        return with_coverage(graph, model, _args(example_input))
     finally:
         model.train(was_training)

@@ -68,7 +68,15 @@ def test_lstm_is_reported_unsupported(caplog):
     u = g.unsupported[0]
     assert u.type == "LSTM" and u.macs == 2 * 7 * 4 * 32 * (16 + 32)
     assert any("lstm" in r.message for r in caplog.records)
-    assert row(g, "embed")["batch"] == 14  # linear over [2, 7, 8]: 14 rows
+    embed = row(g, "embed")  # linear over [2, 7, 8]: 2 samples of 7 tokens
+    assert (embed["batch"], embed["in_h"], embed["out_h"]) == (2, 7, 7)
+    assert embed["macs"] == 2 * 7 * 8 * 16
+    # the LSTM is missing from the graph: coverage says so, and the warning names it
+    assert g.coverage["unsupported_macs"] == u.macs
+    assert g.coverage["reference_macs"] == 2 * 7 * 8 * 16 + u.macs + 2 * 32 * 3
+    assert g.coverage["graph_macs"] == 2 * 7 * 8 * 16 + 2 * 32 * 3
+    assert g.coverage["fraction"] < 0.99
+    assert any("missing most in: lstm" in r.message for r in caplog.records)
 
 
 def test_failing_forward_names_the_module():

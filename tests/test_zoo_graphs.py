@@ -10,20 +10,23 @@ from hwq.graph import same_input_groups
 
 
 @pytest.mark.parametrize(
-    ("name", "layers", "gmacs"),
-    [("resnet18", 21, 1.814), ("resnet50", 54, 4.09), ("mobilenet_v2", 53, 0.30)],
+    ("name", "layers", "macs"),
+    [("resnet18", 21, 1_814_073_344), ("resnet50", 54, 4_089_184_256),
+     ("mobilenet_v2", 53, 300_774_272)],
 )
-def test_known_totals(name, layers, gmacs):
+def test_known_totals(name, layers, macs):
     model = hwq.load_model(name)
     g = hwq.trace(model, torch.zeros(1, 3, 224, 224))
     totals = g.totals()
     assert totals["layers"] == layers
-    assert totals["macs"] / 1e9 == pytest.approx(gmacs, rel=0.01)
+    assert totals["macs"] == macs
     assert totals["weight_params"] == sum(
         m.weight.numel() for m in model.modules()
         if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)
     )
     assert not g.specialised and g.unsupported == ()
+    assert g.coverage == {"reference_macs": totals["macs"], "graph_macs": totals["macs"],
+                          "unsupported_macs": 0, "fraction": 1.0}
 
 
 def test_resnet18_residual_edges_and_same_input():
@@ -46,3 +49,15 @@ def test_mobilenet_depthwise_rows():
     dw = df.loc["features.2.conv.1.0"]
     assert dw["groups"] == dw["in_channels"] == dw["out_channels"] == 96
     assert dw["weight_params"] == 96 * 9
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_hooks_fallback_finds_the_same_graph_as_fx(name):
+    from hwq.tracing import trace_fx, trace_hooks
+
+    model = hwq.load_model(name).eval()
+    x = torch.zeros(2, 3, 64, 64)
+    fx, hooks = trace_fx(model, x), trace_hooks(model, x)
+    assert hooks.specialised and not fx.specialised
+    assert hooks.graph_hash == fx.graph_hash
+    assert hooks.edges == fx.edges

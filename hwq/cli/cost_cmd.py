@@ -74,6 +74,12 @@ def cost(
     table = cost_table(g, prof, pairs, batch)
     totals = evaluate(table, pairs_arr[None]).iloc[0].to_dict()
     doc: dict[str, object] = {"device": prof.name, "model": g.model or model, "totals": totals}
+    if as_json:  # what the totals leave out (LSTM, ConvTranspose, Conv3d, attention products)
+        priced = g.with_batch(batch) if batch is not None else g
+        cov = priced.coverage
+        totals["unsupported_macs"] = (int(cov["unsupported_macs"]) if cov is not None
+                                      else sum(u.macs for u in g.unsupported))
+        totals["coverage"] = cov
     rows = []
     if per_layer:
         df = table.to_pandas()

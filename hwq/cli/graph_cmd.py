@@ -57,6 +57,7 @@ def graph(
                 "layers": records(frame),
                 "edges": [list(e) for e in g.edges],
                 "unsupported": [u.to_dict() for u in g.unsupported],
+                "coverage": g.coverage,
             }
         )
         return
@@ -69,3 +70,7 @@ def graph(
     )
     for u in g.unsupported:
         click.echo(f"# unsupported: {u.name} ({u.type}, {u.macs:,} MACs): {u.reason}")
+    if g.coverage is not None:
+        c = g.coverage
+        click.echo(f"# coverage: the layers hold {100 * c['fraction']:.2f}% of the model's "
+                   f"{c['reference_macs']:,} MACs counted at the aten level")

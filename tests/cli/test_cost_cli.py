@@ -45,6 +45,21 @@ def test_cost_resnet50_w8a8_totals():
     assert t["bops"] == 64 * macs
     assert t["weight_bytes"] == graph["totals"]["weight_params"]
     assert t["peak_activation_bytes"] > 0 and t["feasible"] is True
+    assert t["unsupported_macs"] == 0
+    assert t["coverage"] == graph["coverage"] and t["coverage"]["fraction"] == 1.0
+
+
+def test_cost_json_says_what_the_totals_leave_out():
+    args = ("--model", "tests.small_models:WithLSTM", "--input-shape", "1,7,8")
+    res = run("cost", "--device", "bitfusion", *args, "--bits", "8,8", "--json", "--batch", "3")
+    assert res.exit_code == 0, res.output
+    t = json.loads(res.stdout)["totals"]
+    lstm = 7 * 4 * 32 * (16 + 32)  # one sample
+    assert t["unsupported_macs"] == 3 * lstm
+    assert t["macs"] == 3 * (7 * 8 * 16 + 32 * 3)
+    assert t["coverage"]["graph_macs"] == t["macs"]
+    assert t["coverage"]["reference_macs"] == t["macs"] + 3 * lstm
+    assert t["coverage"]["fraction"] < 0.99
 
 
 def test_cost_per_layer_and_policy_file(tmp_path, r18_file):

@@ -18,8 +18,12 @@ def test_graph_json_resnet50():
     res = run("graph", "resnet50", "--json")
     assert res.exit_code == 0
     doc = json.loads(res.stdout)
-    assert set(doc) == {"model", "specialised", "totals", "layers", "edges", "unsupported"}
+    assert set(doc) == {"model", "specialised", "totals", "layers", "edges", "unsupported",
+                        "coverage"}
     assert doc["totals"]["layers"] == 54 == len(doc["layers"])
+    assert doc["totals"]["macs"] == 4_089_184_256
+    assert doc["coverage"] == {"reference_macs": 4_089_184_256, "graph_macs": 4_089_184_256,
+                               "unsupported_macs": 0, "fraction": 1.0}
     assert abs(doc["totals"]["macs"] / 4.09e9 - 1) < 0.01
     assert doc["specialised"] is False
     assert ["layer1.0.conv3", "layer1.1.conv1"] in doc["edges"]
@@ -53,3 +57,24 @@ def test_graph_bad_inputs_exit_2():
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2, argv
+
+
+def test_graph_json_coverage_names_the_lstm():
+    res = run("graph", "tests.small_models:WithLSTM", "--input-shape", "2,7,8", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    cov = doc["coverage"]
+    lstm = 2 * 7 * 4 * 32 * (16 + 32)
+    assert cov["unsupported_macs"] == lstm
+    assert cov["reference_macs"] == cov["graph_macs"] + lstm
+    assert cov["fraction"] < 0.99
+    assert "missing most in: lstm" in res.stderr
+
+
+def test_graph_text_prints_coverage():
+    res = run("graph", "tests.small_models:WithLSTM", "--input-shape", "1,7,8")
+    assert res.exit_code == 0, res.output
+    ref = 7 * 8 * 16 + 7 * 4 * 32 * (16 + 32) + 32 * 3
+    pct = 100 * (7 * 8 * 16 + 32 * 3) / ref
+    assert f"# coverage: the layers hold {pct:.2f}% of the model's {ref:,} MACs" in res.stdout
+    assert "# unsupported: lstm (LSTM" in res.stdout
