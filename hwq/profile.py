@@ -349,12 +349,25 @@ def _schema_problems(res: _Resolved) -> list[str]:
         schema = common_schema()
         found = _describe(data["kind"]) if "kind" in data else "nothing"
         out = [f"{res.at(('kind',))}: kind: expected one of {', '.join(kinds())}, found {found}"]
+        out += _unknown_keys_of_any_kind(res)
     errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.path)))
     for err in errors:
         if device_kind is None and list(err.absolute_path) == ["kind"]:
             continue
         out += _error_messages(err, res)
     return out
+
+
+def _unknown_keys_of_any_kind(res: _Resolved) -> list[str]:
+    """Top-level keys that neither the common schema nor any registered kind declares: a
+    profile whose `kind` is wrong still hears about its other misspelt keys."""
+    known = set(common_schema()["properties"])
+    for name in kinds():
+        known |= set(kind(name).properties)
+    return [f"{res.at((key,))}: {key}: expected a key of the common profile keys "
+            f"({', '.join(sorted(common_schema()['properties']))}) or of a device kind "
+            f"({', '.join(kinds())}), found unknown key {key!r}"
+            for key in sorted(map(str, set(res.data) - known))]
 
 
 def _error_messages(err: Any, res: _Resolved) -> list[str]:
