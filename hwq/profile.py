@@ -257,6 +257,11 @@ def _rebase_files(data: dict[str, Any], base: Path, child: Path) -> dict[str, An
     return out
 
 
+def text_line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of byte `offset` in `data`."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
     """Parse `path` and its `extends` chain into merged data with each key's FILE:LINE."""
     res = _Resolved()
@@ -265,6 +270,12 @@ def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         res.problems.append(f"{path}:1: (file): expected a readable file, found {exc.strerror}")
+        return res
+    except UnicodeDecodeError as exc:
+        line = text_line_of(path.read_bytes(), exc.start)
+        res.problems.append(f"{path}:{line}: (file): expected a UTF-8 YAML profile, found a "
+                            f"byte that is not UTF-8 text (0x{exc.object[exc.start]:02x} at "
+                            f"byte {exc.start})")
         return res
     data, lines, problems = load_with_lines(text, str(path))
     res.problems.extend(problems)

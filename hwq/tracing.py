@@ -7,6 +7,8 @@ tensor came from, and the graph is marked `specialised` (valid for that input on
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from collections.abc import Callable
@@ -206,13 +208,23 @@ def _shape(t: Any) -> tuple[int, ...] | None:
 
 
 # -- fx --------------------------------------------------------------------------------------
+class _ForwardFailed(Exception):
+    """fx traced the model, but its forward pass fails on the example input (a wrong input
+    shape): the hooks tracer runs it again to name the module that fails."""
+
+
 def _trace_fx(model: nn.Module, example: Any, model_name: str | None) -> LayerGraph:
     from torch.fx import symbolic_trace
     from torch.fx.passes.shape_prop import ShapeProp
 
     gm = symbolic_trace(model)
     args = example if isinstance(example, tuple) else (example,)
-    ShapeProp(gm).propagate(*args)
+    try:
+        # ShapeProp prints the traceback of a failing node itself: keep it off the user's stderr
+        with contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(*args)
+    except Exception as exc:
+        raise _ForwardFailed() from exc
     modules = dict(gm.named_modules())
     flow = _Flow()
     sources: dict[Any, frozenset[str]] = {}
@@ -377,6 +389,8 @@ def trace(model: nn.Module, example_input: Any, *, model_name: str | None = None
             return _trace_fx(model, example_input, model_name)
         except GraphError:
             raise
+        except _ForwardFailed:  # no fx problem: the forward names its failing module
+            return _trace_hooks(model, example_input, model_name)
         except Exception as exc:  # fx cannot trace this model: fall back to hooks
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.warning(

@@ -145,7 +145,10 @@ def table(
     from hwq.profile import load_profile
     from hwq.tables import cost_table
     from hwq.units import parse_pairs
+    from hwq.writable import check_file
 
+    if output:
+        check_file(output, "-o")
     if output and fmt not in ("haq", "apq") and Path(output).suffix.lower() not in (
         ".parquet", ".csv"):
         raise UserError(f"-o {output}: expected a .parquet or .csv file (or --format haq|apq)")

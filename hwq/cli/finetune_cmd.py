@@ -128,6 +128,10 @@ def finetune(
 
     if (bits is None) == (policy_file is None):
         raise UserError("give exactly one of --bits W,A or --policy FILE")
+    if output:
+        from hwq.writable import check_file
+
+        check_file(output, "-o")  # before any training
     if epochs < 0:
         raise UserError(f"--epochs: expected a non-negative integer, found {epochs}")
     if calib_batches < 1:
@@ -137,14 +141,11 @@ def finetune(
 
     prof = load_profile(device)
     device_name = str(getattr(prof, "name", device))
-    from hwq.allowed_bits import check_layers, check_pairs
+    from hwq.allowed_bits import check_layers
 
-    # the widths the policy names, before any training (its default is checked per layer below)
-    if bits:
-        check_pairs(prof, [policy.default], where="--bits")
-    else:
-        named = sorted(policy.layer_names())
-        check_layers(prof, named, [policy.bits(n) for n in named], where=f"--policy {policy_file}")
+    # the widths a policy file names, before any training; every layer's below
+    named = sorted(policy.layer_names())
+    check_layers(prof, named, [policy.bits(n) for n in named], where=f"--policy {policy_file}")
 
     import numpy as np
     import torch
