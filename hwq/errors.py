@@ -41,6 +41,6 @@ def reason(exc: BaseException) -> str:
 def user_code_failed(label: str, exc: BaseException) -> UserError:
     """The UserError for an exception raised in the user's own code (a model or data factory,
     a module imported by path): names the factory and the reason."""
-    err = UserError(f"{label} raised {reason(exc)} (hwq --debug shows its traceback)")
+    err = UserError(f"{label} failed: {reason(exc)} (hwq --debug shows its traceback)")
     err.__cause__ = exc
     return err

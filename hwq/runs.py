@@ -58,6 +58,7 @@ META_KEYS = (
     "graph_hash",
     "algorithm",
     "evaluations",
+    "weights_sha256",  # of the state dict quality and verification used; None when none did
 )
 SPECIES_SCHEMA = pa.schema(
     [

@@ -70,7 +70,7 @@ def run_search(
     executor = make_executor(config.executor, config.address, config.workers)
     try:
         prep = prepare(config, quality=quality, executor=executor)
-        writer = _open_writer(prep, writer)
+        writer = _open_writer(prep, writer, quality)
         try:
             _drive(prep, writer, point, resume=resume, progress=progress, executor=executor)
         except BaseException:
@@ -83,7 +83,22 @@ def run_search(
     return Run.open(writer.path)
 
 
-def _open_writer(prep: Prepared, writer: Any) -> Any:
+def _weights_sha256(prep: Prepared, quality: Any) -> str | None:
+    """sha256 of the state dict the run's quality (PTQ accuracy, measured sensitivity) and
+    verification use; None when neither uses trained weights (cost objectives only, a
+    sensitivity file or a caller's quality function, and no verification)."""
+    from hwq.trained import has_trained_model, trained_weights_sha256
+
+    config = prep.config
+    if not has_trained_model(config.model, config.weights, config.data):
+        return None
+    measured = prep.problem.quality is not None and quality is None and not config.sensitivity
+    if not (measured or int(config.verify_top) > 0):
+        return None
+    return trained_weights_sha256(config.model, config.weights, config.model_args)
+
+
+def _open_writer(prep: Prepared, writer: Any, quality: Any = None) -> Any:
     """A new run directory with its config, profile, layers and costs; or, resuming, the
     existing one after checking the model and device did not change."""
     from hwq.runs import RunWriter, candidates_schema, environment_meta
@@ -110,6 +125,7 @@ def _open_writer(prep: Prepared, writer: Any) -> Any:
             "objectives": list(config.objectives or []),
             "generations": spec(config.algorithm).generations(config),
             "generations_done": 0,
+            "weights_sha256": _weights_sha256(prep, quality),
         }
         writer = RunWriter.create(out, meta)
         writer.write_config(_config_doc(prep))

@@ -221,7 +221,9 @@ def load_model(name_or_path: str, **kwargs: Any) -> nn.Module:
             model = factory(**kwargs)
         except UserError:
             raise
-        except Exception as exc:  # the user's factory failed: name it and the reason
+        except Exception as exc:  # the user's factory (or arguments) failed: name it
+            if ":" not in name_or_path and not kwargs:
+                raise  # a zoo factory failing on its defaults is hwq's bug, not the user's
             given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
             raise user_code_failed(f"model factory {label}({given})", exc) from exc
     if not isinstance(model, nn.Module):

@@ -63,10 +63,10 @@ def test_user_factories_that_raise(tmp_path):
     """))
     res = hwq("graph", "usermod:broken_model", "--input-shape", "1,3,8,8", cwd=tmp_path)
     one_error(res, "model factory usermod:broken_model()",
-              "raised RuntimeError: weights server unreachable")
+              "failed: RuntimeError: weights server unreachable")
     res = hwq("finetune", "-d", "bitfusion", "--bits", "8,8", "-m", "digits_resnet",
               "--data", "usermod:broken_data", "--epochs", "0", cwd=tmp_path)
-    one_error(res, "--data usermod:broken_data: the data factory raised OSError: no such dataset")
+    one_error(res, "--data usermod:broken_data: the data factory failed: OSError: no such dataset")
     # --debug shows the traceback of the user's code, and the same one line
     res = hwq("--debug", "graph", "usermod:broken_model", "--input-shape", "1,3,8,8",
               cwd=tmp_path)
