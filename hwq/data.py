@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from hwq.errors import UserError
+from hwq.errors import UserError, user_code_failed
 
 SPLIT_SEED = 0
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
@@ -127,10 +127,17 @@ def load_data(spec: str | None = None, **kwargs: Any) -> tuple[Any, Any, Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"--data {spec}: cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # the user's module failed while importing
+        raise user_code_failed(f"--data {spec}: importing {module_name}", exc) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UserError(f"--data {spec}: {module_name} has no callable {attr!r}")
-    result = factory(**kwargs)
+    try:
+        result = factory(**kwargs)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise user_code_failed(f"--data {spec}: the data factory", exc) from exc
     if not isinstance(result, tuple | list) or len(result) != 3:
         raise UserError(
             f"--data {spec}: the factory must return (train, val, test) loaders, "

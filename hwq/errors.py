@@ -30,3 +30,17 @@ class GraphError(UserError):
 
 class CostModelError(UserError):
     """A cost model cannot price a layer at the requested bits (names the layer)."""
+
+
+def reason(exc: BaseException) -> str:
+    """`Type: first line of the message` of an exception, for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def user_code_failed(label: str, exc: BaseException) -> UserError:
+    """The UserError for an exception raised in the user's own code (a model or data factory,
+    a module imported by path): names the factory and the reason."""
+    err = UserError(f"{label} failed: {reason(exc)} (hwq --debug shows its traceback)")
+    err.__cause__ = exc
+    return err

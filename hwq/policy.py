@@ -190,6 +190,9 @@ class Policy:
                 text = fh.read()
         except OSError as exc:
             raise UserError(f"{path}: cannot read policy file: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: expected a UTF-8 policy JSON file, found a byte that is not "
+                            f"UTF-8 text at byte {exc.start}") from None
         return cls.from_json(text, source=str(path))
 
     def __eq__(self, other: object) -> bool:

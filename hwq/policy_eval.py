@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from hwq.allowed_bits import check_layers
 from hwq.cost_models.kind import kind
 from hwq.errors import UserError
 from hwq.policy import Policy
@@ -49,6 +50,7 @@ def evaluate(table: CostTable, policies: Sequence[Policy] | np.ndarray) -> pd.Da
     from hwq.cost_models.gather import evaluate_batch
 
     arr = policies_to_array(table, policies)
+    check_layers(table.profile, table.graph.names, arr)
     plan = table.activation_plan
     sums, peak, bad_layer, missing = evaluate_batch(
         table.stacked_lkc, table.pair_lookup, table.feasible, arr, plan.tensor_elems,

@@ -257,6 +257,11 @@ def _rebase_files(data: dict[str, Any], base: Path, child: Path) -> dict[str, An
     return out
 
 
+def text_line_of(data: bytes, offset: int) -> int:
+    """The 1-based line of byte `offset` in `data`."""
+    return data.count(b"\n", 0, offset) + 1
+
+
 def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
     """Parse `path` and its `extends` chain into merged data with each key's FILE:LINE."""
     res = _Resolved()
@@ -265,6 +270,12 @@ def _resolve(path: Path, chain: tuple[Path, ...] = ()) -> _Resolved:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         res.problems.append(f"{path}:1: (file): expected a readable file, found {exc.strerror}")
+        return res
+    except UnicodeDecodeError as exc:
+        line = text_line_of(path.read_bytes(), exc.start)
+        res.problems.append(f"{path}:{line}: (file): expected a UTF-8 YAML profile, found a "
+                            f"byte that is not UTF-8 text (0x{exc.object[exc.start]:02x} at "
+                            f"byte {exc.start})")
         return res
     data, lines, problems = load_with_lines(text, str(path))
     res.problems.extend(problems)
@@ -349,12 +360,25 @@ def _schema_problems(res: _Resolved) -> list[str]:
         schema = common_schema()
         found = _describe(data["kind"]) if "kind" in data else "nothing"
         out = [f"{res.at(('kind',))}: kind: expected one of {', '.join(kinds())}, found {found}"]
+        out += _unknown_keys_of_any_kind(res)
     errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.path)))
     for err in errors:
         if device_kind is None and list(err.absolute_path) == ["kind"]:
             continue
         out += _error_messages(err, res)
     return out
+
+
+def _unknown_keys_of_any_kind(res: _Resolved) -> list[str]:
+    """Top-level keys that neither the common schema nor any registered kind declares: a
+    profile whose `kind` is wrong still hears about its other misspelt keys."""
+    known = set(common_schema()["properties"])
+    for name in kinds():
+        known |= set(kind(name).properties)
+    return [f"{res.at((key,))}: {key}: expected a key of the common profile keys "
+            f"({', '.join(sorted(common_schema()['properties']))}) or of a device kind "
+            f"({', '.join(kinds())}), found unknown key {key!r}"
+            for key in sorted(map(str, set(res.data) - known))]
 
 
 def _error_messages(err: Any, res: _Resolved) -> list[str]:

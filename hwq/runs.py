@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hwq.atomic import remove_temporaries, write_bytes_atomic, write_text_atomic
-from hwq.errors import UserError
+from hwq.errors import UserError, reason
 
 SCHEMA_VERSION = 1
 META_KEYS = (
@@ -58,6 +58,7 @@ META_KEYS = (
     "graph_hash",
     "algorithm",
     "evaluations",
+    "weights_sha256",  # of the state dict quality and verification used; None when none did
 )
 SPECIES_SCHEMA = pa.schema(
     [
@@ -173,14 +174,24 @@ class RunWriter:
             out = base.with_name(f"{base.name}-{n}")
         return out
 
-    @classmethod
-    def create(cls, path: str | os.PathLike[str], meta: Mapping[str, Any]) -> RunWriter:
+    @staticmethod
+    def check_new(path: str | os.PathLike[str]) -> None:
+        """Refuse a run directory that exists with files in it, or cannot be created or
+        written: called before any work (tracing, training, measuring)."""
+        from hwq.writable import check_dir
+
         p = Path(path)
         if p.exists() and (not p.is_dir() or any(p.iterdir())):
             raise UserError(
                 f"--output-dir {p}: exists and is not empty; choose another directory, or pass "
                 "--resume to continue the run in it"
             )
+        check_dir(p, "--output-dir")
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], meta: Mapping[str, Any]) -> RunWriter:
+        p = Path(path)
+        cls.check_new(p)
         p.mkdir(parents=True, exist_ok=True)
         (p / "candidates").mkdir(exist_ok=True)
         full = {k: None for k in META_KEYS}
@@ -198,7 +209,7 @@ class RunWriter:
         meta_path = p / "meta.json"
         if not meta_path.is_file():
             raise UserError(f"--resume: {p} is not a run directory (no meta.json)")
-        meta = json.loads(meta_path.read_text())
+        meta = read_meta_file(meta_path, "--resume")
         w = cls(p, meta)
         w.cleanup_temporaries()
         return w
@@ -304,8 +315,16 @@ class RunWriter:
     def checkpoint_path(self) -> Path:
         return self.path / "state" / "checkpoint.pkl"
 
+    @property
+    def previous_checkpoint_path(self) -> Path:
+        """The checkpoint of the generation before (kept so a damaged or deleted last
+        checkpoint costs one generation, not the run)."""
+        return self.path / "state" / "checkpoint.prev.pkl"
+
     def write_checkpoint(self, state: Any) -> None:
         data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.checkpoint_path.is_file():
+            os.replace(self.checkpoint_path, self.previous_checkpoint_path)
         write_bytes_atomic(self.checkpoint_path, data)
 
     def read_checkpoint(self) -> Any | None:
@@ -313,6 +332,65 @@ class RunWriter:
             return None
         with open(self.checkpoint_path, "rb") as fh:
             return pickle.load(fh)
+
+    def resume_point(self) -> tuple[Any | None, list[str]]:
+        """(the newest intact checkpoint state whose generation's parts are all intact, or None
+        when the run has nothing on disk yet; what resuming there drops, one phrase each).
+
+        A damaged or missing candidate part, checkpoint or both checkpoints are skipped back
+        over; when something is on disk but no intact checkpoint precedes the damage, a
+        UserError names the damaged files (a run never starts over silently)."""
+        rel = lambda f: f.relative_to(self.path).as_posix()  # noqa: E731
+        parts = sorted(
+            (int(m.group(1)), f) for f in (self.path / "candidates").glob("part-*.parquet")
+            if (m := PART_RE.match(f.name))
+        )
+        problems: list[str] = []
+        first_bad: int | None = None
+        for expected, (gen, f) in enumerate(parts):
+            if gen != expected:
+                problems.append(f"candidates/part-{expected:05d}.parquet (missing)")
+                first_bad = expected
+                break
+            try:
+                pq.read_table(f)
+            except Exception as exc:  # pyarrow raises several types for a damaged file
+                problems.append(f"{rel(f)} (damaged: {reason(exc)})")
+                first_bad = gen
+                break
+        state = None
+        paths = (self.checkpoint_path, self.previous_checkpoint_path)
+        for path in paths:
+            if not path.is_file():
+                if path == self.checkpoint_path and (parts or self.previous_checkpoint_path
+                                                     .is_file()):
+                    problems.append(f"{rel(path)} (missing)")
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    candidate = pickle.load(fh)
+                generation = int(candidate["generation"])
+            except Exception as exc:  # UnpicklingError, EOFError, KeyError, ...
+                problems.append(f"{rel(path)} (damaged: {reason(exc)})")
+                continue
+            if first_bad is not None and generation >= first_bad:
+                problems.append(f"{rel(path)} (generation {generation}, after the damage)")
+                continue
+            state = candidate
+            break
+        if state is None:
+            if parts or problems:
+                raise UserError(
+                    f"--resume {self.path}: no intact checkpoint to continue from: "
+                    f"{'; '.join(problems) or 'no checkpoint'}; {len(parts)} generation(s) on "
+                    "disk cannot be continued exactly: start a new run in another --output-dir"
+                )
+            return None, []
+        kept = int(state["generation"])
+        later = [rel(f) for gen, f in parts if gen > kept]
+        dropped = problems + [f"{p} (after generation {kept})" for p in later
+                              if not any(q.startswith(p) for q in problems)]
+        return state, dropped
 
     def cleanup_temporaries(self) -> None:
         """Remove half-written files (temporary names) left by a killed run."""
@@ -374,7 +452,7 @@ class Run:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "meta.json").read_text())
+        return read_meta_file(self.path / "meta.json", "run")
 
     @property
     def run_id(self) -> str:
@@ -457,6 +535,19 @@ class Run:
         pol = Policy.from_array(graph, pairs)
         pol.device = self.meta.get("device")
         return pol
+
+
+def read_meta_file(path: Path, what: str) -> dict[str, Any]:
+    """A run's meta.json; a damaged one is a UserError naming it."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{what} {path.parent}: {path.name} is damaged ({reason(exc)}): "
+                        "expected the run's metadata as JSON") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{what} {path.parent}: {path.name} is damaged: expected a JSON "
+                        f"object, found {type(meta).__name__}")
+    return meta
 
 
 def read_candidates_upto(path: str | os.PathLike[str], generation: int) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from hwq import __version__, cache
 from hwq.activations import ActivationPlan, plan_activations
+from hwq.allowed_bits import check_pairs
 from hwq.atomic import write_atomic
 from hwq.cost_models.kind import PRICED_COLUMNS, kind
 from hwq.errors import UserError
@@ -137,6 +138,7 @@ def cost_table(
     if batch is not None:
         graph = graph.with_batch(int(batch))
     pairs = _check_pairs(bits if bits is not None else profile.default_pairs())
+    check_pairs(profile, pairs)
     path = _cache_path(graph, profile, pairs, bops_max)
     if path is not None and path.is_file():
         hit = _read_cached(path, graph, profile, pairs)

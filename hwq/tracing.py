@@ -15,6 +15,7 @@ count of the same forward pass (`hwq.coverage`).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import weakref
@@ -214,6 +215,11 @@ def _args(example: Any) -> tuple[Any, ...]:
 
 
 # -- fx --------------------------------------------------------------------------------------
+class _ForwardFailed(Exception):
+    """fx traced the model, but its forward pass fails on the example input (a wrong input
+    shape): the hooks tracer runs it again to name the module that fails."""
+
+
 class _Tracer(torch.fx.Tracer):
     """Stock convs/linears, attention and unsupported modules are leaves; subclasses with their
     own forward and the transformer modules are traced into."""
@@ -236,8 +242,12 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> L
     fx_graph = tracer.trace(model)
     gm = torch.fx.GraphModule(tracer.root, fx_graph)
     args = _args(example)
-    with torch.no_grad(), fast_paths_disabled():
-        ShapeProp(gm).propagate(*args)
+    try:
+        # ShapeProp prints the traceback of a failing node itself: keep it off the user's stderr
+        with torch.no_grad(), fast_paths_disabled(), contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(*args)
+    except Exception as exc:
+        raise _ForwardFailed() from exc
     modules = dict(gm.named_modules())
     by_id = param_owners(model.named_parameters(remove_duplicate=False))
     params = {n: by_id[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
@@ -557,6 +567,8 @@ def trace(model: nn.Module, example_input: Any, *, model_name: str | None = None
             graph = trace_fx(model, example_input, model_name)
         except GraphError:
             raise
+        except _ForwardFailed:  # no fx problem: the forward names its failing module
+            graph = trace_hooks(model, example_input, model_name)
         except Exception as exc:  # fx cannot trace this model: fall back to hooks
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.warning(

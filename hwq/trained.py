@@ -92,3 +92,42 @@ def calibration_batches(model: str, data: str | None, train: Any, batches: int) 
     if source is not None and data is None:
         return source.calibration(batches)
     return train
+
+
+def state_dict_sha256(state: Mapping[str, Any]) -> str:
+    """sha256 over a state dict's keys (sorted), dtypes, shapes and raw tensor bytes: two
+    state dicts hash equal exactly when they hold the same bits."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = state[key]
+        digest.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def trained_weights_sha256(
+    model: str, weights: str | None, model_args: Mapping[str, Any] | None = None
+) -> str:
+    """`state_dict_sha256` of the weights a quality job or verification of `model` uses: the
+    bundled trained weights (of `--model-arg seed`, default 0), or `weights` loaded into it."""
+    from hwq.models import load_model
+    from hwq.models.loading import load_weights
+
+    source = trained_source(model)
+    kwargs = dict(model_args or {})
+    if source is not None and weights is None:
+        net, _info = source.load(int(kwargs.get("seed", 0)))
+    else:
+        if weights is None:
+            raise UserError(f"{model}: no trained weights to hash: " + NO_WEIGHTS_HINT)
+        net = load_weights(load_model(model, **kwargs), weights)
+    return state_dict_sha256(net.state_dict())

@@ -79,11 +79,13 @@ def verify_run(
     from hwq.runs import Run, RunWriter
     from hwq.search.config import read_config
     from hwq.search.executors import make_executor
+    from hwq.writable import check_dir
 
     if top < 1:
         raise UserError(f"--top: expected 1 or more, found {top}")
     path = Path(run_dir)
     run = Run.open(path)
+    check_dir(path, "hwq verify")  # before any training
     front = run.pareto
     if front is None or not len(front):
         raise UserError(f"{path}: the run has no Pareto front yet (pareto.parquet)")

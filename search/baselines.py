@@ -127,6 +127,15 @@ def require_sensitivity(problem: Any, algorithm: str) -> None:
         )
 
 
+def _row_scale(values: np.ndarray, limit: float | None = None) -> float:
+    """A positive factor that brings a row of the program to order one: HiGHS's feasibility
+    and optimality tolerances are absolute (~1e-6), while latencies are ~1e-5 s and BOPs ~1e9."""
+    finite = np.abs(values[np.isfinite(values)])
+    ref = abs(limit) if limit is not None and np.isfinite(limit) and limit != 0 else 0.0
+    ref = ref or (float(finite.max()) if finite.size else 0.0)
+    return 1.0 / ref if ref > 0 else 1.0
+
+
 def solve_ilp_arrays(
     sensitivity: np.ndarray,
     budgets: list[tuple[np.ndarray, float]],
@@ -134,25 +143,54 @@ def solve_ilp_arrays(
 ) -> np.ndarray | None:
     """The exact optimum of: pick one choice c per group g, minimise sum sensitivity[g, c]
     subject to sum cost[g, c] <= limit for every (cost [G, C], limit) of `budgets`
-    (`scipy.optimize.milp`). Choice indices [G], or None when nothing fits."""
+    (`scipy.optimize.milp`). Every budget row is divided by its limit and the objective by its
+    largest value before solving, so the solver's absolute tolerances are relative ones; the
+    returned choice meets every budget in float64 sums (a choice the solver's tolerance let
+    over a limit is solved again with that limit lowered by the excess). Choice indices [G], or
+    None when nothing fits."""
+    sens = np.asarray(sensitivity, dtype=np.float64)
+    feas = np.ones(sens.shape, bool) if feasible is None else np.asarray(feasible, bool)
+    feas = feas & np.isfinite(sens)
+    costs = [np.asarray(cost, dtype=np.float64) for cost, _ in budgets]
+    for cost in costs:
+        feas = feas & np.isfinite(cost)
+    limits = [float(limit) for _, limit in budgets]
+    effective = list(limits)
+    G = sens.shape[0]
+    for _ in range(8):
+        choice = _milp(sens, list(zip(costs, effective)), feas)
+        if choice is None:
+            return None
+        totals = [float(cost[np.arange(G), choice].sum()) for cost in costs]
+        over = [t - lim for t, lim in zip(totals, limits)]
+        if all(o <= 0 for o in over):
+            return choice
+        effective = [
+            e - (o + 1e-9 * max(abs(lim), 1e-300)) if o > 0 else e
+            for e, o, lim in zip(effective, over, limits)
+        ]
+    return None
+
+
+def _milp(
+    sens: np.ndarray, budgets: list[tuple[np.ndarray, float]], feas: np.ndarray
+) -> np.ndarray | None:
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    sens = np.asarray(sensitivity, dtype=np.float64)
     G, C = sens.shape
-    feas = np.ones((G, C), bool) if feasible is None else np.asarray(feasible, bool)
-    feas = feas & np.isfinite(sens)
     A_eq = np.zeros((G, G * C))
     for g in range(G):
         A_eq[g, g * C : (g + 1) * C] = 1.0
     rows, lo, hi = [A_eq], [np.ones(G)], [np.ones(G)]
     for cost, limit in budgets:
-        cost = np.asarray(cost, dtype=np.float64)
-        feas = feas & np.isfinite(cost)
-        rows.append(np.where(feas, cost, 0.0).reshape(1, -1))
+        row = np.where(feas, cost, 0.0)
+        scale = _row_scale(row, limit)
+        rows.append(row.reshape(1, -1) * scale)
         lo.append(np.array([-np.inf]))
-        hi.append(np.array([float(limit)]))
+        hi.append(np.array([limit * scale]))
+    objective = np.where(feas, sens, 0.0)
     res = milp(
-        np.where(feas, sens, 0.0).reshape(-1),
+        objective.reshape(-1) * _row_scale(objective),
         constraints=LinearConstraint(np.concatenate(rows), np.concatenate(lo), np.concatenate(hi)),
         integrality=np.ones(G * C),
         bounds=Bounds(np.zeros(G * C), feas.reshape(-1).astype(np.float64)),
@@ -165,7 +203,11 @@ def solve_ilp_arrays(
 
 def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarray:
     """Choice indices [G] of the least-sensitive policy within `budgets` (column -> limit);
-    default: the problem's `--max` constraints. Raises UserError when no policy fits."""
+    default: the problem's `--max` constraints. The choice is priced by `hwq.evaluate` (the
+    numbers the run logs) and solved again with a lower limit if it misses a budget there.
+    Raises UserError when no policy fits."""
+    from hwq.policy_eval import evaluate
+
     require_sensitivity(problem, "ilp")
     budgets = dict(budgets) if budgets is not None else additive_budgets(problem)
     if not budgets:
@@ -173,17 +215,27 @@ def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarr
             "--algorithm ilp: give one budget, e.g. --max bops=100G or --max weight_memory=2MiB"
         )
     sens, _ = problem.group_costs("sensitivity")
-    rows = []
-    for col, limit in budgets.items():
-        cost, fixed = problem.group_costs(col)
-        rows.append((cost, limit - fixed))
-    choice = solve_ilp_arrays(sens, rows, problem.group_feasible())
-    if choice is None:
-        raise UserError(
-            "--algorithm ilp: no policy meets "
-            + ", ".join(f"{k} <= {v:.6g}" for k, v in budgets.items())
-        )
-    return choice
+    costs = {col: problem.group_costs(col) for col in budgets}
+    margin = dict.fromkeys(budgets, 0.0)
+    feasible = problem.group_feasible()
+    enc = problem.encoding
+    for _ in range(8):
+        rows = [(cost, budgets[col] - fixed - margin[col]) for col, (cost, fixed) in costs.items()]
+        choice = solve_ilp_arrays(sens, rows, feasible)
+        if choice is None:
+            break
+        pairs = enc.decode(enc.X_from_choice_index(choice[None, :]))
+        totals = evaluate(problem.table, pairs)
+        over = {col: float(totals[col].iloc[0]) - budgets[col] for col in budgets}
+        if all(o <= 0 for o in over.values()):
+            return choice
+        for col, o in over.items():
+            if o > 0:
+                margin[col] += o + 1e-9 * abs(budgets[col])
+    raise UserError(
+        "--algorithm ilp: no policy meets "
+        + ", ".join(f"{k} <= {v:.6g}" for k, v in budgets.items())
+    )
 
 
 def ilp_choice(problem: Any) -> np.ndarray:

@@ -323,8 +323,9 @@ def read_config(path: str | Path) -> SearchConfig:
         raise UserError(f"{path}: not a run directory of a search (no config.yaml)")
     try:
         doc = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{p}: not readable YAML ({exc})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"{p}: not readable YAML ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return SearchConfig.from_dict(dict(doc.get("search", doc)))
 
 

@@ -51,20 +51,28 @@ def run_search(
     `hwq.Run`."""
     from hwq.runs import Run, RunWriter
     from hwq.search.executors import make_executor
+    from hwq.writable import check_dir
 
     writer = None
+    point: tuple[Any, list[str]] = (None, [])
     if resume:
         config = for_resume(config.output_dir, given or {})
         writer = RunWriter.resume(config.output_dir)
         if writer.meta.get("status") == "done":
             log.info("run %s is already complete; nothing to resume", writer.path)
             return Run.open(writer.path)
+        check_dir(config.output_dir, "--output-dir")
+        point = writer.resume_point()  # damaged files found before any work
+    elif config.output_dir:
+        RunWriter.check_new(config.output_dir)
+    else:
+        check_dir(RunWriter.default_dir(config.model, "device").parent, "--output-dir")
     executor = make_executor(config.executor, config.address, config.workers)
     try:
         prep = prepare(config, quality=quality, executor=executor)
-        writer = _open_writer(prep, writer)
+        writer = _open_writer(prep, writer, quality)
         try:
-            _drive(prep, writer, resume=resume, progress=progress, executor=executor)
+            _drive(prep, writer, point, resume=resume, progress=progress, executor=executor)
         except BaseException:
             from hwq.runs import now_iso
 
@@ -75,7 +83,22 @@ def run_search(
     return Run.open(writer.path)
 
 
-def _open_writer(prep: Prepared, writer: Any) -> Any:
+def _weights_sha256(prep: Prepared, quality: Any) -> str | None:
+    """sha256 of the state dict the run's quality (PTQ accuracy, measured sensitivity) and
+    verification use; None when neither uses trained weights (cost objectives only, a
+    sensitivity file or a caller's quality function, and no verification)."""
+    from hwq.trained import has_trained_model, trained_weights_sha256
+
+    config = prep.config
+    if not has_trained_model(config.model, config.weights, config.data):
+        return None
+    measured = prep.problem.quality is not None and quality is None and not config.sensitivity
+    if not (measured or int(config.verify_top) > 0):
+        return None
+    return trained_weights_sha256(config.model, config.weights, config.model_args)
+
+
+def _open_writer(prep: Prepared, writer: Any, quality: Any = None) -> Any:
     """A new run directory with its config, profile, layers and costs; or, resuming, the
     existing one after checking the model and device did not change."""
     from hwq.runs import RunWriter, candidates_schema, environment_meta
@@ -102,6 +125,7 @@ def _open_writer(prep: Prepared, writer: Any) -> Any:
             "objectives": list(config.objectives or []),
             "generations": spec(config.algorithm).generations(config),
             "generations_done": 0,
+            "weights_sha256": _weights_sha256(prep, quality),
         }
         writer = RunWriter.create(out, meta)
         writer.write_config(_config_doc(prep))
@@ -143,7 +167,16 @@ def _config_doc(prep: Prepared) -> dict[str, Any]:
     return {"search": config.to_dict(), "resolved": resolved}
 
 
-def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executor: Any) -> None:
+def _drive(
+    prep: Prepared,
+    writer: Any,
+    point: tuple[Any, list[str]],
+    *,
+    resume: bool,
+    progress: bool,
+    executor: Any,
+) -> None:
+    """The generations loop; `point` is (checkpoint state, what resuming drops) of a resume."""
     from pymoo.util.display.display import Display
 
     from hwq.progress import enabled as progress_enabled
@@ -155,7 +188,11 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
     algorithm = algo_spec.make(config)
     logger = RunLogger(writer, str(writer.meta["run_id"]), n_gen)
     start = 0
-    state = writer.read_checkpoint() if resume else None
+    state, dropped = point
+    if dropped:
+        damaged = any("(damaged" in d or "(missing" in d for d in dropped)
+        log.log(logging.WARNING if damaged else logging.INFO,
+                "--resume %s: dropping %s", writer.path, "; ".join(dropped))
     if state is not None:
         start = int(state["generation"]) + 1
         algorithm = state["algorithm"]
@@ -166,7 +203,7 @@ def _drive(prep: Prepared, writer: Any, *, resume: bool, progress: bool, executo
     else:
         if resume:
             writer.drop_parts_after(-1)
-            log.info("resuming %s from the start (no complete generation)", writer.path)
+            log.info("resuming %s from the start (no generation on disk)", writer.path)
         algorithm.setup(problem, termination=("n_gen", n_gen + 1), seed=int(config.seed))
     if not isinstance(algorithm, ReportingAlgorithm):
         raise TypeError(f"algorithm {config.algorithm}: lacks species_of/generation_stats")

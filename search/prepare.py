@@ -4,10 +4,10 @@ anything is evaluated."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hwq.allowed_bits import check_pairs
 from hwq.errors import UserError
 from hwq.objectives import QUALITY_OBJECTIVES
 from hwq.search.algorithms import spec
@@ -39,22 +39,6 @@ def default_objectives(config: SearchConfig) -> list[str]:
     )
 
 
-def check_device_bits(profile: Any, pairs: Sequence[tuple[int, int]]) -> None:
-    """Widths below 16 that the device's profile does not list are refused."""
-    ws, as_ = profile.bits.weights, profile.bits.activations
-    for w, a in pairs:
-        if w not in ws and w < 16:
-            raise UserError(
-                f"--bits {w}x{a}: device {profile.name} supports weight bits "
-                f"{', '.join(map(str, ws))}"
-            )
-        if a not in as_ and a < 16:
-            raise UserError(
-                f"--bits {w}x{a}: device {profile.name} supports activation bits "
-                f"{', '.join(map(str, as_))}"
-            )
-
-
 def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> Prepared:
     """Resolve every option: profile, graph, pairs, encoding, cost table, quality, problem.
     `config.objectives` is set to the resolved objectives."""
@@ -81,7 +65,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     if len(graph) == 0:
         raise UserError(f"model {config.model}: no quantizable layers to search")
     pairs = parse_pairs(config.bits) if config.bits else list(profile.default_pairs())
-    check_device_bits(profile, pairs)
+    check_pairs(profile, pairs)  # before any tracing or training
     pins = parse_pin_specs(config.pin, graph)
     encoding = Encoding(graph, pairs, pins, config.tie)
     table = cost_table(graph, profile, bits=encoding.all_pairs())

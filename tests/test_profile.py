@@ -268,6 +268,20 @@ def test_unknown_kind_still_checks_the_common_keys(tmp_path):
         f"{path}:{line_of(text, 'kind:')}: kind", f"{path}:{line_of(text, 'clock_hz')}: clock_hz"]
 
 
+def test_unknown_kind_still_reports_unknown_top_level_keys(tmp_path):
+    # three mistakes: the kind, a common key's value, a key no kind declares; the bitfusion
+    # keys (array, buffers, ...) are some kind's keys, so they are not reported as unknown
+    text = (BASE.replace("kind: bitfusion", "kind: tpu")
+            .replace("clock_hz: 500000000", "clock_hz: 0") + "wibble: 3\n")
+    path = write(tmp_path, text)
+    problems = validate_file(path)
+    assert [p.split(": expected")[0] for p in problems] == [
+        f"{path}:{line_of(text, 'kind:')}: kind", f"{path}:{line_of(text, 'clock_hz')}: clock_hz",
+        f"{path}:{line_of(text, 'wibble')}: wibble"]
+    assert problems[-1].endswith("found unknown key 'wibble'")
+    assert "bitfusion, bit_serial, gpu, mcu, lut" in problems[-1]
+
+
 def test_three_independent_mistakes_all_reported():
     path = DATA / "three_mistakes.yaml"
     text = path.read_text()

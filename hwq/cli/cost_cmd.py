@@ -44,6 +44,9 @@ PER_LAYER_COLUMNS = (
 )
 @click.option("--batch", type=int, help="Price at this batch size.")
 @click.option("--per-layer", is_flag=True, help="Also list every layer's costs.")
+@click.option(
+    "--force", is_flag=True, help="Apply a --policy whose graph_hash is another model's."
+)
 @json_option
 def cost(
     device: str,
@@ -55,9 +58,11 @@ def cost(
     policy_file: str | None,
     batch: int | None,
     per_layer: bool,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Costs of MODEL on DEVICE at one policy: totals, and per layer with --per-layer."""
+    from hwq.allowed_bits import check_layers
     from hwq.policy import Policy
     from hwq.policy_eval import evaluate
     from hwq.profile import load_profile
@@ -69,7 +74,15 @@ def cost(
     prof = load_profile(device)
     policy = Policy.read(policy_file) if policy_file else Policy.uniform(*parse_pair(bits or ""))
     g = resolve_graph(model, model_args, input_shape, weights)
+    if policy_file and policy.graph_hash and policy.graph_hash != g.graph_hash and not force:
+        raise UserError(
+            f"--policy {policy_file}: graph_hash {policy.graph_hash} is not the graph_hash of "
+            f"model {g.model or model} ({g.graph_hash}): the policy was made for another model "
+            "(--force applies it anyway)"
+        )
     pairs_arr = policy.to_array(g)
+    check_layers(prof, g.names, pairs_arr, where=f"--policy {policy_file}" if policy_file
+                 else f"--bits {bits}")
     pairs = sorted({(int(w), int(a)) for w, a in pairs_arr})
     table = cost_table(g, prof, pairs, batch)
     totals = evaluate(table, pairs_arr[None]).iloc[0].to_dict()
@@ -138,7 +151,10 @@ def table(
     from hwq.profile import load_profile
     from hwq.tables import cost_table
     from hwq.units import parse_pairs
+    from hwq.writable import check_file
 
+    if output:
+        check_file(output, "-o")
     if output and fmt not in ("haq", "apq") and Path(output).suffix.lower() not in (
         ".parquet", ".csv"):
         raise UserError(f"-o {output}: expected a .parquet or .csv file (or --format haq|apq)")

@@ -128,6 +128,10 @@ def finetune(
 
     if (bits is None) == (policy_file is None):
         raise UserError("give exactly one of --bits W,A or --policy FILE")
+    if output:
+        from hwq.writable import check_file
+
+        check_file(output, "-o")  # before any training
     if epochs < 0:
         raise UserError(f"--epochs: expected a non-negative integer, found {epochs}")
     if calib_batches < 1:
@@ -137,7 +141,13 @@ def finetune(
 
     prof = load_profile(device)
     device_name = str(getattr(prof, "name", device))
+    from hwq.allowed_bits import check_layers
 
+    # the widths a policy file names, before any training; every layer's below
+    named = sorted(policy.layer_names())
+    check_layers(prof, named, [policy.bits(n) for n in named], where=f"--policy {policy_file}")
+
+    import numpy as np
     import torch
 
     from hwq.policy import policy_pairs
@@ -154,7 +164,8 @@ def finetune(
     example = _example_input(test)
     names = quantizable_layers(net, example)
     pairs = policy_pairs(policy, names)
-    _check_device_bits(prof, device_name, names, pairs)
+    check_layers(prof, names, np.array(pairs, dtype=np.int64).reshape(-1, 2),
+                 where=f"--policy {policy_file}" if policy_file else f"--bits {bits}")
     calib = calibration_batches(model, data, train, calib_batches)
     from hwq.progress import progress
 
@@ -197,21 +208,3 @@ def _example_input(loader: Any) -> Any:
         x = batch[0] if isinstance(batch, tuple | list) else batch
         return x[:1]
     raise UserError("--data: the test loader has no batches")
-
-
-def _check_device_bits(
-    prof: Any, device: str, names: list[str], pairs: list[tuple[int, int]]
-) -> None:
-    """Widths the device profile does not list are rejected, naming the layer (16/32 = FP)."""
-    allowed = getattr(prof, "bits", None)
-    lists = []
-    for side in ("weights", "activations"):
-        value = allowed.get(side) if isinstance(allowed, dict) else getattr(allowed, side, None)
-        lists.append(set(int(b) for b in value) if value else None)
-    for name, pair in zip(names, pairs):
-        for side, b, ok in zip(("w_bits", "a_bits"), pair, lists):
-            if ok is not None and b < 16 and b not in ok:
-                raise UserError(
-                    f"layer {name}: {side}={b} is not supported by device {device} "
-                    f"(supported: {', '.join(map(str, sorted(ok)))})"
-                )

@@ -43,6 +43,10 @@ def graph(
     as_json: bool,
 ) -> None:
     """The quantizable layers of MODEL (zoo name, package.module:factory, or layer file)."""
+    if output:
+        from hwq.writable import check_file
+
+        check_file(output, "-o")
     g = resolve_graph(model, model_args, input_shape, weights)
     if output:
         g.save(output)

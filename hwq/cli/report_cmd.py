@@ -27,7 +27,10 @@ def report(run_dir: str, out_dir: str | None, as_json: bool) -> None:
     from hwq.cli.output import emit_json, emit_table
     from hwq.progress import progress, step
     from hwq.report import make_report
+    from hwq.writable import check_dir
 
+    if out_dir:
+        check_dir(out_dir, "-o")
     with progress("writing the report", total=4) as bar:
         files = make_report(run_dir, out_dir, progress_bar=bar)
     if as_json:
@@ -146,7 +149,9 @@ def compare(
     from hwq.cli.output import emit_json, emit_table
     from hwq.compare import compare_runs
     from hwq.progress import progress, step
+    from hwq.writable import check_file
 
+    check_file(out, "-o")
     with progress("comparing runs", total=None):
         table, path, scales = compare_runs(list(run_dirs), out, x_objective=x_objective,
                                            log_x=log_x)
@@ -181,7 +186,9 @@ def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int) -> None
     from hwq.cli.output import emit_mapping
     from hwq.export import export_run
     from hwq.progress import progress
+    from hwq.writable import check_file
 
+    check_file(out, "-o")
     with progress(f"exporting {policy_id} as {fmt}", total=None):
         info = export_run(run_dir, policy_id, fmt, out, opset=opset)
     emit_mapping(info)

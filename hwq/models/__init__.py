@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from hwq.errors import UserError
+from hwq.errors import UserError, user_code_failed
 
 if TYPE_CHECKING:
     from torch import nn
@@ -219,12 +219,13 @@ def load_model(name_or_path: str, **kwargs: Any) -> nn.Module:
         _check_kwargs(factory, label, kwargs)
         try:
             model = factory(**kwargs)
-        except (TypeError, ValueError) as exc:
-            if not kwargs:
-                raise
+        except UserError:
+            raise
+        except Exception as exc:  # the user's factory (or arguments) failed: name it
+            if ":" not in name_or_path and not kwargs:
+                raise  # a zoo factory failing on its defaults is hwq's bug, not the user's
             given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"{label}({given}) failed: {reason}") from exc
+            raise user_code_failed(f"model factory {label}({given})", exc) from exc
     if not isinstance(model, nn.Module):
         raise UserError(f"{label} returned a {type(model).__name__}, not a torch.nn.Module")
     return model.eval()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hwq
-from hwq.errors import CostModelError
+from hwq.errors import CostModelError, UserError
 from hwq.graph import LayerGraph
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "t4_resnet18_lut.yaml"
@@ -42,7 +42,12 @@ def test_lookup_outside_the_table_names_the_layer(resnet18_b8):
     covered = resnet18_b8.to_frame()
     covered = covered[covered["name"] == "layer2.0.conv1"].drop(columns="inputs")
     graph = LayerGraph.from_frame(covered)
-    with pytest.raises(CostModelError, match=r"layer2.0.conv1: no measurement at W2A2"):
+    # W4A8 is within the profile's bits (4, 8) but was not measured
+    with pytest.raises(CostModelError, match=r"layer2.0.conv1: no measurement at W4A8"):
+        hwq.cost_table(graph, profile, bits=[(4, 8)])
+    # W2A2 is outside the profile's bits: refused like on any device (hwq.allowed_bits)
+    with pytest.raises(UserError, match=r"2x2: w_bits=2 is not supported by device "
+                                        r"t4-resnet18-measured"):
         hwq.cost_table(graph, profile, bits=[(2, 2)])
     with pytest.raises(CostModelError, match="batch 1"):
         hwq.cost_table(graph, profile, bits=[(4, 4)], batch=1)

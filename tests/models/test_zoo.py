@@ -311,8 +311,9 @@ def test_user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         zoo.load_model("hwq_test_user_models:instance", hidden=1)
     with pytest.raises(UserError, match="hwq_test_broken_module.*RuntimeError.*broken at import"):
         zoo.load_model("hwq_test_broken_module:net")
-    # a TypeError without kwargs is a bug in the factory, not the user's input: not wrapped
-    with pytest.raises(TypeError, match="boom"):
+    # any exception of a user's factory is a UserError naming the factory (exit 2)
+    with pytest.raises(UserError, match=r"model factory hwq_test_user_models:raises_type_error\(\) "
+                                        r"failed: TypeError: boom"):
         zoo.load_model("hwq_test_user_models:raises_type_error")
     with pytest.raises(UserError, match="hidden=1.*boom"):
         zoo.load_model("hwq_test_user_models:raises_type_error", hidden=1)

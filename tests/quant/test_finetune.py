@@ -82,10 +82,11 @@ def test_bad_options_are_user_errors(trained):
 @pytest.fixture
 def cli(monkeypatch):
     import hwq
+    from hwq.profile import Bits
 
-    class Profile:
+    class Profile:  # what finetune reads of a profile: its name and bits (hwq.allowed_bits)
         name = "bitfusion"
-        bits = {"weights": [1, 2, 3, 4, 5, 6, 7, 8], "activations": [2, 4, 8]}
+        bits = Bits((1, 2, 3, 4, 5, 6, 7, 8), (2, 4, 8), (4, 8))
 
     def fake_load_profile(name):
         if name != "bitfusion":
