@@ -12,7 +12,7 @@ field's own. The resolved configuration is written to the run's `config.yaml` an
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -296,11 +296,6 @@ class SearchConfig:
                 )
         if self.algorithm != "nemo" and (self.species or self.fixed_sizes):
             raise UserError("--species and --fixed-sizes apply to --algorithm nemo only")
-
-
-def cli_options() -> Iterator[dataclasses.Field[Any]]:
-    """The fields the command line offers, in declaration order."""
-    yield from fields(SearchConfig)
 
 
 def default_text(f: dataclasses.Field[Any]) -> str:

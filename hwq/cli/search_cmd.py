@@ -21,9 +21,11 @@ from hwq.cli.options import json_option
 def _search_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """One click option per SearchConfig field, in declaration order (the config is the one
     definition of names, types, defaults and help); a default shows as `[default: ...]`."""
-    from hwq.search.config import cli_options, default_text
+    from dataclasses import fields
 
-    for f in reversed(list(cli_options())):
+    from hwq.search.config import SearchConfig, default_text
+
+    for f in reversed(fields(SearchConfig)):
         meta = f.metadata
         flag = meta["flag"] or "--" + f.name.replace("_", "-")
         decls = [flag, *([meta["short"]] if meta["short"] else []), f.name]
