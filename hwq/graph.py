@@ -20,7 +20,10 @@ import pandas as pd
 
 from hwq.errors import UserError
 
-SCHEMA_VERSION = 1
+# 2: rows are found by what they compute; `batch` is always samples (a linear layer's tokens are
+#    in_h/out_h); ops `matmul` (two activations) and `embedding`; a matmul's `second_inputs`.
+# 1: a linear layer's `batch` held samples x tokens; conv and linear only.
+SCHEMA_VERSION = 2
 
 SHAPE_COLUMNS: tuple[str, ...] = (
     "name",
@@ -48,7 +51,10 @@ SHAPE_COLUMNS: tuple[str, ...] = (
 INT_COLUMNS: tuple[str, ...] = tuple(
     c for c in SHAPE_COLUMNS if c not in ("name", "op", "reads_input")
 )
-OPS: tuple[str, ...] = ("conv", "linear")
+OPS: tuple[str, ...] = ("conv", "linear", "matmul", "embedding")
+# Data-flow columns beside the shape columns: producers of a layer's (first) input, and of a
+# matmul's second operand (empty for every other op).
+FLOW_COLUMNS: tuple[str, ...] = ("inputs", "second_inputs")
 
 
 @dataclass(frozen=True)
@@ -89,10 +95,13 @@ class LayerGraph:
     unsupported: tuple[UnsupportedLayer, ...] = ()
     model: str | None = None
     coverage: dict[str, Any] | None = None
+    second_inputs: tuple[tuple[str, ...], ...] = ()
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._index.update({n: i for i, n in enumerate(self.frame["name"])})
+        if len(self.second_inputs) != len(self.frame):
+            object.__setattr__(self, "second_inputs", ((),) * len(self.frame))
 
     # -- basic views -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -110,8 +119,20 @@ class LayerGraph:
 
     @property
     def edges(self) -> list[tuple[str, str]]:
-        """(src, dst) pairs between quantizable layers, in layer order of dst."""
-        return [(src, dst) for dst, ins in zip(self.names, self.inputs) for src in ins]
+        """(src, dst) pairs between quantizable layers, in layer order of dst (a matmul's
+        first operand's producers, then its second operand's)."""
+        out = []
+        for dst, ins, second in zip(self.names, self.inputs, self.second_inputs):
+            out += [(src, dst) for src in ins]
+            out += [(src, dst) for src in second if src not in ins]
+        return out
+
+    def second_elems(self) -> np.ndarray:
+        """[L] elements of each matmul's second operand as the product reads it (batch x groups x
+        K x N, broadcasts included); 0 for every other op."""
+        f = self.frame
+        n = (f["batch"] * f["groups"] * f["in_channels"] * f["out_channels"]).to_numpy()
+        return np.where(f["op"].to_numpy() == "matmul", n, 0).astype(np.int64)
 
     def column(self, name: str) -> np.ndarray:
         return self.frame[name].to_numpy()
@@ -154,12 +175,13 @@ class LayerGraph:
             for key in ("reference_macs", "graph_macs", "unsupported_macs"):
                 coverage[key] = int(round(coverage[key] * scale))
         return LayerGraph(df, self.inputs, self.specialised, self.unsupported, self.model,
-                          coverage)
+                          coverage, self.second_inputs)
 
     # -- frames ----------------------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
         df = self.frame[list(SHAPE_COLUMNS)].copy()
         df["inputs"] = [list(i) for i in self.inputs]
+        df["second_inputs"] = [list(i) for i in self.second_inputs]
         return df
 
     @classmethod
@@ -188,9 +210,9 @@ class LayerGraph:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise UserError(f"{source}: duplicate layer names: {', '.join(dup)}")
+        known = set(names)
         if "inputs" in df.columns:
             inputs = tuple(_as_inputs(v) for v in df["inputs"])
-            known = set(names)
             for name, ins in zip(names, inputs):
                 for src in ins:
                     if src not in known:
@@ -199,6 +221,17 @@ class LayerGraph:
                         )
         else:
             inputs = tuple(() if i == 0 else (names[i - 1],) for i in range(len(names)))
+        ops = list(frame["op"])
+        if "second_inputs" in df.columns:
+            second = tuple(_as_inputs(v) if op == "matmul" else ()
+                           for v, op in zip(df["second_inputs"], ops))
+            for name, ins in zip(names, second):
+                for src in ins:
+                    if src not in known:
+                        raise UserError(f"{source}: layer {name}: second input {src!r} is not "
+                                        "a layer of the table")
+        else:
+            second = tuple(ins if op == "matmul" else () for ins, op in zip(inputs, ops))
         if "reads_input" not in df.columns:
             frame["reads_input"] = [len(ins) == 0 for ins in inputs]
         unsup = tuple(
@@ -206,7 +239,7 @@ class LayerGraph:
             for u in unsupported
         )
         return cls(frame, inputs, bool(specialised), unsup, model,
-                   dict(coverage) if coverage is not None else None)
+                   dict(coverage) if coverage is not None else None, second)
 
     # -- files -----------------------------------------------------------------------------------
     def metadata(self) -> dict[str, str]:
@@ -231,6 +264,7 @@ class LayerGraph:
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         df = self.to_frame()
         df["inputs"] = [";".join(i) for i in self.inputs]
+        df["second_inputs"] = [";".join(i) for i in self.second_inputs]
         from hwq.atomic import write_text_atomic
 
         write_text_atomic(path, df.to_csv(index=False))
@@ -249,7 +283,8 @@ class LayerGraph:
             raise UserError(f"{p}: no such layer file")
         if p.suffix.lower() == ".csv":
             try:
-                df = pd.read_csv(p, keep_default_na=False, na_values={"inputs": []})
+                df = pd.read_csv(p, keep_default_na=False,
+                                 na_values={"inputs": [], "second_inputs": []})
             except (pd.errors.ParserError, UnicodeDecodeError) as exc:
                 raise UserError(f"{p}: not a readable CSV layer table: {exc}") from None
             return cls.from_frame(df, model=p.stem, source=str(p))
@@ -260,6 +295,7 @@ class LayerGraph:
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise UserError(f"{p}: not a readable Parquet layer table: {exc}") from None
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        _check_version(p, meta.get("hwq.schema_version"))
         df = table.to_pandas()
         graph = cls.from_frame(
             df,
@@ -270,6 +306,33 @@ class LayerGraph:
             coverage=json.loads(meta.get("hwq.coverage", "null")),
         )
         return graph
+
+
+_OLD_VERSION_SAID: set[str] = set()
+
+
+def _check_version(path: Path, version: str | None) -> None:
+    """Refuse a layer file of a newer schema; load one of version 1 with its old meaning (its
+    rows as written, MACs included; a linear row's `batch` counted samples x tokens there, so
+    `batch=N` scales it as rows), saying so once per process."""
+    if version is None:
+        return
+    try:
+        v = int(version)
+    except ValueError:
+        raise UserError(f"{path}: hwq.schema_version: expected an integer, "
+                        f"found {version!r}") from None
+    if v > SCHEMA_VERSION:
+        raise UserError(f"{path}: hwq.schema_version {v}: this hwq reads layer files up to "
+                        f"version {SCHEMA_VERSION}; upgrade hwq")
+    if v < SCHEMA_VERSION and "v1" not in _OLD_VERSION_SAID:
+        _OLD_VERSION_SAID.add("v1")
+        import logging
+
+        logging.getLogger("hwq.graph").warning(
+            "%s: a layer file of schema version %d, read with its old meaning (a linear row's "
+            "batch counts samples x tokens, no matmul or embedding rows); re-trace the model "
+            "for version %d", path, v, SCHEMA_VERSION)
 
 
 def _int_cell(row: Mapping[str, Any], key: str, default: int | None, where: str) -> int:
@@ -302,7 +365,7 @@ def _complete_rows(df: pd.DataFrame, source: str) -> list[dict[str, Any]]:
         oc = _int_cell(raw, "out_channels", None, where)
         batch = _int_cell(raw, "batch", 1, where)
         groups = _int_cell(raw, "groups", 1, where)
-        if op == "linear":  # tokens per sample in in_h/out_h (1 for a [B, C] input)
+        if op in ("linear", "matmul", "embedding"):  # tokens (matmul: M rows) in in_h/out_h
             oh = _int_cell(raw, "out_h", 1, where)
             ih = _int_cell(raw, "in_h", oh, where)
             kh = kw = ow = sh = sw = iw = 1
@@ -338,12 +401,20 @@ def _complete_rows(df: pd.DataFrame, source: str) -> list[dict[str, Any]]:
                 )
         if ph < 0 or pw < 0:
             raise UserError(f"{where}: padding must be >= 0, found {ph},{pw}")
-        if ic % groups or oc % groups:
+        if op in ("conv", "linear") and (ic % groups or oc % groups):
             raise UserError(
                 f"{where}: groups={groups} must divide in_channels={ic} and out_channels={oc}"
             )
-        params = oc * (ic // groups) * kh * kw
-        macs_default = batch * oh * ow * params
+        if op == "matmul":  # groups products of [M, K] x [K, N] per sample, no weights
+            params, macs_default = 0, batch * groups * oh * ic * oc
+            in_default, out_default = batch * groups * ih * ic, batch * groups * oh * oc
+        elif op == "embedding":  # a table of ic rows of oc values, looked up for oh tokens
+            params, macs_default = ic * oc, 0
+            in_default, out_default = batch * ih, batch * oh * oc
+        else:
+            params = oc * (ic // groups) * kh * kw
+            macs_default = batch * oh * ow * params
+            in_default, out_default = batch * ic * ih * iw, batch * oc * oh * ow
         row = {
             "name": name,
             "op": op,
@@ -363,8 +434,8 @@ def _complete_rows(df: pd.DataFrame, source: str) -> list[dict[str, Any]]:
             "groups": groups,
             "macs": _int_cell(raw, "macs", macs_default, where),
             "weight_params": _int_cell(raw, "weight_params", params, where),
-            "in_elems": _int_cell(raw, "in_elems", batch * ic * ih * iw, where),
-            "out_elems": _int_cell(raw, "out_elems", batch * oc * oh * ow, where),
+            "in_elems": _int_cell(raw, "in_elems", in_default, where),
+            "out_elems": _int_cell(raw, "out_elems", out_default, where),
             "reads_input": bool(raw.get("reads_input", False)) if "reads_input" in raw else False,
         }
         if isinstance(raw.get("reads_input"), str):

@@ -134,3 +134,72 @@ def test_with_batch_scales_counts():
     g16 = g.with_batch(16)
     np.testing.assert_array_equal(g16.column("macs"), 16 * g.column("macs"))
     assert g16.edges == g.edges
+
+
+def _attention_frame():
+    import pandas as pd
+
+    # x [2, 16, 64] -> q/k/v projections -> scores (4 heads: [16, 16] x [16, 16]) -> context
+    return pd.DataFrame([
+        {"name": "emb", "op": "embedding", "batch": 2, "in_channels": 100, "out_channels": 64,
+         "out_h": 16, "inputs": ""},
+        {"name": "q", "op": "linear", "batch": 2, "in_channels": 64, "out_channels": 64,
+         "out_h": 16, "inputs": "emb"},
+        {"name": "k", "op": "linear", "batch": 2, "in_channels": 64, "out_channels": 64,
+         "out_h": 16, "inputs": "emb"},
+        {"name": "v", "op": "linear", "batch": 2, "in_channels": 64, "out_channels": 64,
+         "out_h": 16, "inputs": "emb"},
+        {"name": "attn.matmul0", "op": "matmul", "batch": 2, "groups": 4, "in_channels": 16,
+         "out_channels": 16, "out_h": 16, "inputs": "q", "second_inputs": "k"},
+        {"name": "attn.matmul1", "op": "matmul", "batch": 2, "groups": 4, "in_channels": 16,
+         "out_channels": 16, "out_h": 16, "inputs": "attn.matmul0", "second_inputs": "v"},
+    ])
+
+
+def test_matmul_and_embedding_rows_derive_their_columns(tmp_path):
+    g = LayerGraph.from_frame(_attention_frame())
+    f = g.frame.set_index("name")
+    assert f.loc["emb", "macs"] == 0 and f.loc["emb", "weight_params"] == 100 * 64
+    assert f.loc["emb", "in_elems"] == 2 * 16 and f.loc["emb", "out_elems"] == 2 * 16 * 64
+    assert f.loc["q", "macs"] == 2 * 16 * 64 * 64
+    assert f.loc["attn.matmul0", "macs"] == 2 * 4 * 16 * 16 * 16
+    assert f.loc["attn.matmul0", "weight_params"] == 0
+    assert f.loc["attn.matmul0", "in_elems"] == 2 * 4 * 16 * 16
+    assert list(g.second_elems()) == [0, 0, 0, 0, 2 * 4 * 16 * 16, 2 * 4 * 16 * 16]
+    assert g.second_inputs[4] == ("k",) and g.inputs[4] == ("q",)
+    assert ("k", "attn.matmul0") in g.edges and ("v", "attn.matmul1") in g.edges
+    for name in ("layers.csv", "layers.parquet"):
+        g.save(tmp_path / name)
+        back = LayerGraph.read(tmp_path / name)
+        assert back.graph_hash == g.graph_hash
+        assert back.second_inputs == g.second_inputs and back.inputs == g.inputs
+    assert g.with_batch(8).totals()["macs"] == 4 * g.totals()["macs"]
+
+
+def test_a_matmul_without_second_inputs_reads_its_first_producers():
+    df = _attention_frame().drop(columns=["second_inputs"])
+    g = LayerGraph.from_frame(df)
+    assert g.second_inputs[4] == ("q",) and g.second_inputs[1] == ()
+
+
+def test_layer_files_of_version_1_load_and_say_so_once(tmp_path, caplog):
+    import pyarrow.parquet as pq
+
+    import hwq.graph as graph_mod
+
+    g = LayerGraph.from_frame(_attention_frame().iloc[:4])
+    g.save(tmp_path / "v2.parquet")
+    table = pq.read_table(tmp_path / "v2.parquet")
+    meta = dict(table.schema.metadata)
+    meta[b"hwq.schema_version"] = b"1"
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "v1.parquet")
+    graph_mod._OLD_VERSION_SAID.clear()
+    with caplog.at_level("WARNING", logger="hwq.graph"):
+        a = LayerGraph.read(tmp_path / "v1.parquet")
+        LayerGraph.read(tmp_path / "v1.parquet")
+    assert a.totals() == g.totals()
+    assert sum("schema version 1" in r.getMessage() for r in caplog.records) == 1
+    meta[b"hwq.schema_version"] = b"99"
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "v99.parquet")
+    with pytest.raises(UserError, match="version 99"):
+        LayerGraph.read(tmp_path / "v99.parquet")
