@@ -158,6 +158,15 @@ class Encoding:
         self.free_layers = np.flatnonzero(self.layer_group >= 0)
         self.choice_pairs = np.array(self.choices, dtype=np.int64).reshape(-1, 2)
 
+    def with_pins(self, extra: Mapping[int, Pair]) -> Encoding:
+        """The same decision space with `extra` layers pinned too (a tied group with one of them
+        pinned as a whole)."""
+        return Encoding(self.graph, self.pairs, {**self.pins, **extra}, self.tie)
+
+    def widest_pair(self) -> Pair:
+        """The allowed pair of the most bits (w x a, then w, then a)."""
+        return max(self.choices, key=lambda p: (p[0] * p[1], p[0], p[1]))
+
     # -- sizes -----------------------------------------------------------------------------------
     @property
     def n_groups(self) -> int:
