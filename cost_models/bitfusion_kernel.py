@@ -22,7 +22,8 @@ Extensions that reduce exactly to the reference:
 * an embedding's lookup (`im2col` = MODE_LOOKUP) uses no array and no tiling: its looked-up rows
   (B·OH·OC values at w bits) are read and its output (as many values at a bits) written through
   the off-chip interface, cycles = stall cycles = ceil(bits / width), energy = DRAM energy only;
-  its schedule details are 0 but `loop_order` and `dataflow`, which say `lookup`.
+  its schedule details (tiles, buffer traffic, perf_factor) are 0 and its `loop_order` and
+  `dataflow` say `lookup`.
 
 Speed (results are identical to the plain search; tests/cost_models/test_bitfusion_properties.py
 compares them with a plain transcription of §5-§6):
@@ -474,9 +475,8 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
 
 @njit(cache=True)
 def _lookup_one(oh_dim, oc_dim, batch, wb, ab, params, out):
-    """An embedding's lookup: its rows read at wb, its output written at ab, off-chip only."""
-    pmax = np.int64(params[MAX_BITS])
-    pmin = np.int64(params[MIN_BITS])
+    """An embedding's lookup: its rows read at wb, its output written at ab, off-chip only (no
+    array work: compute, buffers, tiles and perf_factor 0)."""
     values = batch * oh_dim * oc_dim
     dram_r = values * wb
     dram_w = values * ab
@@ -491,7 +491,6 @@ def _lookup_one(oh_dim, oc_dim, batch, wb, ab, params, out):
     out[11] = dram_w
     out[28] = LOOKUP_ORDER
     out[29] = LOOKUP_DATAFLOW
-    out[30] = (pmax // max(ab, pmin)) * (pmax // max(wb, pmin))
 
 
 @njit(cache=True)
