@@ -1,13 +1,19 @@
 """Build a LayerGraph from a PyTorch model: torch.fx with shape propagation, or forward hooks.
 
 Layers are found by what they compute, not by their class (`hwq.tracing_rows.classify`): any
-conv1d/conv2d, linear, addmm, matmul/mm or einsum call whose weight operand is a module parameter
-(or a tensor computed only from parameters, as a weight-standardised conv computes its weight),
-whatever module or function makes the call. fx gives the data flow from the graph; where fx
-cannot trace (data-dependent control flow), a forward pass on the example input under a
-TorchFunctionMode sees every such call and records which layers each tensor came from, and the
-graph is marked `specialised` (valid for that input only). `nn.MultiheadAttention` is one call
-site for both tracers (its projections as rows); the transformer modules are traced into, with
+conv1d/conv2d, linear, addmm, matmul/mm, einsum or embedding call whose weight operand is a module
+parameter (or a tensor computed only from parameters, as a weight-standardised conv computes its
+weight), whatever module or function makes the call; and any product of two activations
+(`hwq.tracing_rows.products`: `@`/matmul/mm/bmm/baddbmm/einsum, scaled_dot_product_attention as
+scores then context) as `matmul` rows named `<calling module>.matmul<i>` — the calling module is
+the innermost module running (fx: the node's `nn_module_stack`; hooks: the module stack), bare
+`matmul<i>` in the root's own forward, i counting that module's products through the forward.
+A row whose weight parameter an earlier row counted (a tied LM head, a module called again) has
+`weight_params` 0. fx gives the data flow from the graph; where fx cannot trace (data-dependent
+control flow), a forward pass on the example input under a TorchFunctionMode sees every such call
+and records which layers each tensor came from, and the graph is marked `specialised` (valid for
+that input only). `nn.MultiheadAttention` is one call site for both tracers (its projections,
+scores and context as rows); the transformer modules and `nn.Embedding` are traced into, with
 their fused eval-mode fast paths disabled. Every graph carries `coverage` against an aten-level
 count of the same forward pass (`hwq.coverage`).
 """

@@ -407,7 +407,8 @@ def einsum_dims(eq: str, a: tuple[int, ...],
     """(lead, M, K, N) of a two-operand einsum: letters in both operands and the output are
     independent products (lead), in both but not the output are reduced (K), in one operand and
     the output are its rows (M, first operand) or columns (N, second). A letter in one operand
-    only and not in the output is summed before the product (no MACs). `...` is supported."""
+    only and not in the output is summed before the product (no MACs). `...` dims are leading
+    dims, broadcast as torch.matmul broadcasts them."""
     eq = eq.replace(" ", "")
     lhs, arrow, out = eq.partition("->")
     specs = lhs.split(",")
@@ -436,6 +437,9 @@ def einsum_dims(eq: str, a: tuple[int, ...],
     sa, sb = set(letters[0]), set(letters[1])
     if not out_letters <= sa | sb:
         return None
+    # `...` dims broadcast as torch.matmul's leading dims do: independent products (lead)
+    broadcast = set(ell) & out_letters
+    sa, sb = sa | broadcast, sb | broadcast
 
     def prod(chars: set[str]) -> int:
         return math.prod(sizes[c] for c in chars)
