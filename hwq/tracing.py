@@ -427,8 +427,9 @@ class _Provenance:
     def __init__(self, model: nn.Module, stack: list[str]) -> None:
         self.stack = stack  # the running modules, innermost last
         self.lineage: dict[int, tuple[weakref.ref, frozenset[str]]] = {}
-        # tensors computed only from parameters -> (owning module, the parameter's first owner)
-        self.derived: dict[int, tuple[weakref.ref, tuple[str, str]]] = {}
+        # tensors computed only from parameters -> (the modules owning the parameter, its first
+        # owner): a call names the innermost owner running at that call, as under fx
+        self.derived: dict[int, tuple[weakref.ref, list[str]]] = {}
         owners = param_owners(model.named_parameters(remove_duplicate=False))
         self.params: dict[int, tuple[torch.Tensor, list[str]]] = {
             id(p): (p, owners[id(p)]) for p in model.parameters()}
@@ -458,15 +459,20 @@ class _Provenance:
             for x in obj:
                 self.assign(x, src)
 
-    def weight(self, t: Any) -> tuple[str, str] | None:
-        """(owning module, the parameter's first owner) of a parameter-derived tensor."""
+    def owners(self, t: Any) -> list[str] | None:
+        """Every module owning the parameter a tensor is (or is computed only from)."""
         if not isinstance(t, torch.Tensor):
             return None
         p = self.params.get(id(t))
         if p is not None and p[0] is t:
-            return pick_owner(p[1], self.stack), p[1][0]
+            return p[1]
         d = self.derived.get(id(t))
         return d[1] if d is not None and d[0]() is t else None
+
+    def weight(self, t: Any) -> tuple[str, str] | None:
+        """(the owner running now, the parameter's first owner) of a parameter-derived tensor."""
+        owners = self.owners(t)
+        return (pick_owner(owners, self.stack), owners[0]) if owners else None
 
     def owner(self, t: Any) -> str | None:
         found = self.weight(t)
@@ -476,19 +482,19 @@ class _Provenance:
         found = self.weight(t)
         return found[1] if found is not None else None
 
-    def first_weight(self, obj: Any) -> tuple[str, str] | None:
+    def first_owners(self, obj: Any) -> list[str] | None:
         if isinstance(obj, list | tuple):
-            return next((o for o in map(self.first_weight, obj) if o is not None), None)
+            return next((o for o in map(self.first_owners, obj) if o is not None), None)
         if isinstance(obj, dict):
-            return self.first_weight(list(obj.values()))
-        return self.weight(obj)
+            return self.first_owners(list(obj.values()))
+        return self.owners(obj)
 
-    def mark_derived(self, obj: Any, weight: tuple[str, str]) -> None:
+    def mark_derived(self, obj: Any, owners: list[str]) -> None:
         if isinstance(obj, torch.Tensor):
-            self.derived[id(obj)] = (weakref.ref(obj), weight)
+            self.derived[id(obj)] = (weakref.ref(obj), owners)
         elif isinstance(obj, list | tuple):
             for x in obj:
-                self.mark_derived(x, weight)
+                self.mark_derived(x, owners)
 
 
 class _CallMode(TorchFunctionMode):
@@ -537,7 +543,7 @@ class _CallMode(TorchFunctionMode):
         if src:
             prov.assign(out, src)
         else:
-            found = prov.first_weight((args, kwargs))
+            found = prov.first_owners((args, kwargs))
             if found is not None:
                 prov.mark_derived(out, found)
         return out
