@@ -123,11 +123,11 @@ def finetune(
     teacher = copy.deepcopy(teacher if teacher is not None else model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    if layer_names is None:
-        if example_input is None:
-            example_input = _first_inputs(test)
-        layer_names = quantizable_layers(model, example_input)
     with one_thread(), torch.random.fork_rng(devices=[]):  # the same numbers on any machine
+        if layer_names is None:
+            if example_input is None:
+                example_input = _first_inputs(test)
+            layer_names = quantizable_layers(model, example_input)
         torch.manual_seed(seed)
         if fp32_accuracy is None:
             fp32_accuracy = accuracy(teacher, test)
