@@ -27,6 +27,10 @@ model or to a profile shows up here too.
 
 The pairs are all supported pairs when there are at most `MAX_ALL_PAIRS` of them, else all
 combinations of `bits.search_default` (the pairs a search uses by default).
+
+A calibrated profile (any kind with a `calibration` block, hwq.profile_schema.CALIBRATION) also
+shows its fit report: `calibration_targets` lists each target with its residual
+(model / measured - 1; none for a prediction).
 """
 
 from __future__ import annotations
@@ -186,3 +190,18 @@ def _pair_from(
     core = _finite(float(values["energy_core_pj"][0, k]) / macs)
     total = _finite(float(values["energy_pj"][0, k]) / macs)
     return PairSummary(w, a, _finite(peak), core, total, note)
+
+
+def calibration_targets(profile: DeviceProfile) -> list[dict[str, Any]]:
+    """The `calibration.targets` of a profile, each with `residual` = model / measured - 1 (None
+    for a prediction, which has no measured value); [] for a profile without calibration."""
+    cal = profile.to_dict().get("calibration")
+    if not isinstance(cal, dict):
+        return []
+    out = []
+    for target in cal.get("targets") or []:
+        row = {k: target.get(k) for k in ("name", "role", "unit", "measured", "model")}
+        measured = row["measured"]
+        row["residual"] = float(row["model"]) / float(measured) - 1 if measured else None
+        out.append(row)
+    return out

@@ -27,7 +27,8 @@ def list_cmd(as_json: bool) -> None:
     rows = []
     for name in list_profiles():
         p = load_profile(name)
-        rows.append({"name": p.name, "kind": p.kind, "description": p.description})
+        rows.append({"name": p.name, "kind": p.kind, "runtime": p.data.get("runtime"),
+                     "description": p.description})
     if as_json:
         emit_json(rows)
     else:
@@ -46,17 +47,20 @@ def show_cmd(name: str, bits: str | None, as_json: bool) -> None:
     """The resolved profile NAME (a shipped name or a YAML path), then what it implies per
     (w_bits, a_bits) pair: peak MACs/s and energy per MAC, from the kind's cost model."""
     from hwq.profile import load_profile
-    from hwq.profile_summary import summarize
+    from hwq.profile_summary import calibration_targets, summarize
     from hwq.units import parse_pairs
 
     p = load_profile(name)
     summary = summarize(p, parse_pairs(bits) if bits else None)
+    targets = calibration_targets(p)
     if as_json:
         emit_json({"name": p.name, "kind": p.kind, "sha256": p.sha256, "profile": dict(p.data),
-                   "pairs": summary.rows(), "pairs_basis": summary.basis})
+                   "pairs": summary.rows(), "pairs_basis": summary.basis,
+                   "runtime": p.data.get("runtime"), "calibration_targets": targets})
         return
     sys.stdout.write(f"# sha256: {p.sha256}\n")
     sys.stdout.write(p.to_yaml())
+    _write_calibration(p.to_dict(), targets)
     # The table is written as YAML comments: stdout stays a loadable profile.
     header = f"What the profile implies per (w_bits, a_bits) pair, from the {summary.basis}:"
     sys.stdout.write("\n")
@@ -67,6 +71,30 @@ def show_cmd(name: str, bits: str | None, as_json: bool) -> None:
         columns.append("note")
     for line in format_table(summary.rows(), columns, _pair_cell):
         sys.stdout.write(f"# {line}".rstrip() + "\n")
+
+
+def _write_calibration(data: dict, targets: list[dict]) -> None:
+    """The fit report of a calibrated profile, as YAML comments: runtime, what was fitted on
+    what, and each target's residual."""
+    cal = data.get("calibration")
+    if not isinstance(cal, dict):
+        return
+    head = f"Calibration (runtime {data['runtime']}): " if "runtime" in data else "Calibration: "
+    head += f"fitted {', '.join(cal['fitted'])}"
+    if "carried_from" in cal:
+        head += f", carried unchanged from {cal['carried_from']}"
+    sys.stdout.write("\n")
+    for text in (head, f"on: {cal['data']}", f"method: {cal['method']}"):
+        for line in textwrap.wrap(text, width=96):
+            sys.stdout.write(f"# {line}\n")
+    rows = [{**t, "residual": "-" if t["residual"] is None else f"{t['residual']:+.1%}"}
+            for t in targets]
+    if rows:
+        for line in format_table(rows, CALIBRATION_COLUMNS, _pair_cell):
+            sys.stdout.write(f"# {line}".rstrip() + "\n")
+
+
+CALIBRATION_COLUMNS = ("name", "role", "unit", "measured", "model", "residual")
 
 
 PAIR_COLUMNS = ("w_bits", "a_bits", "peak_macs_per_s", "energy_per_mac_pj",
