@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.errors import UserError
+from hwq.model_source import INPUT_DTYPE_HELP, INPUT_DTYPES
 from hwq.search.algorithms import ALGORITHMS, SPECS
 from hwq.search.executors import EXECUTORS
 
@@ -143,7 +144,12 @@ class SearchConfig:
         multiple=True, coerce=_model_args, show_default="",
     )
     input_shape: list[int] | None = option(
-        None, "Example input shape.", metavar="N,C,H,W", coerce=_input_shape
+        None, "Example input shape, any rank, samples first.", metavar="N,...",
+        coerce=_input_shape
+    )
+    input_dtype: str | None = option(
+        None, INPUT_DTYPE_HELP, choices=INPUT_DTYPES,
+        coerce=_opt_str, show_default="float32",
     )
     weights: str | None = option(
         None, "State dict of the trained model.", path="file", coerce=_opt_str

@@ -61,6 +61,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         dict(config.model_args or {}),
         tuple(config.input_shape) if config.input_shape else None,
         config.weights,
+        config.input_dtype,
     )
     if len(graph) == 0:
         raise UserError(f"model {config.model}: no quantizable layers to search")

@@ -53,6 +53,7 @@ def cost(
     model: str,
     model_args: tuple[str, ...],
     input_shape: str | None,
+    input_dtype: str | None,
     weights: str | None,
     bits: str | None,
     policy_file: str | None,
@@ -73,7 +74,7 @@ def cost(
         raise UserError("give exactly one of --bits W,A or --policy FILE")
     prof = load_profile(device)
     policy = Policy.read(policy_file) if policy_file else Policy.uniform(*parse_pair(bits or ""))
-    g = resolve_graph(model, model_args, input_shape, weights)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
     if policy_file and policy.graph_hash and policy.graph_hash != g.graph_hash and not force:
         raise UserError(
             f"--policy {policy_file}: graph_hash {policy.graph_hash} is not the graph_hash of "
@@ -140,6 +141,7 @@ def table(
     model: str,
     model_args: tuple[str, ...],
     input_shape: str | None,
+    input_dtype: str | None,
     weights: str | None,
     bits: str | None,
     batch: int | None,
@@ -159,7 +161,7 @@ def table(
         ".parquet", ".csv"):
         raise UserError(f"-o {output}: expected a .parquet or .csv file (or --format haq|apq)")
     prof = load_profile(device)
-    g = resolve_graph(model, model_args, input_shape, weights)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
     fmt = "json" if as_json and fmt is None else fmt
     pairs = parse_pairs(bits) if bits else None
     if fmt == "haq" and pairs is None:
