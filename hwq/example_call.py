@@ -24,7 +24,6 @@ from hwq.errors import GraphError, reason
 # a forward parameter the call leaves at a default of one of these types is specialised to it
 # under fx (`if mask is None:` then traces the branch the call takes)
 _CONCRETE_TYPES = (type(None), bool, int, float, str)
-_FX_ORDER = {inspect.Parameter.VAR_POSITIONAL: 1, inspect.Parameter.VAR_KEYWORD: 2}
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 
 
@@ -75,8 +74,9 @@ class ExampleCall:
         """(concrete_args for `torch.fx.Tracer.trace`, the positional values the traced graph
         takes): the call bound to `model.forward`'s signature, each parameter it leaves out
         specialised to its default where that is None, a bool, a number or a string. Raises
-        TypeError when the call does not bind to the signature (the hooks tracer then runs the
-        call itself and names what fails)."""
+        TypeError when the call does not bind to the signature or gives keyword inputs to a
+        forward's `**kwargs` (the hooks tracer then runs the call itself and names what
+        fails)."""
         sig = inspect.signature(model.forward)
         bound = sig.bind(*self.args, **self.kwargs)
         params = list(sig.parameters.values())
@@ -88,9 +88,19 @@ class ExampleCall:
         }
         bound.apply_defaults()
         # fx's placeholders: the named parameters in signature order (keyword-only ones
-        # included), then `*args` as one tuple, then `**kwargs` as one dict
-        order = sorted(params, key=lambda p: _FX_ORDER.get(p.kind, 0))
-        return concrete or None, tuple(bound.arguments[p.name] for p in order)
+        # included), then a `*args` one that takes every value left
+        values: list[Any] = []
+        for p in params:
+            value = bound.arguments[p.name]
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                if value:
+                    raise TypeError("keyword inputs into the forward's **kwargs have no fx "
+                                    "placeholder")
+            elif p.kind is not inspect.Parameter.VAR_POSITIONAL:
+                values.append(value)
+        varargs = [bound.arguments[p.name] for p in params
+                   if p.kind is inspect.Parameter.VAR_POSITIONAL]
+        return concrete or None, (*values, *(varargs[0] if varargs else ()))
 
 
 def forward_failure(where: str, module: nn.Module | None, call: ExampleCall,
@@ -103,7 +113,7 @@ def forward_failure(where: str, module: nn.Module | None, call: ExampleCall,
         if tensors and all(t.is_floating_point() or t.is_complex() for t in tensors):
             found = ", ".join(sorted({str(t.dtype).removeprefix("torch.") for t in tensors}))
             text = (f"module {where}: expected integer token ids, found {found} input; use "
-                    f"--input-dtype int64 (hwq.trace: an integer tensor) [{reason(exc)}]")
+                    f"--input-dtype int64 (in Python: an integer tensor)")
         elif "index out of range" in str(exc):
             text += f" (token ids must be below num_embeddings={module.num_embeddings})"
     return GraphError(text)
