@@ -61,14 +61,17 @@ class ExampleCall:
         return model(*self.args, **self.kwargs)
 
     def describe(self) -> str:
-        """`input shape [(1, 3, 8, 8)]`, keyword inputs by name: for error messages."""
+        """`input shape [(1, 3, 8, 8)]`, keyword inputs by name, dtypes other than float32:
+        for error messages."""
         def one(t: Any) -> str:
             if not isinstance(t, torch.Tensor):
                 return type(t).__name__
-            return f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+            dtype = "" if t.dtype == torch.float32 else f" {str(t.dtype).removeprefix('torch.')}"
+            return f"{tuple(t.shape)}{dtype}"
 
-        parts = [one(a) for a in self.args] + [f"{k}={one(v)}" for k, v in self.kwargs.items()]
-        return f"input {', '.join(parts) or '(none)'}"
+        parts = [one(a) for a in self.args if isinstance(a, torch.Tensor)]
+        parts += [f"{k}={one(v)}" for k, v in self.kwargs.items()]
+        return f"input shape [{', '.join(parts)}]"
 
     def fx_binding(self, model: nn.Module) -> tuple[dict[str, Any] | None, tuple[Any, ...]]:
         """(concrete_args for `torch.fx.Tracer.trace`, the positional values the traced graph

@@ -113,10 +113,10 @@ def test_bad_keyword_inputs_are_user_errors():
         hwq.trace(KeywordNet(), (), example_kwargs=[("x", torch.zeros(1, 8))])  # type: ignore
     with pytest.raises(GraphError, match="keyword names must be strings"):
         hwq.trace(KeywordNet(), (), example_kwargs={1: torch.zeros(1, 8)})  # type: ignore
-    with pytest.raises(GraphError, match=r"module <model>: forward pass on input "
-                       r"x=\(1, 8\) float32, colour=\(1,\) float32 failed: TypeError"):
+    with pytest.raises(GraphError, match=r"module <model>: forward pass on input shape "
+                       r"\[x=\(1, 8\), colour=\(1, 2\) int64\] failed: TypeError"):
         hwq.trace(KeywordNet(), (), example_kwargs={"x": torch.zeros(1, 8),
-                                                    "colour": torch.zeros(1)})
+                                                    "colour": torch.zeros(1, 2).long()})
 
 
 @pytest.mark.parametrize("tracer", [hwq.trace, trace_hooks])

@@ -21,8 +21,6 @@ import hwq
 from hwq.graph import LayerGraph
 from tests.hf_factories import BATCH, DECODER_TOKENS, EXAMPLES, LAYERS, TOKENS
 
-pytest.importorskip("transformers")
-
 FAMILIES = tuple(EXAMPLES)
 NEEDS_MATMUL = pytest.mark.xfail(strict=True, reason="needs matmul rows from the trace branch")
 NEEDS_EMBEDDING = pytest.mark.xfail(strict=True,

@@ -109,9 +109,39 @@ def test_graph_hugging_face_factory_on_token_ids():
     assert "token ids below embeddings.word_embeddings.num_embeddings = 100" in res.stderr
 
 
+# the families of tests/hf_factories.py that take one positional input, as the CLI builds it
+CLI_FAMILIES = {
+    "roberta": ("1,64", "int64"),
+    "qwen2": ("1,64", "int64"),
+    "swin": ("1,3,32,32", "float32"),
+    "deit": ("1,3,32,32", "float32"),
+    "wav2vec2": ("1,800", "float32"),
+}
+
+
+@cache
+def _family_json(family: str) -> dict:
+    if family == "roberta":
+        res = _roberta_on_64_token_ids()
+    else:
+        shape, dtype = CLI_FAMILIES[family]
+        res = run("graph", f"tests.hf_factories:{family}", "--input-shape", shape,
+                  "--input-dtype", dtype, "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("family", CLI_FAMILIES)
+def test_graph_json_of_each_family_prints_coverage(family):
+    cov = _family_json(family)["coverage"]
+    assert set(cov) == {"reference_macs", "graph_macs", "unsupported_macs", "fraction"}
+    assert cov["graph_macs"] + cov["unsupported_macs"] == cov["reference_macs"] > 0
+
+
 @NEEDS_MATMUL
-def test_graph_hugging_face_factory_covers_every_mac():
-    assert json.loads(_roberta_on_64_token_ids().stdout)["coverage"]["fraction"] >= 0.99
+@pytest.mark.parametrize("family", CLI_FAMILIES)
+def test_graph_json_of_each_family_covers_every_mac(family):
+    assert _family_json(family)["coverage"]["fraction"] >= 0.99
 
 
 def test_graph_float_input_into_an_embedding_names_it(capsys):
