@@ -12,9 +12,17 @@ a conv layer's compute cycles are
 with P = `parallel_bits` and bpc = `bits_per_cycle` (default 1); bits above P clamp to P. FC
 (linear) layers use `fc_law` (default: `law`). Compute cycles are rounded up to whole cycles.
 
+A `matmul` row (two activations) is a GEMM whose "weights" are its second operand (at w bits):
+it uses `fc_law` like a linear layer (a 1×1 product of M rows with a K×N operand, the reuse
+structure of an FC layer over tokens), and its second operand moves through the weight buffer
+like weights (cost_models/operands.py). An `embedding` row computes nothing (MACs 0): it reads
+its looked-up rows (batch·tokens·dimension values at w bits) through the weight buffer and writes
+its output.
+
 Memory: DRAM reads = weights at w bits + input at a bits, the input re-read once per weight tile
-when neither the weights fit the weight buffer nor the input the activation buffer; DRAM writes =
-output at a bits (the layer's own activation width: a cost table is priced per uniform pair).
+when neither the weights fit the weight buffer nor the input the activation buffer (for a matmul,
+judged per GEMM: each of its batch·groups products has its own operands); DRAM writes = output at
+a bits (the layer's own activation width: a cost table is priced per uniform pair).
 Memory cycles = DRAM bits / `offchip.bandwidth_bits_per_cycle`; cycles = max(compute, memory),
 stall = cycles − compute.
 
@@ -130,12 +138,15 @@ def rules(src: RuleSource) -> list[str]:
 
 
 def layer_rows(graph: LayerGraph) -> np.ndarray:
-    """float64 [L, 5] kernel rows: macs, weight_params, in_elems, out_elems, is_fc."""
-    f = graph.frame
-    rows = np.stack([f[c].to_numpy(dtype=np.float64)
-                     for c in ("macs", "weight_params", "in_elems", "out_elems")], axis=1)
-    is_fc = (f["op"] == "linear").to_numpy().astype(np.float64)
-    return np.ascontiguousarray(np.concatenate([rows, is_fc[:, None]], axis=1))
+    """float64 [L, 6] kernel rows: macs, weight-role elements, input elements, output elements,
+    op code, GEMMs per row (cost_models/operands.py)."""
+    from hwq.cost_models import operands
+
+    macs = graph.frame["macs"].to_numpy(dtype=np.float64)
+    return np.ascontiguousarray(np.stack([
+        macs, operands.weight_operand_elems(graph), operands.first_operand_elems(graph),
+        graph.frame["out_elems"].to_numpy(dtype=np.float64),
+        operands.op_codes(graph).astype(np.float64), operands.gemms(graph)], axis=1))
 
 
 def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,

@@ -25,6 +25,7 @@ from hwq.cost_models.bit_serial import (
     WBUF_R,
     WBUF_W,
 )
+from hwq.cost_models.operands import LINEAR, MATMUL
 
 
 @njit(cache=True)
@@ -52,7 +53,8 @@ def _compute_cycles(law: int, macs: float, w: float, a: float, lanes: float, p: 
 @njit(cache=True)
 def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
              prm: np.ndarray) -> np.ndarray:
-    """layers float64 [L, 5] (macs, weight_params, in_elems, out_elems, is_fc) -> [L, P, 9]."""
+    """layers float64 [L, 6] (macs, weight-role elements, input elements, output elements, op
+    code, GEMMs; bit_serial.layer_rows) -> [L, P, 9]."""
     n_l = layers.shape[0]
     n_p = w_bits.shape[0]
     out = np.zeros((n_l, n_p, 9))
@@ -62,15 +64,18 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     bw, dram_pj, core_pj = prm[BW], prm[DRAM_PJ], prm[CORE_PJ]
     for i in range(n_l):
         macs, wp, ie, oe = layers[i, 0], layers[i, 1], layers[i, 2], layers[i, 3]
-        lw = fc_law if layers[i, 4] > 0.5 else law
+        op = int(layers[i, 4])
+        n_gemm = layers[i, 5]
+        lw = fc_law if op == LINEAR or op == MATMUL else law
         for j in range(n_p):
             w = float(w_bits[j])
             a = float(a_bits[j])
             comp = _compute_cycles(lw, macs, w, a, lanes, p, bpc, binops)
             w_dram = wp * w
             in_dram = ie * a
-            if w_dram > prm[WBUF_BITS] and in_dram > prm[ABUF_BITS]:
-                in_dram *= np.ceil(w_dram / prm[WBUF_BITS])
+            w_one = w_dram / n_gemm  # one GEMM's operands (a matmul has batch x groups)
+            if w_one > prm[WBUF_BITS] and in_dram / n_gemm > prm[ABUF_BITS]:
+                in_dram *= np.ceil(w_one / prm[WBUF_BITS])
             rd = w_dram + in_dram
             wr = oe * a
             mem = np.ceil((rd + wr) / bw)

@@ -4,7 +4,20 @@ LayerGraph onto the reference simulator's layer abstraction, priced by `bitfusio
 Mapping (reference/bitfusion_model.md §4, DESIGN.md §3): a conv keeps its kernel, output and
 stride per axis (square in the reference, independent OH/OW tiles otherwise), `groups` splits it
 into independent convs whose costs add, the layer that reads the model input uses im2col, and a
-linear layer is K = O = S = 1 with its batch (rows) as the only spatial reuse.
+linear layer is K = S = 1 with OH = its tokens per sample and OW = 1 (the reference's FC, K = O =
+S = 1, when it has one token), its batch and tokens the spatial reuse.
+
+A `matmul` row (two activations, issue 12) is the reference's GEMM with the second operand in the
+weights' role (at w bits, through the weight buffer and its DRAM traffic; it is not a stored
+weight, so weight bytes count nothing): each sample's `groups` products are independent GEMMs of M
+rows (OH = M, OW = 1) reducing K into N, with no reuse of a second operand across samples or
+groups, so the row is a grouped 1×1 conv of batch·groups groups of K → N over one sample (IC =
+K·batch·groups, OC = N·batch·groups, B = 1), whose costs add like any grouped conv's.
+
+An `embedding` row (a lookup, MACs 0) does not use the array: its looked-up rows (batch·tokens·
+dimension values at w bits, not the table) are read from DRAM and its output written back at a bits
+through the off-chip interface, cycles = stall cycles = ceil((read + written bits) / bandwidth),
+energy = DRAM energy of those bits (compute, core and buffer energy 0; the kernel's mode 2).
 """
 
 from __future__ import annotations
@@ -100,6 +113,9 @@ OUT_COLUMNS: tuple[str, ...] = (
 )
 DETAIL_COLUMNS: tuple[str, ...] = tuple(c for c in OUT_COLUMNS if c not in PRICED_COLUMNS)
 
+# The kernel row's last column (`im2col`): a plain layer, the im2col first layer, or a lookup.
+MODE_PLAIN, MODE_IM2COL, MODE_LOOKUP = 0, 1, 2
+
 KERNEL_COLUMNS = ("kernel_h", "kernel_w", "out_h", "out_w", "stride_h", "stride_w",
                   "in_channels", "out_channels", "batch", "groups")
 
@@ -150,14 +166,27 @@ def rules(src: RuleSource) -> list[str]:
 
 
 def layer_rows(graph: LayerGraph) -> np.ndarray:
-    """int64 [L, 11] simulator rows of a LayerGraph (see bitfusion_kernel.simulate)."""
+    """int64 [L, 11] simulator rows of a LayerGraph (see bitfusion_kernel.simulate; the mapping
+    of each op is the module docstring's)."""
+    from hwq.cost_models import operands
+
     frame = graph.frame
     rows = np.stack([frame[c].to_numpy(dtype=np.int64) for c in KERNEL_COLUMNS], axis=1)
-    is_fc = (frame["op"] == "linear").to_numpy()
-    rows[is_fc, 0:6] = 1
-    rows[is_fc, 9] = 1
-    im2col = (frame["reads_input"].to_numpy(dtype=bool) & ~is_fc).astype(np.int64)
-    return np.ascontiguousarray(np.concatenate([rows, im2col[:, None]], axis=1))
+    op = operands.op_codes(graph)
+    tokens = op != operands.CONV  # linear, matmul, embedding: 1x1 over OH = tokens (M rows)
+    rows[np.ix_(tokens, [0, 1, 3, 4, 5])] = 1  # kh, kw, ow, sh, sw
+    rows[op == operands.LINEAR, 9] = 1
+    mm = op == operands.MATMUL
+    n = rows[mm, 8] * rows[mm, 9]  # batch x groups independent GEMMs of one sample
+    rows[mm, 6] *= n
+    rows[mm, 7] *= n
+    rows[mm, 8] = 1
+    rows[mm, 9] = n
+    rows[op == operands.EMBEDDING, 9] = 1
+    mode = np.where(frame["reads_input"].to_numpy(dtype=bool) & (op == operands.CONV),
+                    MODE_IM2COL, MODE_PLAIN)
+    mode[op == operands.EMBEDDING] = MODE_LOOKUP
+    return np.ascontiguousarray(np.concatenate([rows, mode[:, None].astype(np.int64)], axis=1))
 
 
 def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
@@ -184,8 +213,8 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
         raise _nothing_fits(graph, profile, rows, w_arr, a_arr, params) from exc
     cols = {name: out[:, :, i] for i, name in enumerate(OUT_COLUMNS)}
     cols["latency_s"] = cols["cycles"] / float(profile.clock_hz)
-    return Priced.from_columns(cols, {"loop_order": kernel.LOOP_ORDER_NAMES,
-                                      "dataflow": kernel.DATAFLOW_NAMES})
+    return Priced.from_columns(cols, {"loop_order": kernel.LOOP_ORDER_LABELS,
+                                      "dataflow": kernel.DATAFLOW_LABELS})
 
 
 def _nothing_fits(graph: LayerGraph, profile: DeviceProfile, rows: np.ndarray,

@@ -18,7 +18,12 @@ Extensions that reduce exactly to the reference:
 * a grouped conv costs `groups` times one IC/g -> OC/g conv (every additive column is scaled);
 * 1-bit operands compute like 2-bit ones (pf rule) but move 1 bit;
 * the off-chip width may be a non-integer bits/cycle figure: transfers take
-  ceil(float(bits) / width) cycles, the simulator's own ceil_a_by_b.
+  ceil(float(bits) / width) cycles, the simulator's own ceil_a_by_b;
+* an embedding's lookup (`im2col` = MODE_LOOKUP) uses no array and no tiling: its looked-up rows
+  (B·OH·OC values at w bits) are read and its output (as many values at a bits) written through
+  the off-chip interface, cycles = stall cycles = ceil(bits / width), energy = DRAM energy only;
+  its schedule details (tiles, buffer traffic, perf_factor) are 0 and its `loop_order` and
+  `dataflow` say `lookup`.
 
 Speed (results are identical to the plain search; tests/cost_models/test_bitfusion_properties.py
 compares them with a plain transcription of §5-§6):
@@ -59,6 +64,7 @@ from hwq.cost_models.bitfusion import (
     IBUF,
     MAX_BITS,
     MIN_BITS,
+    MODE_LOOKUP,
     OBUF,
     OFFCHIP_BW,
     OFFCHIP_PJ,
@@ -129,6 +135,11 @@ def _representative_orders() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 _ORDER_SEQ, _ORDER_SHARED, _ORDER_CODE, _ORDER_COUNTS, _ORDER_SKIP = _representative_orders()
 LOOP_ORDER_NAMES: list[str] = [" > ".join(LOOP_NAMES[i] for i in p) for p in _PERMS]
 DATAFLOW_NAMES: tuple[str, ...] = ("input_stationary", "output_stationary", "weight_stationary")
+# The labels of a priced table's codes: a lookup's loop order and dataflow are both `lookup`.
+LOOKUP_LABEL = "lookup"
+LOOP_ORDER_LABELS: tuple[str, ...] = (*LOOP_ORDER_NAMES, LOOKUP_LABEL)
+DATAFLOW_LABELS: tuple[str, ...] = (*DATAFLOW_NAMES, LOOKUP_LABEL)
+LOOKUP_ORDER, LOOKUP_DATAFLOW = len(LOOP_ORDER_NAMES), len(DATAFLOW_NAMES)
 
 # Which tile loop indexes which tensor (bitfusion_model.md §6), as used by the kernel:
 #   act: B, OW, OH, IC (not OC);  wgt: IC, OC;  out: B, OW, OH, OC (not IC).
@@ -463,8 +474,31 @@ def _solve_one(kh, kw, oh_dim, ow_dim, sh, sw, ic_dim, oc_dim, batch, im2col, wb
 
 
 @njit(cache=True)
+def _lookup_one(oh_dim, oc_dim, batch, wb, ab, params, out):
+    """An embedding's lookup: its rows read at wb, its output written at ab, off-chip only (no
+    array work: compute, buffers, tiles and perf_factor 0)."""
+    values = batch * oh_dim * oc_dim
+    dram_r = values * wb
+    dram_w = values * ab
+    cycles = _cdf(dram_r + dram_w, params[OFFCHIP_BW])
+    e_d = (dram_r + dram_w) * params[OFFCHIP_PJ]
+    out[:] = 0.0
+    out[0] = cycles
+    out[2] = cycles
+    out[3] = e_d
+    out[6] = e_d
+    out[10] = dram_r
+    out[11] = dram_w
+    out[28] = LOOKUP_ORDER
+    out[29] = LOOKUP_DATAFLOW
+
+
+@njit(cache=True)
 def _solve_range(jobs, params, o_seq, o_shared, o_code, o_counts, o_skip, out, j):
     r = jobs[j]
+    if r[9] == MODE_LOOKUP:
+        _lookup_one(r[2] * r[3], r[7], r[8], r[10], r[11], params, out[j])
+        return
     _solve_one(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11],
                params, o_seq, o_shared, o_code, o_counts, o_skip, out[j])
 
@@ -538,7 +572,7 @@ def _check_inputs(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
             )
     for i, row in enumerate(layers.tolist()):
         kh, kw, oh, ow, sh, sw, ic, oc, b, g, im2col = row
-        if min(kh, kw, oh, ow, sh, sw, ic, oc, b, g) < 1 or im2col not in (0, 1):
+        if min(kh, kw, oh, ow, sh, sw, ic, oc, b, g) < 1 or im2col not in (0, 1, MODE_LOOKUP):
             raise ValueError(f"layer row {i}: invalid values {dict(zip(LAYER_COLUMNS, row))}")
         if ic % g or oc % g:
             raise ValueError(f"layer row {i}: groups={g} does not divide in_channels={ic} and "
@@ -598,9 +632,10 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray, params:
              use_cache: bool = True) -> np.ndarray:
     """Price every layer row at every (w_bits[p], a_bits[p]) pair.
 
-    layers: int64 [L, 11] in LAYER_COLUMNS order (FC as K = O = S = 1; im2col = 1 for the layer
-    reading the model input).  Returns float64 [L, P, len(OUT_COLUMNS)] (energies in pJ, traffic
-    in bits, loop_order indexes LOOP_ORDER_NAMES, dataflow 0=IS, 1=OS, 2=WS).  Bits outside
+    layers: int64 [L, 11] in LAYER_COLUMNS order (FC as K = S = 1, OH = tokens, OW = 1; im2col
+    = 1 for the layer reading the model input, MODE_LOOKUP (2) for an embedding's lookup).
+    Returns float64 [L, P, len(OUT_COLUMNS)] (energies in pJ, traffic in bits, loop_order
+    indexes LOOP_ORDER_LABELS, dataflow DATAFLOW_LABELS: 0=IS, 1=OS, 2=WS, 3=lookup).  Bits outside
     1..max_bits raise ValueError.  Results persist in the memo cache unless use_cache is False or
     HWQ_NO_CACHE=1.
     """

@@ -15,7 +15,9 @@ def evaluate_batch(
     lut: np.ndarray,           # int64 [33, 33] pair index of (w, a), -1 if absent
     feasible: np.ndarray,      # bool [L, K]
     pairs: np.ndarray,         # int [P, L, 2] (w, a) per layer
-    tensor_elems: np.ndarray,  # activation plan (hwq.activations), see peak_activation_bytes
+    ask_layer: np.ndarray,     # activation plan (hwq.activations), see peak_activation_bytes
+    ask_side: np.ndarray,
+    tensor_elems: np.ndarray,
     reader_ptr: np.ndarray,
     reader_idx: np.ndarray,
     live_ptr: np.ndarray,
@@ -43,8 +45,8 @@ def evaluate_batch(
                 sums[p, c] += row[c]
             if bad[p] < 0 and not feasible[i, k]:
                 bad[p] = i
-    peak = peak_activation_bytes(pairs[:, :, 1], tensor_elems, reader_ptr, reader_idx,
-                                 live_ptr, live_idx)
+    peak = peak_activation_bytes(pairs, ask_layer, ask_side, tensor_elems, reader_ptr,
+                                 reader_idx, live_ptr, live_idx)
     for p in range(n_pol):
         if missing[p] >= 0:
             peak[p] = 0.0

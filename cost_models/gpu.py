@@ -1,7 +1,12 @@
 """The `gpu` kind: tensor-core GPUs (T4, A100, H100, Jetson Orin), DESIGN.md §3, issue 4.
 
 Each layer is a GEMM: M = batch·out_h·out_w, N = out_channels/groups, K = in_channels/groups·kh·kw
-(a linear layer: M = batch, N = out, K = in), `groups` GEMMs batched in one kernel.
+(a linear layer: M = batch·tokens, N = out, K = in), `groups` GEMMs batched in one kernel. A
+`matmul` row (two activations) is a batched GEMM: batch·groups GEMMs of M×K×N (M = out_h) in one
+kernel, its second operand read at w bits in the weights' place (cost_models/operands.py), on the
+tensor-core class of max(w, a) like any GEMM (int8/int4 MMA take two activation operands alike).
+An `embedding` row is a gather: no compute (K = 0), memory time for its looked-up rows
+(batch·tokens·dimension values at w bits, not the table) and its output, plus the launch.
 
 * Precision = max(w, a): 32 → fp32 on the CUDA cores (`cuda_core.fp32_ops_per_s`, tile depth
   of fp16); 9–16 → fp16; 5–8 → int8; 4 → int4 (or `fallback.int4`, default int8,
@@ -112,15 +117,23 @@ def params_from_profile(profile: DeviceProfile) -> np.ndarray:
 
 
 def layer_rows(graph: LayerGraph) -> np.ndarray:
-    """float64 [L, 7] kernel rows: M, N, K, groups, weight_params, in_elems, out_elems."""
+    """float64 [L, 7] kernel rows: M, N, K, GEMMs, weight-role elements, input elements, output
+    elements (cost_models/operands.py for what each op reads)."""
+    from hwq.cost_models import operands
+
     f = graph.frame
     col = lambda c: f[c].to_numpy(dtype=np.float64)  # noqa: E731
+    op = operands.op_codes(graph)
+    mm = op == operands.MATMUL
     g = col("groups")
-    m = col("batch") * col("out_h") * col("out_w")
-    n = col("out_channels") / g
-    k = col("in_channels") / g * col("kernel_h") * col("kernel_w")
+    m = np.where(mm, col("out_h"), col("batch") * col("out_h") * col("out_w"))
+    n = np.where(mm, col("out_channels"), col("out_channels") / g)
+    k = np.where(mm, col("in_channels"), col("in_channels") / g * col("kernel_h") * col("kernel_w"))
+    k[op == operands.EMBEDDING] = 0.0
+    g = np.where(mm, operands.gemms(graph), g)
     return np.ascontiguousarray(np.stack(
-        [m, n, k, g, col("weight_params"), col("in_elems"), col("out_elems")], axis=1))
+        [m, n, k, g, operands.weight_operand_elems(graph), operands.first_operand_elems(graph),
+         col("out_elems")], axis=1))
 
 
 def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,

@@ -27,7 +27,8 @@ from hwq.cost_models.gpu import (
 @njit(cache=True)
 def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
              prm: np.ndarray) -> np.ndarray:
-    """layers float64 [L, 7] (M, N, K, groups, weight_params, in_elems, out_elems) -> [L, P, 11]."""
+    """layers float64 [L, 7] (M, N, K, GEMMs, weight-role elements, input elements, output
+    elements; gpu.layer_rows) -> [L, P, 11]. K = 0 (an embedding's gather) computes nothing."""
     n_l = layers.shape[0]
     n_p = w_bits.shape[0]
     out = np.zeros((n_l, n_p, 11))

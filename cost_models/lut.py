@@ -8,6 +8,14 @@ that row; other layers match by shape, where repeated measurements of one shape 
 median. A layer whose (shape, batch, w_bits, a_bits) is not in the table is an error naming the
 layer: a measured table is never extrapolated. `cycles` stay NaN (the kind has no clock model).
 
+Every op is looked up the same way, by its LayerGraph columns: a `matmul` row (two activations)
+by op `matmul`, in_channels = K, out_channels = N, in_h = M rows, in_w = kernel = stride = 1,
+groups = products per sample, batch = samples, and its pair (w_bits = the second operand's bits);
+an `embedding` row by op `embedding`, in_channels = number of embeddings, out_channels = dimension,
+in_h = tokens per sample. A table without a single row of a layer's op is an error naming the
+layer and saying the table has no measurements of that op (a lookup or an attention product is
+never free, so it is never priced as 0).
+
 A lut profile may omit `bits`: its widths and default pairs are those its table measured
 (`measured_pairs`). Its priced tables are not cached (the profile's sha256 does not cover the
 table file), and `hwq profile show` reports the table's own figures (`summarize`).
@@ -54,13 +62,15 @@ def read_table(path: Path) -> tuple[Lookup, Lookup]:
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
     energy = df["energy_pj"] if "energy_pj" in df.columns else pd.Series(np.nan, index=df.index)
-    names = df["layer"].astype(str) if "layer" in df.columns else None
+    # a blank `layer` cell measures a shape, like a table without the column
+    names = (df["layer"].fillna("").astype(str).str.strip() if "layer" in df.columns
+             else None)
     by_name: Lookup = {}
     samples: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
     for i, row in enumerate(df[list(KEY_COLUMNS)].itertuples(index=False)):
         key = (str(row[0]), *(int(v) for v in row[1:]))
         value = (float(df["latency_s"].iat[i]), float(energy.iat[i]))
-        if names is not None:
+        if names is not None and names.iat[i]:
             named = (names.iat[i], *key)
             if named in by_name:
                 raise UserError(f"{path}: row {i + 2}: duplicate measurement for {named}")
@@ -82,8 +92,16 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
     latency = np.empty((n, k))
     energy = np.empty((n, k))
     shape_cols = list(KEY_COLUMNS[:-2])
+    measured_ops = {key[0] for key in by_shape}
     for i, row in enumerate(frame[shape_cols].itertuples(index=False)):
         shape = (str(row[0]), *(int(v) for v in row[1:]))
+        if shape[0] not in measured_ops:
+            raise CostModelError(
+                f"layer {graph.names[i]}: the table of profile {profile.name} has no {shape[0]} "
+                f"measurements (it measures {', '.join(sorted(measured_ops)) or 'nothing'}): add "
+                f"rows with op={shape[0]} ({_OP_KEYS.get(shape[0], 'its shape columns')}) for "
+                "this layer's shape, batch and bits"
+            )
         for j in range(k):
             key = (*shape, int(w_bits[j]), int(a_bits[j]))
             hit = by_name.get((graph.names[i], *key)) or by_shape.get(key)
@@ -94,6 +112,15 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
                 )
             latency[i, j], energy[i, j] = hit
     return Priced({"latency_s": latency, "energy_pj": energy})
+
+
+# How a row of each op is keyed (the shape columns a user measures it with).
+_OP_KEYS = {
+    "matmul": "in_channels = K, out_channels = N, in_h = M rows, groups = products per sample, "
+              "batch = samples; w_bits = the second operand's bits",
+    "embedding": "in_channels = number of embeddings, out_channels = dimension, in_h = tokens "
+                 "per sample, batch = samples",
+}
 
 
 def table_pairs(path: Path) -> set[tuple[int, int]]:
@@ -191,7 +218,9 @@ def _shape_macs(keys: list[tuple[Any, ...]]) -> list[float]:
             "in_channels": rec["in_channels"], "out_channels": rec["out_channels"],
             "groups": rec["groups"],
         }
-        if rec["op"] != "linear":
+        if rec["op"] in ("linear", "matmul", "embedding"):  # tokens (M rows) in in_h
+            row["out_h"] = row["in_h"] = rec["in_h"]
+        else:
             for ax in ("h", "w"):
                 k, s, size = rec[f"kernel_{ax}"], rec[f"stride_{ax}"], rec[f"in_{ax}"]
                 pad = (k - 1) // 2

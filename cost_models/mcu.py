@@ -2,7 +2,14 @@
 
 cycles = MACs × cycles_per_mac[kernel][layer type] (the profile's figure is for the whole core
 cluster: not divided by `cores`). Layer type: `depthwise` (groups == in_channels > 1),
-`pointwise` (1×1 conv, groups 1), `fc` (linear), else `conv`.
+`pointwise` (1×1 conv, groups 1), `fc` (linear), else `conv`. A `matmul` row (two activations)
+is an s8 matrix multiplication of CMSIS-NN's kind (arm_nn_mat_mult_nt_t_s8, the kernel beneath
+its fully-connected and batch-matmul functions): it is priced with the `fc` figure, its MACs the
+full batch·groups·M·K·N. An `embedding` row has no MACs: its lookup copies the looked-up rows
+(batch·tokens·dimension values, read at w bits, written at a bits) at `copy_bytes_per_cycle`
+bytes moved per cycle (read plus written; default 4, one 32-bit load or store per cycle), so
+cycles = ceil(values × (w + a) / 8 / copy_bytes_per_cycle). Its table counts in flash
+(`network_terms`: weight_params × w bits), its rows are never all read.
 
 Kernel of (w, a): `w{w}a{a}` if the profile has it; else the narrowest profile kernel wXaY with
 X ≥ w and Y ≥ a (fewest X + Y, then fewest X), where a profile with `int4_weight_unpack_overhead`
@@ -43,7 +50,13 @@ PROPERTIES = {
     "memory": obj({"flash_bytes": POSINT, "sram_bytes": POSINT, "runtime_flash_bytes": POSINT,
                    "runtime_sram_bytes": POSINT}),
     "power": obj({"active_w": POS}),
+    "copy_bytes_per_cycle": POS,
 }
+# A row copy (an embedding lookup) without `copy_bytes_per_cycle`: one 32-bit load or store per
+# cycle (LDR/STR, no burst), so a copied word costs two cycles.
+COPY_BYTES_PER_CYCLE = 4.0
+# Kernel type code of a lookup, after LAYER_TYPES' codes (conv, depthwise, pointwise, fc).
+LOOKUP = len(LAYER_TYPES)
 
 
 def kernels(profile: DeviceProfile) -> dict[tuple[int, int], np.ndarray]:
@@ -75,21 +88,27 @@ def cycles_table(profile: DeviceProfile, w_bits: np.ndarray, a_bits: np.ndarray)
 
 
 def layer_types(graph: LayerGraph) -> np.ndarray:
+    """int64 [L]: index in LAYER_TYPES (a matmul is `fc`), or LOOKUP for an embedding."""
+    from hwq.cost_models import operands
+
     f = graph.frame
     ic = f["in_channels"].to_numpy()
     g = f["groups"].to_numpy()
-    fc = (f["op"] == "linear").to_numpy()
-    dw = (g == ic) & (ic > 1) & ~fc
-    pw = (f["kernel_h"].to_numpy() == 1) & (f["kernel_w"].to_numpy() == 1) & (g == 1) & ~fc
+    op = operands.op_codes(graph)
+    conv = op == operands.CONV
+    dw = (g == ic) & (ic > 1) & conv
+    pw = (f["kernel_h"].to_numpy() == 1) & (f["kernel_w"].to_numpy() == 1) & (g == 1) & conv
     t = np.zeros(len(f), dtype=np.int64)
     t[pw] = 2
     t[dw] = 1
-    t[fc] = 3
+    t[(op == operands.LINEAR) | (op == operands.MATMUL)] = 3
+    t[op == operands.EMBEDDING] = LOOKUP
     return t
 
 
 def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
           a_bits: np.ndarray) -> Priced:
+    from hwq.cost_models import operands
     from hwq.cost_models.mcu_kernel import simulate
 
     w_bits = np.asarray(w_bits, dtype=np.int64)
@@ -101,8 +120,11 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
                 f"layer {first}: {profile.name} cannot price W{w}A{a}: its kernels take 1-8 bits "
                 "per operand (16/32-bit layers must run elsewhere)")
     macs = graph.frame["macs"].to_numpy(dtype=np.float64)
-    out = simulate(macs, layer_types(graph), cycles_table(profile, w_bits, a_bits),
-                   float(profile.clock_hz), float(profile.get("power.active_w")))
+    types = layer_types(graph)
+    copied = np.where(types == LOOKUP, operands.weight_operand_elems(graph), 0.0)
+    out = simulate(macs, types, copied, cycles_table(profile, w_bits, a_bits), w_bits, a_bits,
+                   float(profile.clock_hz), float(profile.get("power.active_w")),
+                   float(profile.get("copy_bytes_per_cycle", COPY_BYTES_PER_CYCLE)))
     zero = np.zeros(out.shape[:2])
     return Priced({
         "cycles": out[:, :, 0], "compute_cycles": out[:, :, 0], "stall_cycles": zero,
@@ -167,7 +189,7 @@ def rules(src: RuleSource) -> list[str]:
 KIND = register_kind(DeviceKind(
     name="mcu",
     properties=PROPERTIES,
-    optional=("int4_weight_unpack_overhead",),
+    optional=("int4_weight_unpack_overhead", "copy_bytes_per_cycle"),
     price=price,
     rules=rules,
     network_terms=network_terms,

@@ -1,7 +1,9 @@
 """Device-independent metrics as Numba kernels: BOPs, weight bytes, peak activation memory.
 
 BOPs = MACs x w_bits x a_bits (a 16/32-bit operand counts as its width: FP32 is 32 x 32, the
-HAWQ-V3 convention); weight bytes = params x w_bits / 8 (an exact fraction, biases excluded).
+HAWQ-V3 convention), also for a matmul row (a product of two activations: its w_bits are its
+second operand's); weight bytes = params x w_bits / 8 (an exact fraction, biases excluded): 0 for
+a matmul (no weights), table x w_bits for an embedding.
 """
 
 from __future__ import annotations
@@ -39,33 +41,37 @@ def layer_weight_bytes(weight_params: np.ndarray, w_bits: np.ndarray) -> np.ndar
 
 @njit(cache=True)
 def peak_activation_bytes(
-    a_bits: np.ndarray,         # int [P, L] activation bits of each layer (its input)
+    pairs: np.ndarray,          # int [P, L, 2] (w_bits, a_bits) of each layer
+    ask_layer: np.ndarray,      # int64 [A] asks: the bits pairs[:, ask_layer[c], ask_side[c]]
+    ask_side: np.ndarray,       # int64 [A] 1: a_bits (a layer's input), 0: w_bits (a matmul's
+                                #           second operand)
     tensor_elems: np.ndarray,   # int64 [T]
     reader_ptr: np.ndarray,     # int64 [T + 1] CSR into reader_idx
-    reader_idx: np.ndarray,     # int64 [R] layers whose a_bits decide the tensor's bits
+    reader_idx: np.ndarray,     # int64 [R] asks that decide the tensor's bits
     live_ptr: np.ndarray,       # int64 [L + 1] CSR into live_idx
     live_idx: np.ndarray,       # int64 [E] tensors resident while layer i runs
 ) -> np.ndarray:
     """[P] peak activation bytes of a batch of policies: per policy, the max over layers of the
-    bytes of every tensor live at it, each tensor at the largest activation bits of its readers
-    (8 if it has none).
+    bytes of every tensor live at it, each tensor at the largest bits its readers ask for (8 if
+    it has none; hwq.activations builds the plan).
 
     Policies are taken in blocks with the policy index innermost, so that every step of the
     plan (a tensor's bits = the largest of its readers', a layer's live bytes) runs over a
     contiguous block in integer arithmetic: about 2.7x the per-policy loop on ResNet-50."""
-    n_pol, n_layers = a_bits.shape[0], a_bits.shape[1]
+    n_pol = pairs.shape[0]
+    n_asks = ask_layer.shape[0]
     n_t = tensor_elems.shape[0]
     block = 512
     out = np.zeros(n_pol, dtype=np.float64)
-    a_t = np.empty((n_layers, block), dtype=np.int64)
+    a_t = np.empty((n_asks, block), dtype=np.int64)
     bits = np.empty((n_t, block), dtype=np.int64)
     total = np.empty(block, dtype=np.int64)
     peak = np.empty(block, dtype=np.int64)
     for start in range(0, n_pol, block):
         nb = min(block, n_pol - start)
         for q in range(nb):
-            for i in range(n_layers):
-                a_t[i, q] = a_bits[start + q, i]
+            for c in range(n_asks):
+                a_t[c, q] = pairs[start + q, ask_layer[c], ask_side[c]]
         for t in range(n_t):
             row = bits[t]
             row[:nb] = 0

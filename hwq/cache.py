@@ -4,14 +4,17 @@
 `$HWQ_CACHE_DIR` (default `platformdirs.user_cache_dir("hwq")`) holds the cached cost tables
 (`tables/`), the per-layer results of the expensive cost models (e.g. `bitfusion/`) and the
 trained bundled models (`models/`); `HWQ_NO_CACHE=1` turns the cost caches off (e.g. for
-benchmarks). Everything there is derived and is made again when missing.
+benchmarks). Everything there is derived and is made again when missing. An entry that is
+expensive to make (a trained model) is made under `locked(path)` and written atomically
+(`hwq.atomic`), so concurrent processes neither race nor see half a file.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,36 @@ def cache_dir() -> Path:
 
         root = platformdirs.user_cache_dir("hwq")
     return Path(root)
+
+
+LOCK_SUFFIX = ".lock"
+
+
+@contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[bool]:
+    """An exclusive lock between processes on the cache entry `path`, held inside the block:
+    `fcntl.flock` on the file `path + ".lock"` beside it (created, and kept, there), so two
+    processes that would make the same entry make it once, one after the other. Yields whether
+    the lock is held: False where no lock file can be made (a read-only cache, a platform
+    without `fcntl`), and the block then runs unlocked."""
+    target = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not a POSIX system
+        yield False
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(target.with_name(target.name + LOCK_SUFFIX), "a+b")  # noqa: SIM115
+    except OSError:
+        yield False
+        return
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 The example forward pass runs once more under a TorchDispatchMode that counts the MACs of every
 aten-level product (torch's `torch.utils.flop_counter` formulas, plus the CPU attention kernel
-they miss), attributed to the innermost module running. `LayerGraph.coverage` is
+they miss), attributed to the innermost module running: the same products the graph's conv,
+linear and matmul rows hold (attention's scores and context included, in full under a causal
+mask), so a graph that misses nothing has fraction 1.0. `LayerGraph.coverage` is
 `{reference_macs, graph_macs, unsupported_macs, fraction}` (fraction = graph / reference); below
 0.99 a warning names the modules with the most compute missing from the graph.
 """

@@ -445,8 +445,14 @@ def _complete_rows(df: pd.DataFrame, source: str) -> list[dict[str, Any]]:
 
 
 def same_input_groups(graph: LayerGraph) -> list[list[int]]:
-    """Indices of layers that read the same tensor (same producers and element count)."""
-    groups: dict[tuple[Sequence[str], int], list[int]] = {}
-    for i, (ins, elems) in enumerate(zip(graph.inputs, graph.column("in_elems"))):
-        groups.setdefault((tuple(sorted(ins)), int(elems)), []).append(i)
+    """Indices of layers that read the same tensor: the same producers of each operand, the same
+    model-input flag and element count (q, k and v projections; gate and up projections). A
+    matmul's second operand is part of what it reads, so it never ties with the projections
+    that feed it."""
+    groups: dict[tuple[Sequence[str], Sequence[str], bool, int], list[int]] = {}
+    rows = zip(graph.inputs, graph.second_inputs, graph.column("reads_input"),
+               graph.column("in_elems"))
+    for i, (ins, second, reads, elems) in enumerate(rows):
+        key = (tuple(sorted(ins)), tuple(sorted(second)), bool(reads), int(elems))
+        groups.setdefault(key, []).append(i)
     return list(groups.values())

@@ -2,6 +2,11 @@
 
 The activation bits of a layer are those of the tensor it reads (its input). A policy is portable
 JSON (DESIGN.md §9) and is addressed by layer name, so it applies to any model with those layers.
+
+A `matmul` row (a product of two activations, e.g. attention scores q.k^T and context p.v) has no
+weights: its `a_bits` are its first operand's bits and its `w_bits` its second operand's (both
+are activations, stored at those bits in the activation plan; weight bytes 0, BOPs = MACs x w x
+a). An `embedding` row's `w_bits` are its table's (weight bytes = rows x dimension x w_bits / 8).
 """
 
 from __future__ import annotations

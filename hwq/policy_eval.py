@@ -53,8 +53,9 @@ def evaluate(table: CostTable, policies: Sequence[Policy] | np.ndarray) -> pd.Da
     check_layers(table.profile, table.graph.names, arr)
     plan = table.activation_plan
     sums, peak, bad_layer, missing = evaluate_batch(
-        table.stacked_lkc, table.pair_lookup, table.feasible, arr, plan.tensor_elems,
-        plan.reader_ptr, plan.reader_idx, plan.live_ptr, plan.live_idx,
+        table.stacked_lkc, table.pair_lookup, table.feasible, arr, plan.ask_layer,
+        plan.ask_side, plan.tensor_elems, plan.reader_ptr, plan.reader_idx, plan.live_ptr,
+        plan.live_idx,
     )
     if len(missing) and missing.max() >= 0:
         p = int(np.argmax(missing >= 0))

@@ -17,6 +17,8 @@ Layout of a run directory::
     pareto.parquet              the final front (same columns as candidates)
     verify.parquet              run_id, policy_id, fp32/ptq/qat accuracy, epochs, wall_s
     policies/<policy_id>.json   every front policy
+    verified/<policy_id>.pt     every verified policy's fine-tuned model with its quantization
+                                parameters (`hwq.quant.quantized_file`; `hwq export --from qat`)
     state/checkpoint.pkl        the search state after the last complete generation (resume)
 
 Every Parquet file carries the key/value metadata `hwq.schema_version`, `hwq.kind`,
@@ -84,6 +86,12 @@ VERIFY_SCHEMA = pa.schema(
 )
 VERIFY_COLUMNS = tuple(VERIFY_SCHEMA.names)
 PART_RE = re.compile(r"^part-(\d{5})\.parquet$")
+VERIFIED_DIR = "verified"  # verified/<policy_id>.pt: the fine-tuned models of verify.parquet
+
+
+def verified_path(run_dir: str | os.PathLike[str], policy_id: str) -> Path:
+    """Where a run keeps the fine-tuned model of a verified policy."""
+    return Path(run_dir) / VERIFIED_DIR / f"{policy_id}.pt"
 
 
 def now_iso() -> str:
@@ -289,6 +297,11 @@ class RunWriter:
         table = verify_table(records, str(self.meta.get("run_id") or ""))
         self.write_frame(table, "verify.parquet", "verify")
         return table.to_pandas()
+
+    def write_verified(self, policy_id: str, data: bytes) -> Path:
+        """`verified/<policy_id>.pt`: the bytes of a verified policy's quantized-model file (a
+        verification job returns them; the driver writes)."""
+        return write_bytes_atomic(verified_path(self.path, policy_id), data)
 
     def write_pareto(self, records: pd.DataFrame) -> None:
         """pareto.parquet: the candidates' columns plus `equivalent_ids` (list of policy ids with
@@ -513,6 +526,10 @@ class Run:
         from hwq.graph import LayerGraph
 
         return LayerGraph.read(self.path / "layers.parquet")
+
+    def verified_file(self, policy_id: str) -> Path:
+        """`verified/<policy_id>.pt` of the run (it exists where the policy was verified)."""
+        return verified_path(self.path, policy_id)
 
     def policy_ids(self) -> list[str]:
         d = self.path / "policies"

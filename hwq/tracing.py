@@ -1,13 +1,19 @@
 """Build a LayerGraph from a PyTorch model: torch.fx with shape propagation, or forward hooks.
 
 Layers are found by what they compute, not by their class (`hwq.tracing_rows.classify`): any
-conv1d/conv2d, linear, addmm, matmul/mm or einsum call whose weight operand is a module parameter
-(or a tensor computed only from parameters, as a weight-standardised conv computes its weight),
-whatever module or function makes the call. fx gives the data flow from the graph; where fx
-cannot trace (data-dependent control flow), a forward pass on the example input under a
-TorchFunctionMode sees every such call and records which layers each tensor came from, and the
-graph is marked `specialised` (valid for that input only). `nn.MultiheadAttention` is one call
-site for both tracers (its projections as rows); the transformer modules are traced into, with
+conv1d/conv2d, linear, addmm, matmul/mm, einsum or embedding call whose weight operand is a module
+parameter (or a tensor computed only from parameters, as a weight-standardised conv computes its
+weight), whatever module or function makes the call; and any product of two activations
+(`hwq.tracing_rows.products`: `@`/matmul/mm/bmm/baddbmm/einsum, scaled_dot_product_attention as
+scores then context) as `matmul` rows named `<calling module>.matmul<i>` — the calling module is
+the innermost module running (fx: the node's `nn_module_stack`; hooks: the module stack), bare
+`matmul<i>` in the root's own forward, i counting that module's products through the forward.
+A row whose weight parameter an earlier row counted (a tied LM head, a module called again) has
+`weight_params` 0. fx gives the data flow from the graph; where fx cannot trace (data-dependent
+control flow), a forward pass on the example input under a TorchFunctionMode sees every such call
+and records which layers each tensor came from, and the graph is marked `specialised` (valid for
+that input only). `nn.MultiheadAttention` is one call site for both tracers (its projections,
+scores and context as rows); the transformer modules and `nn.Embedding` are traced into, with
 their fused eval-mode fast paths disabled. Every graph carries `coverage` against an aten-level
 count of the same forward pass (`hwq.coverage`).
 """
@@ -19,7 +25,7 @@ import io
 import logging
 import math
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import pandas as pd
@@ -31,16 +37,25 @@ from hwq.errors import GraphError
 from hwq.example_call import ExampleCall, forward_failure
 from hwq.graph import SHAPE_COLUMNS, LayerGraph, UnsupportedLayer
 from hwq.tracing_rows import (
+    ATTENTION,
     INPUT,
-    MATMUL_FUNCS,
+    OPAQUE,
+    PRODUCT_FUNCS,
+    ROOT,
+    Product,
+    WeightCall,
     bind,
     classify,
     conv_row,
     func_name,
     linear_row,
+    matmul_name,
+    matmul_row,
+    mha_products,
     mha_rows,
     param_owners,
     pick_owner,
+    products,
 )
 
 log = logging.getLogger("hwq.trace")
@@ -54,8 +69,10 @@ UNSUPPORTED_MODULES = (
     nn.ConvTranspose3d,
     nn.Conv3d,
     nn.Bilinear,
+    nn.EmbeddingBag,
 )
 TRANSPARENT_MODULES = (
+    nn.Embedding,
     nn.Transformer,
     nn.TransformerEncoder,
     nn.TransformerDecoder,
@@ -63,8 +80,6 @@ TRANSPARENT_MODULES = (
     nn.TransformerDecoderLayer,
 )
 MHA_ARGS = ("query", "key", "value")
-ACTIVATION_MATMULS = (*MATMUL_FUNCS, "einsum")
-ATTENTION = "scaled_dot_product_attention"
 
 __all__ = ["INPUT", "trace", "trace_fx", "trace_hooks"]
 
@@ -130,44 +145,81 @@ def sample_count(example: Any, example_kwargs: dict[str, Any] | None = None) -> 
 
 # -- data flow tracking shared by both tracers -----------------------------------------
 class _Flow:
-    """Which weight layers (or the model input) each value came from."""
+    """Which weight layers (or the model input) each value came from, and the rows in order."""
 
     def __init__(self, samples: int) -> None:
         self.samples = samples
         self.rows: list[dict[str, Any]] = []
         self.inputs: list[tuple[str, ...]] = []
+        self.second: list[tuple[str, ...]] = []
         self.unsupported: list[UnsupportedLayer] = []
         self._calls: dict[str, int] = {}
         self._order: dict[str, int] = {}
+        self._matmuls: dict[str | None, int] = {}
+        self._weights: set[Hashable] = set()
 
     def unique(self, name: str) -> str:
         n = self._calls.get(name, 0)
         self._calls[name] = n + 1
         return name if n == 0 else f"{name}@{n}"
 
-    def add_row(self, name: str, row: dict[str, Any], sources: frozenset[str]) -> str:
+    def _producers(self, sources: frozenset[str]) -> tuple[str, ...]:
+        """The layers among `sources`, in row order (the model input and opaque values are not
+        layers)."""
+        order = self._order
+        return tuple(sorted((s for s in sources if s in order), key=order.__getitem__))
+
+    def add_row(self, name: str, row: dict[str, Any], sources: frozenset[str],
+                second: frozenset[str] = frozenset(), weight: Hashable | None = None) -> str:
+        """Append a row; `weight` names its weight parameter: a row whose parameter an earlier
+        row counted (a tied LM head, a module called twice) has weight_params 0."""
         name = self.unique(name)
+        if weight is not None:
+            if weight in self._weights:
+                row = {**row, "weight_params": 0}
+            self._weights.add(weight)
         self._order[name] = len(self.rows)
         self.rows.append({"name": name, **row, "reads_input": INPUT in sources})
-        order = self._order
-        self.inputs.append(tuple(sorted((s for s in sources if s != INPUT), key=order.get)))
+        self.inputs.append(self._producers(sources))
+        self.second.append(self._producers(second))
         return name
+
+    def add_products(self, module: str | None, prods: list[Product],
+                     sources_of: Callable[[Any], frozenset[str]]) -> str:
+        """`matmul` rows named `<module>.matmul<i>` (i counts the module's products over the
+        forward pass); returns the last one, which produces the call's output."""
+        last = ""
+        for p in prods:
+            first = frozenset({last}) if p.first is None else sources_of(p.first)
+            first = first.union(*(sources_of(x) for x in p.also_first))
+            i = self._matmuls.get(module, 0)
+            self._matmuls[module] = i + 1
+            row = matmul_row(p.lead, p.m, p.k, p.n, self.samples)
+            last = self.add_row(matmul_name(module, i), row, first, sources_of(p.second))
+        return last
 
     def add_mha(self, name: str, mod: nn.MultiheadAttention, shapes: list[tuple[int, ...]],
                 same: tuple[bool, bool], sources: list[frozenset[str]]) -> str:
-        made: list[str] = []
-        tokens: dict[int, dict[str, Any]] = {}
+        """Projections, scores, context and out_proj of one nn.MultiheadAttention call."""
+        made: dict[int, str] = {}
+        out: tuple[str, dict[str, Any]] | None = None
         for row_name, row, reads in mha_rows(name, mod.embed_dim, mod._qkv_same_embed_dim,
                                              mod.kdim, mod.vdim, shapes, same, self.samples):
-            src = frozenset(made) if reads == 3 else sources[reads]
-            made.append(self.add_row(row_name, row, src))
-            tokens.setdefault(reads, row)
-        q, k = tokens[0], tokens.get(1, tokens[0])
-        # scores and context between activations: not rows yet, listed with their MACs
-        self.add_unsupported(f"{name}.attention", type(mod).__name__,
-                             2 * q["batch"] * q["out_h"] * k["out_h"] * mod.embed_dim,
-                             "matmul between activations")
-        return made[-1]
+            if reads == 3:
+                out = (row_name, row)
+                continue
+            made[reads] = self.add_row(row_name, row, sources[reads],
+                                       weight=(id(mod), row_name, reads))
+
+        def proj(reads: int) -> frozenset[str]:  # the projection row a fused slice belongs to
+            return frozenset({made.get(reads) or made.get(1) or made[0]})
+
+        extra = int(mod.bias_k is not None) + int(bool(mod.add_zero_attn))
+        prods = mha_products(mod.embed_dim, mod.num_heads, mod.batch_first, extra, shapes[0],
+                             shapes[1], proj(0), proj(1), proj(2))
+        context = self.add_products(name, prods, lambda src: src)
+        assert out is not None
+        return self.add_row(out[0], out[1], frozenset({context}), weight=(id(mod), out[0], 3))
 
     def add_unsupported(self, name: str, type_name: str, macs: int, reason: str) -> None:
         self.unsupported.append(UnsupportedLayer(name, type_name, int(macs), reason))
@@ -175,6 +227,7 @@ class _Flow:
     def graph(self, specialised: bool, model_name: str | None) -> LayerGraph:
         df = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=list(SHAPE_COLUMNS))
         df["inputs"] = [list(i) for i in self.inputs]
+        df["second_inputs"] = [list(i) for i in self.second]
         graph = LayerGraph.from_frame(
             df,
             specialised=specialised,
@@ -250,7 +303,11 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None, *,
     params = {n: by_id[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
     flow = _Flow(call.samples())
     sources: dict[Any, frozenset[str]] = {}
-    derived: dict[Any, str] = {}  # nodes computed only from parameters -> owning module
+    # nodes computed only from parameters -> (the modules owning the parameter, its first owner):
+    # the one a call names is the innermost owner running at that call (fx shares one get_attr
+    # node between the modules reading a tied parameter)
+    derived: dict[Any, tuple[list[str], str]] = {}
+    running: list[str] = []  # the module stack of the node being read
 
     def meta_shape(node: Any) -> tuple[int, ...] | None:
         if not isinstance(node, torch.fx.Node):
@@ -259,9 +316,18 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None, *,
         return tuple(int(s) for s in tm.shape) if tm is not None and hasattr(tm, "shape") else None
 
     def owner(node: Any) -> str | None:
-        return derived.get(node) if isinstance(node, torch.fx.Node) else None
+        found = derived.get(node) if isinstance(node, torch.fx.Node) else None
+        return pick_owner(found[0], running) if found is not None else None
+
+    def weight_key(node: Any) -> str | None:
+        found = derived.get(node) if isinstance(node, torch.fx.Node) else None
+        return found[1] if found is not None else None
+
+    def source(obj: Any) -> frozenset[str]:
+        return sources.get(obj, frozenset()) if isinstance(obj, torch.fx.Node) else frozenset()
 
     for node in gm.graph.nodes:
+        running[:] = [v[0] for v in (node.meta.get("nn_module_stack") or {}).values()]
         arg_nodes = list(node.all_input_nodes)
         merged = frozenset().union(*(sources.get(a, frozenset()) for a in arg_nodes))
         if node.op == "placeholder":
@@ -270,8 +336,8 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None, *,
         if node.op == "get_attr":
             sources[node] = frozenset()
             if node.target in params:
-                stack = [v[0] for v in node.meta.get("nn_module_stack", {}).values()]
-                derived[node] = pick_owner(params[str(node.target)], stack)
+                owners = params[str(node.target)]
+                derived[node] = (owners, owners[0])
             continue
         if node.op == "call_module":
             mod = modules[node.target]
@@ -280,7 +346,9 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None, *,
                 if in_shape is None or out_shape is None:
                     raise GraphError(f"module {node.target}: no tensor shape after propagation")
                 row = module_row(mod, in_shape, out_shape, flow.samples)
-                sources[node] = frozenset({flow.add_row(str(node.target), row, merged)})
+                owners = by_id.get(id(mod.weight), [str(node.target)])
+                name = flow.add_row(str(node.target), row, merged, weight=owners[0])
+                sources[node] = frozenset({name})
                 continue
             if isinstance(mod, nn.MultiheadAttention):
                 a = bind(MHA_ARGS, {}, node.args, node.kwargs)
@@ -301,7 +369,7 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None, *,
                     unsupported_macs(mod, in_shapes, meta_shape(node)),
                     "layer type not modelled",
                 )
-                sources[node] = frozenset()  # a barrier: its readers do not read the model input
+                sources[node] = frozenset({OPAQUE})  # its readers read no layer, nor the input
                 continue
         elif node.op in ("call_function", "call_method"):
             call = classify(node.target, node.args, node.kwargs, owner, meta_shape)
@@ -313,14 +381,21 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None, *,
                     flow.add_unsupported(flow.unique(call.owner), call.type_name,
                                          call.unsupported_macs(in_shape, out_shape),
                                          "layer type not modelled")
-                    sources[node] = frozenset()
+                    sources[node] = frozenset({OPAQUE})
                     continue
-                row = call.build(in_shape, out_shape, flow.samples)
-                sources[node] = frozenset({flow.add_row(call.owner, row, merged)})
+                row = call.build(in_shape, out_shape, flow.samples,
+                                 INPUT in source(call.activation))
+                name = flow.add_row(call.owner, row, merged, weight=weight_key(call.weight))
+                sources[node] = frozenset({name})
+                continue
+            prods = products(node.target, node.args, node.kwargs, lambda n: bool(source(n)),
+                             meta_shape)
+            if prods is not None:
+                module = running[-1] if running else None
+                sources[node] = frozenset({flow.add_products(module, prods, source)})
                 continue
             name = func_name(node.target)
-            products = ACTIVATION_MATMULS + (ATTENTION,)
-            if name in products and sum(1 for a in arg_nodes if sources.get(a)) >= 2:
+            if name in PRODUCT_FUNCS and sum(1 for a in arg_nodes if source(a)) >= 2:
                 in_shapes = [s for s in (meta_shape(a) for a in arg_nodes) if s]
                 if name == ATTENTION:
                     in_shapes, out = in_shapes[:3], None
@@ -349,7 +424,9 @@ class _Provenance:
     def __init__(self, model: nn.Module, stack: list[str]) -> None:
         self.stack = stack  # the running modules, innermost last
         self.lineage: dict[int, tuple[weakref.ref, frozenset[str]]] = {}
-        self.derived: dict[int, tuple[weakref.ref, str]] = {}
+        # tensors computed only from parameters -> (the modules owning the parameter, its first
+        # owner): a call names the innermost owner running at that call, as under fx
+        self.derived: dict[int, tuple[weakref.ref, list[str]]] = {}
         owners = param_owners(model.named_parameters(remove_duplicate=False))
         self.params: dict[int, tuple[torch.Tensor, list[str]]] = {
             id(p): (p, owners[id(p)]) for p in model.parameters()}
@@ -379,28 +456,42 @@ class _Provenance:
             for x in obj:
                 self.assign(x, src)
 
-    def owner(self, t: Any) -> str | None:
+    def owners(self, t: Any) -> list[str] | None:
+        """Every module owning the parameter a tensor is (or is computed only from)."""
         if not isinstance(t, torch.Tensor):
             return None
         p = self.params.get(id(t))
         if p is not None and p[0] is t:
-            return pick_owner(p[1], self.stack)
+            return p[1]
         d = self.derived.get(id(t))
         return d[1] if d is not None and d[0]() is t else None
 
-    def first_owner(self, obj: Any) -> str | None:
-        if isinstance(obj, list | tuple):
-            return next((o for o in map(self.first_owner, obj) if o is not None), None)
-        if isinstance(obj, dict):
-            return self.first_owner(list(obj.values()))
-        return self.owner(obj)
+    def weight(self, t: Any) -> tuple[str, str] | None:
+        """(the owner running now, the parameter's first owner) of a parameter-derived tensor."""
+        owners = self.owners(t)
+        return (pick_owner(owners, self.stack), owners[0]) if owners else None
 
-    def mark_derived(self, obj: Any, owner: str) -> None:
+    def owner(self, t: Any) -> str | None:
+        found = self.weight(t)
+        return found[0] if found is not None else None
+
+    def weight_key(self, t: Any) -> str | None:
+        found = self.weight(t)
+        return found[1] if found is not None else None
+
+    def first_owners(self, obj: Any) -> list[str] | None:
+        if isinstance(obj, list | tuple):
+            return next((o for o in map(self.first_owners, obj) if o is not None), None)
+        if isinstance(obj, dict):
+            return self.first_owners(list(obj.values()))
+        return self.owners(obj)
+
+    def mark_derived(self, obj: Any, owners: list[str]) -> None:
         if isinstance(obj, torch.Tensor):
-            self.derived[id(obj)] = (weakref.ref(obj), owner)
+            self.derived[id(obj)] = (weakref.ref(obj), owners)
         elif isinstance(obj, list | tuple):
             for x in obj:
-                self.mark_derived(x, owner)
+                self.mark_derived(x, owners)
 
 
 class _CallMode(TorchFunctionMode):
@@ -424,28 +515,22 @@ class _CallMode(TorchFunctionMode):
         src = prov.lookup((args, kwargs))
         if not self.inside:
             call = classify(func, args, kwargs, prov.owner, _shape)
-            if call is not None:
-                in_shape, out_shape = _shape(call.activation), _shape(out)
-                if in_shape is not None and out_shape is not None:
-                    if call.unsupported_macs is not None:
-                        self.flow.add_unsupported(self.flow.unique(call.owner), call.type_name,
-                                                  call.unsupported_macs(in_shape, out_shape),
-                                                  "layer type not modelled")
-                        prov.assign(out, frozenset())
-                        return out
-                    row = self.stock_row(call.owner, out_shape) or call.build(
-                        in_shape, out_shape, self.flow.samples)
-                    prov.assign(out, frozenset({self.flow.add_row(call.owner, row, src)}))
-                    return out
+            if call is not None and self.weight_call(call, out, src):
+                return out
+            prods = products(func, args, kwargs, lambda t: bool(prov.lookup(t)), _shape)
+            if prods is not None:
+                where = self.stack[-1] if self.stack else None
+                prov.assign(out, frozenset({self.flow.add_products(where, prods, prov.lookup)}))
+                return out
             name = func_name(func)
-            if name in ACTIVATION_MATMULS or name == ATTENTION:
+            if name in PRODUCT_FUNCS:  # a product of activations hwq cannot read (3 operands)
                 tensors = [a for a in args if isinstance(a, torch.Tensor)]
                 if len(args) > 1 and isinstance(args[1], list | tuple):
                     tensors = [a for a in args[1] if isinstance(a, torch.Tensor)]
                 if name == ATTENTION:
                     tensors = tensors[:3]
                 if sum(1 for t in tensors if prov.lookup(t)) >= 2:
-                    where = self.stack[-1] if self.stack else "<model>"
+                    where = self.stack[-1] if self.stack else ROOT
                     shapes = [s for s in map(_shape, tensors) if s is not None]
                     self.flow.add_unsupported(
                         self.flow.unique(f"{where}.{name}"), name,
@@ -455,11 +540,29 @@ class _CallMode(TorchFunctionMode):
         if src:
             prov.assign(out, src)
         else:
-            found = prov.first_owner((args, kwargs))
+            found = prov.first_owners((args, kwargs))
             if found is not None:
                 prov.mark_derived(out, found)
         return out
 
+    def weight_call(self, call: WeightCall, out: Any, src: frozenset[str]) -> bool:
+        """Record a call on a parameter-derived weight (a row, or an unsupported layer);
+        False when its shapes are unknown."""
+        prov = self.prov
+        in_shape, out_shape = _shape(call.activation), _shape(out)
+        if in_shape is None or out_shape is None:
+            return False
+        if call.unsupported_macs is not None:
+            self.flow.add_unsupported(self.flow.unique(call.owner), call.type_name,
+                                      call.unsupported_macs(in_shape, out_shape),
+                                      "layer type not modelled")
+            prov.assign(out, frozenset({OPAQUE}))
+            return True
+        row = self.stock_row(call.owner, out_shape) or call.build(
+            in_shape, out_shape, self.flow.samples, INPUT in prov.lookup(call.activation))
+        name = self.flow.add_row(call.owner, row, src, weight=prov.weight_key(call.weight))
+        prov.assign(out, frozenset({name}))
+        return True
 
     def stock_row(self, owner: str, out_shape: tuple[int, ...]) -> dict[str, Any] | None:
         """A stock conv/linear's own call reads as fx reads it: from the module and the input
@@ -526,7 +629,7 @@ def trace_hooks(model: nn.Module, example: Any, model_name: str | None = None, *
                 unsupported_macs(mod, in_shapes, _shape(o)),
                 "layer type not modelled",
             )
-            prov.assign(out, frozenset())
+            prov.assign(out, frozenset({OPAQUE}))
 
         return hook
 

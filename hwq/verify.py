@@ -1,6 +1,8 @@
 """Verification of a search's front (DESIGN.md §5): choose the best compromises, fine-tune each
-with distillation (QAT) as independent jobs, and write `verify.parquet`. The search driver calls
-`verify_front` at the end of a run; `hwq verify RUN_DIR` calls `verify_run` on a finished one."""
+with distillation (QAT) as independent jobs, and write each fine-tuned model with its quantization
+parameters (`verified/<policy_id>.pt`, what `hwq export --from qat` exports) and `verify.parquet`.
+The search driver calls `verify_front` at the end of a run; `hwq verify RUN_DIR` calls `verify_run`
+on a finished one."""
 
 from __future__ import annotations
 
@@ -65,8 +67,16 @@ def verify_front(
 
     with progress(f"verifying {len(items)} policies by QAT", total=None):
         results = executor.map(spec, items)
+    from hwq.quant.verification import STATE_KEY
+
     ids = rows["policy_id"].tolist()
-    records = [{**rec, "policy_id": pid} for pid, (rec, _wall) in zip(ids, results)]
+    records = []
+    for pid, (rec, _wall) in zip(ids, results):
+        rec = dict(rec)
+        state = rec.pop(STATE_KEY, None)
+        if state is not None:  # before verify.parquet: a verified row always has its model
+            writer.write_verified(pid, state)
+        records.append({**rec, "policy_id": pid})
     return writer.write_verify(records)
 
 

@@ -185,7 +185,8 @@ class SearchConfig:
     )
     pin: list[str] = option(
         [],
-        "Pin layers (first, last or names, comma-separated) to BITS (8 = W8A8, or WxA); "
+        "Pin layers (first, last: the first and last weight layers, never a matmul; or names; "
+        "comma-separated) to BITS (8 = W8A8, or WxA); "
         "repeatable, e.g. --pin first,last=8.",
         metavar="NAMES=BITS",
         multiple=True,

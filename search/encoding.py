@@ -2,7 +2,8 @@
 
 A search decides one bit pair per *group* of layers: a group is one layer, or the layers tied
 together (`--tie same-input`: layers that read the same tensor share their bits, as in HAWQ-V3).
-Pinned layers (`--pin first,last=8`) take no decision.
+Pinned layers (`--pin first,last=8`) take no decision; `first` and `last` are the first and last
+*weight* layers (conv, linear or embedding), never a matmul row (a product of two activations).
 
 Two decision layouts, chosen from the allowed pairs:
 
@@ -30,17 +31,24 @@ from hwq.graph import LayerGraph, same_input_groups
 from hwq.policy import check_bits
 
 Pair = tuple[int, int]
+WEIGHT_OPS: tuple[str, ...] = ("conv", "linear", "embedding")
+
+
+def weight_layers(graph: LayerGraph) -> list[int]:
+    """Indices of the layers that hold weights (conv, linear, embedding), in layer order."""
+    return [i for i, op in enumerate(graph.column("op")) if op in WEIGHT_OPS]
 
 
 def parse_pin_specs(specs: Iterable[str], graph: LayerGraph) -> dict[int, Pair]:
     """`--pin` values -> {layer index: (w, a)}.
 
     A spec is ``NAMES=BITS``: NAMES a comma-separated list of layer names or `first` / `last`
-    (the first and last quantizable layer), BITS either ``8`` (W8A8) or ``WxA`` (``4x8``).
-    A NAMES without ``=BITS`` pins at W8A8. Repeatable; a layer pinned twice to different bits
-    is an error.
+    (the first and last weight layer: conv, linear or embedding, never a matmul), BITS either
+    ``8`` (W8A8) or ``WxA`` (``4x8``). A NAMES without ``=BITS`` pins at W8A8. Repeatable; a
+    layer pinned twice to different bits is an error.
     """
     names = graph.names
+    weights = weight_layers(graph)
     out: dict[int, Pair] = {}
     for spec in specs:
         text = spec.strip()
@@ -63,10 +71,11 @@ def parse_pin_specs(specs: Iterable[str], graph: LayerGraph) -> dict[int, Pair]:
             name = raw.strip()
             if not name:
                 continue
-            if name == "first":
-                idx = 0
-            elif name == "last":
-                idx = len(names) - 1
+            if name in ("first", "last"):
+                if not weights:
+                    raise UserError(f"--pin {spec}: {name}: the model has no weight layer "
+                                    "(conv, linear or embedding) to pin; name the layers")
+                idx = weights[0] if name == "first" else weights[-1]
             elif name in names:
                 idx = names.index(name)
             else:
@@ -148,6 +157,15 @@ class Encoding:
             self.base[i] = (w, a)
         self.free_layers = np.flatnonzero(self.layer_group >= 0)
         self.choice_pairs = np.array(self.choices, dtype=np.int64).reshape(-1, 2)
+
+    def with_pins(self, extra: Mapping[int, Pair]) -> Encoding:
+        """The same decision space with `extra` layers pinned too (a tied group with one of them
+        pinned as a whole)."""
+        return Encoding(self.graph, self.pairs, {**self.pins, **extra}, self.tie)
+
+    def widest_pair(self) -> Pair:
+        """The allowed pair of the most bits (w x a, then w, then a)."""
+        return max(self.choices, key=lambda p: (p[0] * p[1], p[0], p[1]))
 
     # -- sizes -----------------------------------------------------------------------------------
     @property

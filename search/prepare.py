@@ -45,7 +45,12 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     from hwq.model_source import load_graph
     from hwq.profile import load_profile
     from hwq.search.encoding import Encoding, parse_pin_specs
-    from hwq.search.quality_sources import CallableQuality, QualitySource, resolve_quality
+    from hwq.search.quality_sources import (
+        CallableQuality,
+        QualitySource,
+        SensitivityQuality,
+        resolve_quality,
+    )
     from hwq.tables import cost_table
     from hwq.units import parse_pairs
 
@@ -90,6 +95,8 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         quality = CallableQuality(quality, qname)
     elif qname is not None and quality.name != qname:
         raise UserError(f"objective {qname}: the given quality source measures {quality.name}")
+    if isinstance(quality, SensitivityQuality) and quality.pins:  # matmul rows it lacks
+        encoding = encoding.with_pins(quality.pins)
     problem = SearchProblem(encoding, table, objectives, constraints, quality, executor)
     problem.check_constraints_reachable()
     check = spec(config.algorithm).check

@@ -10,7 +10,10 @@ quality is a sum over layers, else None).
   in-process). From `--sensitivity FILE` (`hwq.sensitivity_files.SensitivityTable.read`: the long
   table `layer, w_bits, a_bits, sensitivity` with `a_bits` optionally empty, or a HAWQ-V3 file
   as published) or measured once on the trained model
-  (`hwq.quant.sensitivity.sensitivity_objective`).
+  (`hwq.quant.sensitivity.sensitivity_objective`). A table may omit matmul rows (products of
+  two activations, e.g. attention scores and context): they are then pinned to the widest
+  allowed pair, with one warning saying how many (`SensitivityQuality.pins`, which the search's
+  encoding takes on); a table that lists them makes them decisions like any layer.
 * `AccuracyQuality` — post-training fake-quant accuracy of the trained model on its validation
   split (`hwq.quant.ptq.PTQAccuracy`); one job per new policy id, run by the executor,
   cached by policy id.
@@ -88,10 +91,13 @@ class SensitivityQuality:
     name = "sensitivity"
     column = "sensitivity"
 
-    def __init__(self, matrix: np.ndarray, pairs: Sequence[tuple[int, int]], source: str) -> None:
+    def __init__(self, matrix: np.ndarray, pairs: Sequence[tuple[int, int]], source: str,
+                 pins: Mapping[int, tuple[int, int]] | None = None) -> None:
         self.matrix = np.asarray(matrix, dtype=np.float64)
         self.pairs = [(int(w), int(a)) for w, a in pairs]
         self.source = source
+        # layers the table has no value for and that the search must pin (layer index -> pair)
+        self.pins = dict(pins or {})
         self._lut = pair_lookup(self.pairs)
 
     def table_values(self, table: Any) -> np.ndarray | None:
@@ -127,14 +133,17 @@ def sensitivity_from_table(
 
     File layers the model lacks, and unpinned model layers the file lacks, are errors naming
     them (`SensitivityTable.check`); so is an allowed pair without a value for an unpinned
-    layer. Pinned layers missing from the file count 0."""
+    layer. Matmul rows the file lacks are pinned to the widest allowed pair (`unlisted_matmul_pins`,
+    returned as the source's `pins`). Pinned layers missing from the file count 0."""
     names = encoding.graph.names
-    pinned = [names[i] for i in encoding.pins]
+    extra = unlisted_matmul_pins(table_obj, encoding, source)
+    pins = encoding.with_pins(extra).pins if extra else encoding.pins
+    pinned = [names[i] for i in pins]
     cube = table_obj.lookup(names, pinned)  # [L, 33, 33]
     matrix = np.stack([cube[:, w, a] for w, a in pairs], axis=1)
     for i, name in enumerate(names):
-        if i in encoding.pins:
-            w, a = encoding.pins[i]
+        if i in pins:
+            w, a = pins[i]
             if np.isnan(cube[i, w, a]):
                 raise UserError(
                     f"--sensitivity {source}: layer {name} is pinned to W{w}A{a}, which the file "
@@ -147,7 +156,24 @@ def sensitivity_from_table(
                     f"--sensitivity {source}: layer {name}: no sensitivity at W{w}A{a}; give it "
                     "one in the file, choose --bits the file covers, or pin the layer"
                 )
-    return SensitivityQuality(matrix, pairs, source)
+    return SensitivityQuality(matrix, pairs, source, extra)
+
+
+def unlisted_matmul_pins(table_obj: Any, encoding: Any, source: str) -> dict[int, tuple[int, int]]:
+    """{layer index: the widest allowed pair} of the unpinned matmul rows a sensitivity table
+    does not list, with one warning saying how many (a table measured on modules, like a
+    HAWQ-V3 file, has no products of two activations)."""
+    graph = encoding.graph
+    listed = set(table_obj.layers)
+    rows = [i for i, (name, op) in enumerate(zip(graph.names, graph.column("op")))
+            if op == "matmul" and name not in listed and i not in encoding.pins]
+    if not rows:
+        return {}
+    w, a = encoding.widest_pair()
+    shown = ", ".join(graph.names[i] for i in rows[:3]) + (", ..." if len(rows) > 3 else "")
+    log.warning("--sensitivity %s: %d matmul row(s) without a sensitivity (%s) pinned to the "
+                "widest allowed pair W%dA%d", source, len(rows), shown, w, a)
+    return {i: (w, a) for i in rows}
 
 
 # -- accuracy ------------------------------------------------------------------------------------

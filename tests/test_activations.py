@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hwq
 from hwq.activations import plan_activations
 from hwq.graph import LayerGraph
 from hwq.tracing import trace
@@ -80,13 +82,15 @@ def test_peak_monotone_in_bits(bits):
     assert 0 < lo and (lo <= hi or (low > 8).any())
 
 
-def _peak_reference(plan, a_bits: np.ndarray) -> float:
-    """The plan read literally, one policy: each tensor at its readers' widest bits (8 if
-    none), the largest sum of live tensor bytes over layers."""
+def _peak_reference(plan, a_bits: np.ndarray, w_bits: np.ndarray | None = None) -> float:
+    """The plan read literally, one policy: each tensor at the widest bits its readers ask for
+    (8 if none), the largest sum of live tensor bytes over layers."""
+    pair = np.stack([np.zeros_like(a_bits) if w_bits is None else w_bits, a_bits], axis=-1)
+    asks = pair[plan.ask_layer, plan.ask_side]
     bits = []
     for t in range(len(plan.tensor_elems)):
         readers = plan.reader_idx[plan.reader_ptr[t]:plan.reader_ptr[t + 1]]
-        bits.append(max((int(a_bits[r]) for r in readers), default=0) or 8)
+        bits.append(max((int(asks[r]) for r in readers), default=0) or 8)
     return max(
         sum(int(plan.tensor_elems[t]) * bits[t]
             for t in plan.live_idx[plan.live_ptr[i]:plan.live_ptr[i + 1]])
@@ -102,3 +106,123 @@ def test_batch_peak_matches_reference_across_blocks():
     a_bits = rng.choice([1, 2, 4, 8, 16, 32], size=(1100, len(g)))
     got = plan.peak_bytes(a_bits)
     assert [float(v) for v in got] == [_peak_reference(plan, row) for row in a_bits]
+
+
+# -- attention: both operands of a matmul are activations (issue 12) ---------------------------
+ATTENTION = ["inp", "q", "k", "v", "attn.matmul0", "attn.matmul1", "out", "fc"]
+
+
+def attention_block() -> LayerGraph:
+    """1 sample of 6 tokens: inp (5 -> 8 features), q/k/v projections, 2 heads of 4: scores
+    q.k^T [2, 6, 6] and context p.v [2, 6, 4], the out projection, then fc on out + inp."""
+    rows = [
+        {"name": "inp", "op": "linear", "in_channels": 5, "out_channels": 8, "inputs": ""},
+        *({"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "inp"}
+          for n in ("q", "k", "v")),
+        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 6, "inputs": "q", "second_inputs": "k"},
+        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 6,
+         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
+        {"name": "out", "op": "linear", "in_channels": 8, "out_channels": 8,
+         "inputs": "attn.matmul1"},
+        {"name": "fc", "op": "linear", "in_channels": 8, "out_channels": 3, "inputs": "out;inp"},
+    ]
+    df = pd.DataFrame(rows)
+    df["out_h"] = 6
+    return LayerGraph.from_frame(df)
+
+
+def _attention_bits(pairs: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    arr = np.array([[pairs.get(n, (4, 4)) for n in ATTENTION]])
+    return arr[..., 1], arr[..., 0]
+
+
+def _attention_live_bits(w: dict[str, int], a: dict[str, int]) -> dict[str, int]:
+    """Bits live at each layer, by hand. Elements: inp's input 30; inp, q, k, v, context, out
+    48 each; scores 72; fc 18. k is stored at the scores' w_bits, v at the context's."""
+    x = max(a["q"], a["k"], a["v"], a["fc"])  # inp's output, held for the residual add
+    q, k, v = 48 * a["attn.matmul0"], 48 * w["attn.matmul0"], 48 * w["attn.matmul1"]
+    scores = 72 * a["attn.matmul1"]
+    return {
+        "inp": 30 * a["inp"] + 48 * x,
+        "q": 48 * x + q,
+        "k": 48 * x + q + k,
+        "v": 48 * x + q + k + v,
+        "attn.matmul0": 48 * x + q + k + v + scores,  # both operands, the map, v and x
+        "attn.matmul1": 48 * x + v + scores + 48 * a["out"],
+        "out": 48 * x + 48 * a["out"] + 48 * a["fc"],
+        "fc": 48 * a["fc"] + 18 * 8,  # the logits reach no layer: 8 bits
+    }
+
+
+@pytest.mark.parametrize("pairs", [
+    {},  # W4A4 everywhere: the scores step holds 264 elements at 4 bits
+    {"attn.matmul0": (8, 4), "attn.matmul1": (2, 4)},  # k stored at 8 bits, v at 2
+    {"attn.matmul0": (2, 8), "attn.matmul1": (8, 2), "q": (8, 2), "fc": (2, 8)},
+])
+def test_attention_peak_by_hand(pairs):
+    g = attention_block()
+    plan = plan_activations(g)
+    a_bits, w_bits = _attention_bits(pairs)
+    w = dict(zip(ATTENTION, w_bits[0].tolist()))
+    a = dict(zip(ATTENTION, a_bits[0].tolist()))
+    live = _attention_live_bits(w, a)
+    assert plan.peak_bytes(a_bits, w_bits)[0] == max(live.values()) / 8
+    assert _peak_reference(plan, a_bits[0], w_bits[0]) == max(live.values()) / 8
+
+
+def test_matmul_w_bits_decide_k_and_v():
+    plan = plan_activations(attention_block())
+    base = plan.peak_bytes(*_attention_bits({}))[0]
+    assert base == 264 * 4 / 8
+    wide_k = plan.peak_bytes(*_attention_bits({"attn.matmul0": (8, 4)}))[0]
+    wide_kv = plan.peak_bytes(*_attention_bits({"attn.matmul0": (8, 4),
+                                                 "attn.matmul1": (8, 4)}))[0]
+    assert (wide_k, wide_kv) == (base + 48 * 4 / 8, base + 2 * 48 * 4 / 8)
+    # the w_bits of a linear layer are its weights: no activation changes
+    assert plan.peak_bytes(*_attention_bits({"k": (8, 4), "v": (2, 4)}))[0] == base
+    with pytest.raises(ValueError, match="w_bits"):
+        plan.peak_bytes(_attention_bits({})[0])
+
+
+def test_evaluate_counts_the_attention_maps():
+    g = attention_block()
+    table = hwq.cost_table(g, hwq.load_profile("bitfusion"), bits=[(2, 4), (4, 4), (8, 4)])
+    arr = np.full((2, len(g), 2), 4)
+    arr[1, 4] = (8, 4)  # scores: k stored at 8 bits
+    arr[1, 5] = (2, 4)  # context: v at 2 bits
+    out = hwq.evaluate(table, arr)
+    assert list(out["peak_activation_bytes"]) == [
+        max(_attention_live_bits(dict(zip(ATTENTION, p[:, 0].tolist())),
+                                 dict(zip(ATTENTION, p[:, 1].tolist()))).values()) / 8
+        for p in arr
+    ] == [132.0, 144.0]
+    assert list(out["weight_bytes"]) == [4 * (5 * 8 + 4 * 64 + 24) / 8] * 2  # matmuls: none
+    macs = 6 * (5 * 8 + 4 * 64 + 24) + 2 * (2 * 6 * 4 * 6)
+    assert list(out["macs"]) == [macs] * 2
+    assert out["bops"][1] - out["bops"][0] == 2 * 6 * 4 * 6 * 4 * (8 - 4 + 2 - 4)
+
+
+def test_embedding_ids_are_the_model_input_at_its_a_bits():
+    df = pd.DataFrame([
+        {"name": "emb", "op": "embedding", "batch": 2, "in_channels": 50, "out_channels": 8,
+         "out_h": 5, "inputs": ""},
+        {"name": "head", "op": "linear", "batch": 2, "in_channels": 8, "out_channels": 50,
+         "out_h": 5, "inputs": "emb"},
+    ])
+    plan = plan_activations(LayerGraph.from_frame(df))
+    # emb: 2 x 5 ids at its a_bits (2) + its 2 x 5 x 8 output at head's a_bits (4)
+    at_emb = 10 * 2 + 80 * 4
+    at_head = 80 * 4 + 2 * 5 * 50 * 8
+    assert plan.peak_bytes(np.array([[2, 4]]))[0] == max(at_emb, at_head) / 8
+
+
+def test_batch_peak_with_matmuls_matches_reference_across_blocks():
+    g = attention_block()
+    plan = plan_activations(g)
+    rng = np.random.default_rng(1)
+    a_bits = rng.choice([1, 2, 4, 8, 16, 32], size=(700, len(g)))
+    w_bits = rng.choice([1, 2, 4, 8, 16, 32], size=(700, len(g)))
+    got = plan.peak_bytes(a_bits, w_bits)
+    assert [float(v) for v in got] == [_peak_reference(plan, a, w)
+                                       for a, w in zip(a_bits, w_bits)]

@@ -44,3 +44,47 @@ def test_pair_missing_from_table_names_the_layer(table):
     arr[0, 2] = (4, 8)
     with pytest.raises(UserError, match=table.graph.names[2]):
         hwq.evaluate(table, arr)
+
+
+def _token_graph():
+    """2 samples of 4 tokens: an embedding (32 x 8), q/k/v, scores and context (2 heads of 4),
+    o and an LM head (8 -> 32)."""
+    import pandas as pd
+
+    from hwq.graph import LayerGraph
+
+    rows = [{"name": "emb", "op": "embedding", "in_channels": 32, "out_channels": 8,
+             "inputs": ""}]
+    rows += [{"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "emb"}
+             for n in ("q", "k", "v")]
+    rows += [
+        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 4, "inputs": "q", "second_inputs": "k"},
+        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
+        {"name": "o", "op": "linear", "in_channels": 8, "out_channels": 8,
+         "inputs": "attn.matmul1"},
+        {"name": "head", "op": "linear", "in_channels": 8, "out_channels": 32, "inputs": "o"},
+    ]
+    df = pd.DataFrame(rows)
+    df["out_h"] = 4
+    df["batch"] = 2
+    return LayerGraph.from_frame(df)
+
+
+def test_matmul_and_embedding_rows_in_a_policy():
+    g = _token_graph()
+    pairs = [(4, 8), (8, 8), (2, 4), (4, 4), (8, 2), (2, 8), (4, 2), (8, 4)]  # layer order
+    table = hwq.cost_table(g, hwq.load_profile("bitfusion"), bits=sorted(set(pairs)))
+    policy = hwq.Policy.from_array(g, np.array(pairs))
+    assert hwq.Policy.from_json(policy.to_json()).to_array(g).tolist() == [list(p) for p in pairs]
+    out = hwq.evaluate(table, [policy]).iloc[0]
+    linear_macs = 2 * 4 * 8 * 8  # batch x tokens x K x N
+    matmul_macs = 2 * 2 * 4 * 4 * 4  # batch x heads x M x K x N
+    head_macs = 2 * 4 * 8 * 32
+    assert out["macs"] == 4 * linear_macs + 2 * matmul_macs + head_macs
+    # BOPs: MACs x w x a; a matmul's w is its second operand's bits, an embedding has no MACs
+    assert out["bops"] == (linear_macs * (8 * 8 + 2 * 4 + 4 * 4 + 4 * 2) + head_macs * 8 * 4
+                           + matmul_macs * (8 * 2 + 2 * 8))
+    # weight bytes: the embedding's table at its w_bits, none for a matmul whatever its w_bits
+    assert out["weight_bytes"] == (32 * 8 * 4 + 64 * (8 + 2 + 4 + 4) + 8 * 32 * 8) / 8

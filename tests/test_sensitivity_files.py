@@ -85,3 +85,107 @@ def test_published_tables_are_named_hawq_v3_and_ship_with_the_package():
     root = PUBLISHED_DIR.parents[1]
     data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "sensitivity_tables/*.csv" in data["package-data"]["hwq"]
+
+
+# -- matmul rows a table omits (issue 12) ---------------------------------------------------------
+TOKEN_LAYERS = ["emb", "q", "k", "v", "attn.matmul0", "attn.matmul1", "o", "head"]
+PRODUCT = [(w, a) for w in (2, 4, 8) for a in (2, 4, 8)]
+
+
+def _token_graph():
+    """An embedding, an attention block of 2 heads over 4 tokens (scores and context are matmul
+    rows) and an LM head."""
+    from hwq.graph import LayerGraph
+
+    rows = [{"name": "emb", "op": "embedding", "in_channels": 32, "out_channels": 8,
+             "inputs": ""}]
+    rows += [{"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "emb"}
+             for n in ("q", "k", "v")]
+    rows += [
+        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 4, "inputs": "q", "second_inputs": "k"},
+        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
+        {"name": "o", "op": "linear", "in_channels": 8, "out_channels": 8,
+         "inputs": "attn.matmul1"},
+        {"name": "head", "op": "linear", "in_channels": 8, "out_channels": 32, "inputs": "o"},
+    ]
+    df = pd.DataFrame(rows)
+    df["out_h"] = 4  # tokens
+    return LayerGraph.from_frame(df)
+
+
+def _long_file(path, layers, pairs=PRODUCT):
+    """Sensitivity (index of the layer + 1) / (w * a) for every layer and pair."""
+    rows = [(n, w, a, (TOKEN_LAYERS.index(n) + 1) / (w * a)) for n in layers for w, a in pairs]
+    pd.DataFrame(rows, columns=["layer", "w_bits", "a_bits", "sensitivity"]).to_csv(
+        path, index=False)
+    return path
+
+
+def test_matmul_rows_a_file_omits_are_pinned_to_the_widest_pair(tmp_path, caplog):
+    from hwq.search.encoding import Encoding
+    from hwq.search.quality_sources import sensitivity_from_table
+
+    weights = [n for n in TOKEN_LAYERS if "matmul" not in n]
+    table = SensitivityTable.read(_long_file(tmp_path / "s.csv", weights))
+    enc = Encoding(_token_graph(), PRODUCT)
+    with caplog.at_level("WARNING", logger="hwq.search"):
+        quality = sensitivity_from_table(table, enc, PRODUCT, "s.csv")
+    said = [r.getMessage() for r in caplog.records if "matmul" in r.getMessage()]
+    assert said == ["--sensitivity s.csv: 2 matmul row(s) without a sensitivity (attn.matmul0, "
+                    "attn.matmul1) pinned to the widest allowed pair W8A8"]
+    assert quality.pins == {4: (8, 8), 5: (8, 8)}
+    pinned = enc.with_pins(quality.pins)
+    assert pinned.n_groups == 6 and [g[0] for g in pinned.groups] == [0, 1, 2, 3, 6, 7]
+    # the pinned rows add nothing; every other layer its (index + 1) / (w a)
+    pairs = pinned.decode(np.zeros((1, pinned.n_var), dtype=int))  # W2A2 where free
+    assert [tuple(p) for p in pairs[0, 4:6]] == [(8, 8), (8, 8)]
+    got = quality.evaluate(pairs, ["p"])[0][0]
+    assert got == pytest.approx(sum((i + 1) / 4 for i in (0, 1, 2, 3, 6, 7)))
+
+
+def test_matmul_rows_a_file_lists_are_decisions(tmp_path, caplog):
+    from hwq.search.encoding import Encoding
+    from hwq.search.quality_sources import sensitivity_from_table
+
+    listed = [n for n in TOKEN_LAYERS if n != "attn.matmul1"]
+    table = SensitivityTable.read(_long_file(tmp_path / "s.csv", listed))
+    pairs = [(4, 4), (8, 4), (4, 8)]  # a pair list: the widest is W8A4 (most bits, then w)
+    enc = Encoding(_token_graph(), pairs)
+    with caplog.at_level("WARNING", logger="hwq.search"):
+        quality = sensitivity_from_table(table, enc, pairs, "s.csv")
+    assert quality.pins == {5: (8, 4)}
+    assert sum("1 matmul row(s) without a sensitivity (attn.matmul1)" in r.getMessage()
+               for r in caplog.records) == 1
+    k = pairs.index((4, 8))
+    assert quality.matrix[4, k] == 5 / 32  # attn.matmul0 scored like any layer
+    assert quality.matrix[5].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_other_layers_a_file_omits_are_still_errors(tmp_path):
+    from hwq.search.encoding import Encoding
+    from hwq.search.quality_sources import sensitivity_from_table
+
+    table = SensitivityTable.read(_long_file(tmp_path / "s.csv", TOKEN_LAYERS[:-1]))
+    with pytest.raises(UserError, match="no sensitivity for layer.s. head; a layer missing"):
+        sensitivity_from_table(table, Encoding(_token_graph(), PRODUCT), PRODUCT, "s.csv")
+
+
+def test_search_preparation_pins_the_matmul_rows(tmp_path, caplog):
+    from hwq.search.config import SearchConfig
+    from hwq.search.prepare import prepare
+
+    layers = tmp_path / "tokens.csv"
+    _token_graph().save(layers)
+    weights = [n for n in TOKEN_LAYERS if "matmul" not in n]
+    sens = _long_file(tmp_path / "s.csv", weights)
+    with caplog.at_level("WARNING", logger="hwq.search"):
+        prep = prepare(SearchConfig(model=str(layers), device="bitfusion", sensitivity=str(sens),
+                                    objectives=["sensitivity", "bops"], pin=["first,last=8"],
+                                    verify_top=0))
+    assert prep.problem.encoding is prep.encoding
+    assert prep.encoding.describe()["pins"] == {
+        "emb": "8x8", "attn.matmul0": "8x8", "attn.matmul1": "8x8", "head": "8x8"}
+    assert prep.encoding.n_groups == 4  # q, k, v, o
+    assert sum("2 matmul row(s)" in r.getMessage() for r in caplog.records) == 1

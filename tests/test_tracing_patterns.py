@@ -10,6 +10,7 @@ from torch import nn
 
 import hwq
 from hwq.tracing import trace_fx, trace_hooks
+from tests.transformer_models import Conv1D
 
 TRACERS = {"fx": trace_fx, "hooks": trace_hooks}
 
@@ -18,6 +19,23 @@ def rows(graph) -> dict[str, tuple]:
     df = graph.to_frame().set_index("name")
     return {n: (r["op"], int(r["batch"]), int(r["out_h"]), int(r["macs"]))
             for n, r in df.iterrows()}
+
+
+def products(graph) -> dict[str, tuple]:
+    """matmul rows: (groups, M, K, N, first operand's producers, second operand's)."""
+    df = graph.to_frame().set_index("name")
+    return {n: (int(r["groups"]), int(r["out_h"]), int(r["in_channels"]),
+                int(r["out_channels"]), tuple(r["inputs"]), tuple(r["second_inputs"]))
+            for n, r in df.iterrows() if r["op"] == "matmul"}
+
+
+def attention(prefix: str, b: int, h: int, tq: int, tk: int, d: int, q: str, k: str,
+              v: str) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """The rows and products of one attention: scores [tq, d] x [d, tk], context [tq, tk] x
+    [tk, d], h heads per sample, the full products even under a causal mask."""
+    s, c = f"{prefix}matmul0", f"{prefix}matmul1"
+    return ({s: ("matmul", b, tq, b * h * tq * d * tk), c: ("matmul", b, tq, b * h * tq * tk * d)},
+            {s: (h, tq, d, tk, (q,), (k,)), c: (h, tq, tk, d, (s,), (v,))})
 
 
 class WSConv2d(nn.Conv2d):
@@ -92,21 +110,6 @@ def test_functional_calls_on_parameters(mode, batch):
     }
     assert g.edges == [("conv_w", "proj"), ("proj", "mat"), ("mat", "head")]
     assert g.to_frame().set_index("name").loc["mat", "weight_params"] == 40
-
-
-class Conv1D(nn.Module):
-    """Hugging Face GPT-2 `Conv1D`: a [C_in, C_out] weight through addmm on [B*T, C]."""
-
-    def __init__(self, nf: int, nx: int) -> None:
-        super().__init__()
-        self.nf = nf
-        self.weight = nn.Parameter(torch.randn(nx, nf))
-        self.bias = nn.Parameter(torch.zeros(nf))
-
-    def forward(self, x):
-        size_out = x.size()[:-1] + (self.nf,)
-        x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
-        return x.view(size_out)
 
 
 class GPT2Block(nn.Module):
@@ -188,12 +191,13 @@ def test_einsum_with_a_parameter(mode):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, e: int = 8, heads: int = 2) -> None:
+    def __init__(self, e: int = 8, heads: int = 2, need_weights: bool = False) -> None:
         super().__init__()
+        self.need_weights = need_weights  # True: torch's bmm path; False: its sdpa path
         self.attn = nn.MultiheadAttention(e, heads, batch_first=True)
 
     def forward(self, x):
-        return self.attn(x, x, x, need_weights=False)[0]
+        return self.attn(x, x, x, need_weights=self.need_weights)[0]
 
 
 class CrossAttention(nn.Module):
@@ -206,24 +210,31 @@ class CrossAttention(nn.Module):
         return self.attn(q, k, v, need_weights=False)[0].transpose(0, 1)
 
 
+@pytest.mark.parametrize("need_weights", [False, True])
 @pytest.mark.parametrize("mode", TRACERS)
 @pytest.mark.parametrize("batch", [1, 2])
-def test_mha_self_attention_fused_in_proj(mode, batch):
-    e, t = 8, 5
-    g = TRACERS[mode](SelfAttention(e).eval(), torch.zeros(batch, t, e))
+def test_mha_self_attention_fused_in_proj(mode, batch, need_weights):
+    e, t, h = 8, 5, 2
+    model = SelfAttention(e, h, need_weights).eval()
+    g = TRACERS[mode](model, torch.zeros(batch, t, e))
+    attn_rows, attn_products = attention("attn.", batch, h, t, t, e // h,
+                                         "attn.in_proj", "attn.in_proj", "attn.in_proj")
     assert rows(g) == {
         "attn.in_proj": ("linear", batch, t, batch * t * e * 3 * e),
+        **attn_rows,
         "attn.out_proj": ("linear", batch, t, batch * t * e * e),
     }
-    assert g.edges == [("attn.in_proj", "attn.out_proj")]
-    assert [(u.name, u.macs) for u in g.unsupported] == [("attn.attention", 2 * batch * t * t * e)]
+    assert list(rows(g)) == ["attn.in_proj", "attn.matmul0", "attn.matmul1", "attn.out_proj"]
+    assert products(g) == attn_products
+    assert g.edges == [("attn.in_proj", "attn.matmul0"), ("attn.matmul0", "attn.matmul1"),
+                       ("attn.in_proj", "attn.matmul1"), ("attn.matmul1", "attn.out_proj")]
+    assert g.unsupported == ()
     assert g.to_frame().set_index("name").loc["attn.in_proj", "reads_input"]
-    # the attention products between activations are not rows yet: coverage says they are missing
-    if mode == "fx":
-        g = hwq.trace(SelfAttention(e).eval(), torch.zeros(batch, t, e))
-        scores_and_context = 2 * batch * 2 * t * t * (e // 2)
-        assert g.coverage["reference_macs"] == g.coverage["graph_macs"] + scores_and_context
-        assert g.coverage["fraction"] < 1
+    assert g.totals()["weight_params"] == 4 * e * e
+    full = hwq.trace(model, torch.zeros(batch, t, e))
+    assert full.coverage == {"reference_macs": g.totals()["macs"],
+                             "graph_macs": g.totals()["macs"], "unsupported_macs": 0,
+                             "fraction": 1.0}
 
 
 @pytest.mark.parametrize("mode", TRACERS)
@@ -232,17 +243,23 @@ def test_mha_cross_attention_with_kdim_seq_first(mode, batch):
     e, kdim, vdim, tq, tk = 8, 6, 5, 3, 7
     q = torch.zeros(batch, tq, e)
     k, v = torch.zeros(batch, tk, kdim), torch.zeros(batch, tk, vdim)
-    g = TRACERS[mode](CrossAttention(e, kdim, vdim).eval(), (q, k, v))
+    model = CrossAttention(e, kdim, vdim).eval()
+    g = TRACERS[mode](model, (q, k, v))
+    attn_rows, attn_products = attention("attn.", batch, 2, tq, tk, e // 2,
+                                         "attn.q_proj", "attn.k_proj", "attn.v_proj")
     assert rows(g) == {
         "attn.q_proj": ("linear", batch, tq, batch * tq * e * e),
         "attn.k_proj": ("linear", batch, tk, batch * tk * kdim * e),
         "attn.v_proj": ("linear", batch, tk, batch * tk * vdim * e),
+        **attn_rows,
         "attn.out_proj": ("linear", batch, tq, batch * tq * e * e),
     }
-    assert sorted(g.edges) == [("attn.k_proj", "attn.out_proj"), ("attn.q_proj", "attn.out_proj"),
-                               ("attn.v_proj", "attn.out_proj")]
-    assert [(u.name, u.macs) for u in g.unsupported] == [("attn.attention",
-                                                         2 * batch * tq * tk * e)]
+    assert products(g) == attn_products
+    assert ("attn.matmul1", "attn.out_proj") in g.edges
+    assert not any(dst == "attn.out_proj" and src.endswith("_proj") for src, dst in g.edges)
+    assert g.unsupported == ()
+    assert g.totals()["weight_params"] == e * e + kdim * e + vdim * e + e * e
+    assert hwq.trace(model, (q, k, v)).coverage["fraction"] == 1.0
 
 
 class FusedCross(nn.Module):
@@ -258,12 +275,16 @@ class FusedCross(nn.Module):
 def test_mha_fused_weight_cross_attention(mode):
     e, tq, tk = 8, 3, 4
     g = TRACERS[mode](FusedCross(e).eval(), (torch.zeros(2, tq, e), torch.zeros(2, tk, e)))
+    attn_rows, attn_products = attention("attn.", 2, 2, tq, tk, e // 2, "attn.in_proj",
+                                         "attn.in_proj@1", "attn.in_proj@1")
     assert rows(g) == {
         "attn.in_proj": ("linear", 2, tq, 2 * tq * e * e),
         "attn.in_proj@1": ("linear", 2, tk, 2 * tk * e * 2 * e),
+        **attn_rows,
         "attn.out_proj": ("linear", 2, tq, 2 * tq * e * e),
     }
-    assert g.totals()["weight_params"] == 3 * e * e + e * e
+    assert products(g) == attn_products
+    assert g.totals()["weight_params"] == 3 * e * e + e * e  # the slices of one in_proj weight
 
 
 def encoder(e: int = 8, ff: int = 16, layers: int = 2) -> nn.Module:
@@ -278,24 +299,32 @@ def test_transformer_encoder_eval_mode_seen_through(mode, batch):
     model = encoder(e, ff)
     x = torch.zeros(batch, t, e)
     g = trace_hooks(model, x) if mode == "hooks" else hwq.trace(model, x)
-    expected = {}
+    expected, expected_products = {}, {}
     for i in range(2):
         p = f"layers.{i}"
-        expected[f"{p}.self_attn.in_proj"] = ("linear", batch, t, batch * t * e * 3 * e)
+        qkv = f"{p}.self_attn.in_proj"
+        attn_rows, attn_products = attention(f"{p}.self_attn.", batch, 2, t, t, e // 2,
+                                             qkv, qkv, qkv)
+        expected[qkv] = ("linear", batch, t, batch * t * e * 3 * e)
+        expected.update(attn_rows)
         expected[f"{p}.self_attn.out_proj"] = ("linear", batch, t, batch * t * e * e)
         expected[f"{p}.linear1"] = ("linear", batch, t, batch * t * e * ff)
         expected[f"{p}.linear2"] = ("linear", batch, t, batch * t * ff * e)
+        expected_products.update(attn_products)
     assert rows(g) == expected
     assert list(rows(g)) == list(expected)  # execution order
+    assert products(g) == expected_products
     assert ("layers.0.linear2", "layers.1.self_attn.in_proj") in g.edges
     assert torch.backends.mha.get_fastpath_enabled()  # restored after tracing
+    assert g.totals()["macs"] == 2 * batch * t * (4 * e * e + 2 * e * ff + 2 * t * e)
     if mode == "trace":
-        attention = 2 * (2 * batch * 2 * t * t * (e // 2))  # two layers, scores + context
-        assert g.coverage["reference_macs"] == g.totals()["macs"] + attention
+        assert g.coverage["reference_macs"] == g.totals()["macs"]
+        assert g.coverage["fraction"] == 1.0
 
 
 class HandAttention(nn.Module):
-    """Attention written by hand: projections are rows, activation products are not (yet)."""
+    """Attention written by hand: projections, then the products of activations (scores and
+    context) by `@`, einsum or causal scaled_dot_product_attention, in the root's forward."""
 
     def __init__(self, e: int = 8, heads: int = 2, kind: str = "matmul") -> None:
         super().__init__()
@@ -319,28 +348,33 @@ class HandAttention(nn.Module):
 
 @pytest.mark.parametrize("kind", ["matmul", "einsum", "sdpa"])
 @pytest.mark.parametrize("mode", TRACERS)
-def test_hand_written_attention_projections_and_coverage(kind, mode, caplog):
-    e, t, b = 8, 5, 2
-    model = HandAttention(e, 2, kind).eval()
+@pytest.mark.parametrize("b", [1, 2])
+def test_hand_written_attention_products_and_coverage(kind, mode, b, caplog):
+    e, t, h = 8, 5, 2
+    model = HandAttention(e, h, kind).eval()
     x = torch.zeros(b, t, e)
     g = TRACERS[mode](model, x)
+    # products the root's own forward computes are `matmul<i>`
+    attn_rows, attn_products = attention("", b, h, t, t, e // h, "qkv", "qkv", "qkv")
     assert rows(g) == {
         "qkv": ("linear", b, t, b * t * e * 3 * e),
+        **attn_rows,
         "proj": ("linear", b, t, b * t * e * e),
     }
-    assert g.edges == [("qkv", "proj")]
-    attention = 2 * b * 2 * t * t * (e // 2)  # full products, even under the causal mask
-    # not rows yet (a later `matmul` op): listed as unsupported with their MACs, never dropped
-    assert sum(u.macs for u in g.unsupported) == attention
-    assert {u.reason for u in g.unsupported} == {"matmul between activations"}
+    assert products(g) == attn_products
+    assert g.edges == [("qkv", "matmul0"), ("matmul0", "matmul1"), ("qkv", "matmul1"),
+                       ("matmul1", "proj")]
+    assert g.unsupported == ()
+    df = g.to_frame().set_index("name")
+    assert list(df["weight_params"]) == [3 * e * e, 0, 0, e * e]
+    assert df.loc["matmul0", "in_elems"] == b * h * t * (e // h)
+    assert df.loc["matmul0", "out_elems"] == b * h * t * t
+    assert list(g.second_elems()) == [0, b * h * (e // h) * t, b * h * t * (e // h), 0]
     full = hwq.trace(model, x)
-    assert full.coverage["unsupported_macs"] == attention
-    assert full.coverage["reference_macs"] == full.totals()["macs"] + attention
-    assert full.coverage["graph_macs"] == full.totals()["macs"]
-    assert full.coverage["fraction"] == pytest.approx(
-        full.totals()["macs"] / (full.totals()["macs"] + attention))
-    assert full.coverage["fraction"] < 0.99
-    assert any("missing most in: <model>" in r.message for r in caplog.records)
+    assert full.coverage == {"reference_macs": g.totals()["macs"],
+                             "graph_macs": g.totals()["macs"], "unsupported_macs": 0,
+                             "fraction": 1.0}
+    assert not any("missing most" in r.message for r in caplog.records)
 
 
 class GQA(nn.Module):
@@ -369,14 +403,18 @@ class GQA(nn.Module):
 def test_grouped_query_attention_projections(mode):
     e, t, b, d = 16, 6, 2, 4
     g = TRACERS[mode](GQA().eval(), torch.zeros(b, t, e))
+    attn_rows, attn_products = attention("", b, 4, t, t, d, "q", "k", "v")  # 4 query heads
     assert rows(g) == {
         "q": ("linear", b, t, b * t * e * 4 * d),
         "k": ("linear", b, t, b * t * e * 2 * d),
         "v": ("linear", b, t, b * t * e * 2 * d),
+        **attn_rows,
         "o": ("linear", b, t, b * t * 4 * d * e),
     }
+    assert products(g) == attn_products
     full = hwq.trace(GQA().eval(), torch.zeros(b, t, e))
-    assert full.coverage["reference_macs"] - full.totals()["macs"] == 2 * b * 4 * t * t * d
+    assert full.coverage["reference_macs"] == full.totals()["macs"]
+    assert full.totals()["macs"] - b * t * e * 12 * d == 2 * b * 4 * t * t * d
 
 
 def test_stock_cnn_coverage_is_complete():
@@ -474,10 +512,19 @@ def test_tied_lm_head_is_named_by_the_head(functional_head, mode, batch):
     ids = torch.randint(0, vocab, (batch, t))
     g = TRACERS[mode](TinyLM(vocab, d, functional_head).eval(), ids)
     assert rows(g) == {
+        "embed": ("embedding", batch, t, 0),
         "block": ("linear", batch, t, batch * t * d * d),
         "head": ("linear", batch, t, batch * t * d * vocab),
     }
-    assert g.edges == [("block", "head")]
+    assert g.edges == [("embed", "block"), ("block", "head")]
+    df = g.to_frame().set_index("name")
+    # the tied weight is counted once, by the embedding row; the head keeps its MACs
+    assert list(df["weight_params"]) == [vocab * d, d * d, 0]
+    assert g.totals()["weight_params"] == vocab * d + d * d
+    emb = df.loc["embed"]
+    assert (emb["in_channels"], emb["out_channels"], emb["in_h"]) == (vocab, d, t)
+    assert (emb["in_elems"], emb["out_elems"]) == (batch * t, batch * t * d)
+    assert emb["reads_input"] and not df.loc["block", "reads_input"]
 
 
 def test_token_model_coverage_is_complete():
@@ -494,17 +541,25 @@ def test_transformer_decoder_self_and_cross_attention(batch):
     model = nn.TransformerDecoder(layer, 1).eval()
     g = hwq.trace(model, (torch.zeros(batch, tq, e), torch.zeros(batch, tk, e)))
     p = "layers.0"
+    sa, ca = f"{p}.self_attn.", f"{p}.multihead_attn."
+    self_rows, self_products = attention(sa, batch, 2, tq, tq, e // 2, f"{sa}in_proj",
+                                         f"{sa}in_proj", f"{sa}in_proj")
+    cross_rows, cross_products = attention(ca, batch, 2, tq, tk, e // 2, f"{ca}in_proj",
+                                           f"{ca}in_proj@1", f"{ca}in_proj@1")
     assert rows(g) == {
         f"{p}.self_attn.in_proj": ("linear", batch, tq, batch * tq * e * 3 * e),
+        **self_rows,
         f"{p}.self_attn.out_proj": ("linear", batch, tq, batch * tq * e * e),
         f"{p}.multihead_attn.in_proj": ("linear", batch, tq, batch * tq * e * e),
         f"{p}.multihead_attn.in_proj@1": ("linear", batch, tk, batch * tk * e * 2 * e),
+        **cross_rows,
         f"{p}.multihead_attn.out_proj": ("linear", batch, tq, batch * tq * e * e),
         f"{p}.linear1": ("linear", batch, tq, batch * tq * e * ff),
         f"{p}.linear2": ("linear", batch, tq, batch * tq * ff * e),
     }
-    attention = 2 * batch * 2 * tq * (tq + tk) * (e // 2)  # self then cross, scores + context
-    assert g.coverage["reference_macs"] == g.totals()["macs"] + attention
+    assert products(g) == {**self_products, **cross_products}
+    assert g.coverage["reference_macs"] == g.totals()["macs"]
+    assert g.coverage["fraction"] == 1.0
     df = g.to_frame().set_index("name")
     assert df.loc[f"{p}.multihead_attn.in_proj@1", "reads_input"]  # the memory input
     assert (f"{p}.self_attn.out_proj", f"{p}.multihead_attn.in_proj") in g.edges

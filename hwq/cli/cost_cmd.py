@@ -88,11 +88,13 @@ def cost(
     table = cost_table(g, prof, pairs, batch)
     totals = evaluate(table, pairs_arr[None]).iloc[0].to_dict()
     doc: dict[str, object] = {"device": prof.name, "model": g.model or model, "totals": totals}
-    if as_json:  # what the totals leave out (LSTM, ConvTranspose, Conv3d, attention products)
+    if as_json:  # what the totals leave out (LSTM, ConvTranspose, Conv3d, ...), at --batch
         priced = g.with_batch(batch) if batch is not None else g
         cov = priced.coverage
+        traced_batch = int(g.column("batch")[0]) if len(g) else 1
+        unsupported = sum(u.macs for u in g.unsupported) * (batch or traced_batch) // traced_batch
         totals["unsupported_macs"] = (int(cov["unsupported_macs"]) if cov is not None
-                                      else sum(u.macs for u in g.unsupported))
+                                      else int(unsupported))
         totals["coverage"] = cov
     rows = []
     if per_layer:

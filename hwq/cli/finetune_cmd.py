@@ -97,6 +97,13 @@ OBSERVER_CHOICE = click.Choice(["minmax", "percentile", "mse"])
     type=click.Path(dir_okay=False),
     help="Also write the record to this verify.parquet file.",
 )
+@click.option(
+    "--save-model",
+    type=click.Path(dir_okay=False),
+    help="Also save the fine-tuned model with its quantization parameters to this file (the "
+    "format of a run's verified/<policy_id>.pt; hwq.quant.quantized_file.load_quantized reads "
+    "it).",
+)
 @json_option
 def finetune(
     model: str,
@@ -117,6 +124,7 @@ def finetune(
     weight_observer: str,
     act_observer: str,
     output: str | None,
+    save_model: str | None,
     as_json: bool,
 ) -> None:
     """Fine-tune MODEL under one policy with distillation from its FP32 weights; report FP32,
@@ -128,10 +136,12 @@ def finetune(
 
     if (bits is None) == (policy_file is None):
         raise UserError("give exactly one of --bits W,A or --policy FILE")
-    if output:
-        from hwq.writable import check_file
+    from hwq.writable import check_file
 
+    if output:
         check_file(output, "-o")  # before any training
+    if save_model:
+        check_file(save_model, "--save-model")
     if epochs < 0:
         raise UserError(f"--epochs: expected a non-negative integer, found {epochs}")
     if calib_batches < 1:
@@ -174,7 +184,7 @@ def finetune(
     except TypeError:
         steps = None
     with progress(f"fine-tuning {model} ({epochs} epochs)", total=steps) as bar:
-        record = run_finetune(
+        record, student = run_finetune(
             net,
             pairs,
             train,
@@ -193,8 +203,14 @@ def finetune(
             layer_names=names,
             seed=seed,
             on_step=bar.advance,
+            return_model=True,
         )
     doc = {k: record[k] for k in VERIFY_COLUMNS if k != "run_id"}
+    if save_model:
+        from hwq.quant.quantized_file import quantized_doc, save_quantized
+
+        save_quantized(save_model, quantized_doc(student, model=model, model_args=kwargs,
+                                                 weights=weights, source="qat", record=record))
     if output:
         write_verify_parquet([doc], output, run_id=f"finetune-{model}-{device_name}")
     if as_json:

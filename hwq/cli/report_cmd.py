@@ -180,7 +180,17 @@ def compare(
     show_default=True,
     help="ONNX opset (21+: int4/uint4 QDQ; below: 4-bit values in int8/uint8).",
 )
-def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int) -> None:
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["qat", "ptq"]),
+    default=None,
+    help="The weights of an onnx or torch export: qat, the fine-tuned model verification saved "
+    "(RUN_DIR/verified/<policy_id>.pt), or ptq, the calibrated post-training model (default: qat "
+    "where the policy was verified, else ptq).",
+)
+def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int,
+           source: str | None) -> None:
     """Hand a policy off: its JSON, an ONNX model with QuantizeLinear/DequantizeLinear at the
     policy's bits, or a torch state dict with the quantization parameters."""
     from hwq.cli.output import emit_mapping
@@ -190,5 +200,5 @@ def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int) -> None
 
     check_file(out, "-o")
     with progress(f"exporting {policy_id} as {fmt}", total=None):
-        info = export_run(run_dir, policy_id, fmt, out, opset=opset)
+        info = export_run(run_dir, policy_id, fmt, out, opset=opset, source=source)
     emit_mapping(info)

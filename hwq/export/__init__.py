@@ -2,8 +2,10 @@
 
 One module per writer: `hwq.export.policy_file` (`json`: the portable policy, DESIGN.md §9),
 `hwq.export.onnx_qdq` (`onnx`: a QDQ graph of the fake-quant model) and `hwq.export.torch_file`
-(`torch`: a quantized state dict, read back by `load_torch_export`); `hwq.export.model` builds
-the calibrated fake-quant model of a run's policy that the last two write. `export_run` is the
+(`torch`: the quantized-model file of `hwq.quant.quantized_file`, read back by
+`load_torch_export`); `hwq.export.model` builds the fake-quant model of a run's policy that the last
+two write: the fine-tuned one verification saved (`--from qat`, the default where the run holds
+`verified/<policy_id>.pt`) or the calibrated post-training one (`--from ptq`). `export_run` is the
 command.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from hwq.errors import UserError
-from hwq.export.model import quantized_model, run_model_options
+from hwq.export.model import export_model, export_source, run_model_options
 from hwq.export.onnx_qdq import DEFAULT_OPSET, export_onnx_model, onnx_logits
 from hwq.export.policy_file import export_json, run_policy
 from hwq.export.torch_file import export_torch_model
@@ -32,8 +34,11 @@ def export_run(
     out: str | os.PathLike[str],
     *,
     opset: int = DEFAULT_OPSET,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """`hwq export`: write policy `policy_id` of the run in `fmt` to `out`; returns a summary."""
+    """`hwq export`: write policy `policy_id` of the run in `fmt` to `out`; returns a summary.
+    `source` (`--from`): `qat` (the fine-tuned model of `verified/<policy_id>.pt`), `ptq` (the
+    calibrated post-training model), None: `qat` where the run holds that file, else `ptq`."""
     from hwq.progress import step
 
     if fmt not in FORMATS:
@@ -43,15 +48,26 @@ def export_run(
     if out.parent and not out.parent.exists():
         raise UserError(f"-o {out}: directory {out.parent} does not exist")
     if fmt == "json":
+        if source is not None:
+            raise UserError("--from: only for --format onnx or torch (a policy JSON holds bits, "
+                            "not weights)")
         return export_json(run, policy_id, out)
     policy = run_policy(run, policy_id)
-    step("building the fake-quant model of %s", policy_id)
-    qmodel, x, y = quantized_model(run, policy)
-    import torch
+    source, verified = export_source(run, policy_id, source)
+    step("building the %s fake-quant model of %s", source.upper(), policy_id)
+    built = export_model(run, policy, source, verified)
+    qmodel, x, y = built.model, built.x, built.y
+    from hwq.quant.finetune import accuracy
+    from hwq.torch_threads import one_thread
 
-    with torch.no_grad():
-        ref = qmodel(x)
-    info: dict[str, Any] = {"policy_id": policy_id, "format": fmt, "file": str(out)}
+    with one_thread():  # as verification evaluated it: the same numbers on any machine
+        import torch
+
+        with torch.no_grad():
+            ref = qmodel(x)
+        fq_accuracy = accuracy(qmodel, built.test)
+    info: dict[str, Any] = {"policy_id": policy_id, "format": fmt, "from": source,
+                            "file": str(out)}
     if fmt == "onnx":
         step("exporting ONNX (opset %d)", opset)
         desc = export_onnx_model(qmodel, x[:1], out, opset=opset)
@@ -67,7 +83,23 @@ def export_run(
             onnx_accuracy=float((got.argmax(1) == y.numpy()).mean()),
         )
     else:
-        desc = export_torch_model(qmodel, policy, run_model_options(run), out)
+        record = _verify_record(run, policy_id) if source == "qat" else None
+        desc = export_torch_model(qmodel, policy, run_model_options(run), out, source=source,
+                                  record=record)
         info.update(desc)
-    info["fake_quant_accuracy"] = float((ref.argmax(1) == y).float().mean())
+    info["fake_quant_accuracy"] = float(fq_accuracy)
+    if source == "qat":
+        record = _verify_record(run, policy_id)
+        if record is not None:
+            info["qat_accuracy"] = record["qat_accuracy"]
     return info
+
+
+def _verify_record(run: Run, policy_id: str) -> dict[str, Any] | None:
+    """The policy's row of verify.parquet (None when it has none)."""
+    table = run.verify
+    rows = table[table["policy_id"] == policy_id] if len(table) else table
+    if not len(rows):
+        return None
+    row = rows.iloc[-1]
+    return {c: (row[c].item() if hasattr(row[c], "item") else row[c]) for c in rows.columns}

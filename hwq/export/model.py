@@ -1,17 +1,27 @@
-"""The calibrated fake-quant model of a run's policy, shared by the onnx and torch writers:
-the run's trained model (`hwq.trained`) under `apply_policy` without batch-norm folding,
-calibrated on the same batches as the search's PTQ accuracy, and each layer's quantization
-parameters as the fake-quantizers apply them."""
+"""The fake-quant model of a run's policy, shared by the onnx and torch writers, from one of two
+sources (`hwq export --from qat|ptq`):
+
+* `qat` — the fine-tuned model verification saved (`verified/<policy_id>.pt`, read by
+  `hwq.quant.quantized_file`): the model whose test accuracy is `verify.parquet`'s
+  `qat_accuracy`;
+* `ptq` — the run's trained model (`hwq.trained`) under `apply_policy` without batch-norm folding,
+  calibrated on the same batches as the search's PTQ accuracy.
+
+The default is `qat` where the run holds the policy's verified file, else `ptq`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from hwq.errors import UserError
 from hwq.policy import Policy
+from hwq.quant.quantized_file import layer_qparams  # noqa: F401  (the writers' import)
 from hwq.runs import Run
 
 CALIB_BATCHES = 4  # the search's PTQ accuracy calibrates on 4 batches (hwq.quant.ptq)
+SOURCES = ("qat", "ptq")
 
 
 def run_model_options(run: Run) -> dict[str, Any]:
@@ -29,9 +39,39 @@ def run_model_options(run: Run) -> dict[str, Any]:
     }
 
 
-def quantized_model(run: Run, policy: Policy) -> tuple[Any, Any, Any]:
-    """(calibrated fake-quant model in eval mode, test inputs, test labels) of `policy` on the
-    run's trained model, built as the search's PTQ accuracy builds it."""
+def export_source(run: Run, policy_id: str, requested: str | None) -> tuple[str, Path]:
+    """(`qat` or `ptq`, the verified file's path) for `--from requested` (None: `qat` where the
+    verified file exists); `--from qat` without it is a UserError naming the missing file."""
+    path = run.verified_file(policy_id)
+    if requested is None:
+        return ("qat" if path.is_file() else "ptq"), path
+    if requested not in SOURCES:
+        raise UserError(f"--from: expected one of {', '.join(SOURCES)}, found {requested!r}")
+    if requested == "qat" and not path.is_file():
+        raise UserError(
+            f"--from qat: {path} does not exist: policy {policy_id} has no fine-tuned model in "
+            f"this run; verify it first (`hwq verify {run.path}`), or export the post-training "
+            "model with --from ptq"
+        )
+    return requested, path
+
+
+class ExportModel(NamedTuple):
+    """A fake-quant model to export, with the run's test split (inputs and labels
+    concatenated, and the loader whose batches verification evaluated)."""
+
+    model: Any
+    x: Any
+    y: Any
+    test: Any
+
+
+def export_model(
+    run: Run, policy: Policy, source: str = "ptq", verified: Path | None = None
+) -> ExportModel:
+    """The fake-quant model of `policy` on the run's trained model in eval mode: calibrated as
+    the search's PTQ accuracy does it (`ptq`), or the fine-tuned model of the verified file
+    `verified` (`qat`)."""
     from hwq.quant.apply import apply_policy, calibrate
     from hwq.trained import calibration_batches, load_trained, trained_model_kwargs
 
@@ -45,40 +85,39 @@ def quantized_model(run: Run, policy: Policy) -> tuple[Any, Any, Any]:
         seed=kw["seed"],
         objective="export",
     )
-    calib = calibration_batches(kw["model"], kw["data"], train, CALIB_BATCHES)
     names = list(run.layers.names)
-    qmodel = apply_policy(net, policy, layer_names=names).eval()
-    calibrate(qmodel, calib, CALIB_BATCHES)
+    if source == "qat":
+        qmodel = _verified_model(verified, net, policy, names)
+    else:
+        calib = calibration_batches(kw["model"], kw["data"], train, CALIB_BATCHES)
+        qmodel = apply_policy(net, policy, layer_names=names).eval()
+        calibrate(qmodel, calib, CALIB_BATCHES)
     import torch
 
     xs, ys = [], []
     for batch in test:
         xs.append(batch[0])
         ys.append(batch[1])
-    return qmodel, torch.cat(xs), torch.cat(ys)
+    return ExportModel(qmodel, torch.cat(xs), torch.cat(ys), test)
 
 
-def layer_qparams(layer: Any) -> dict[str, Any]:
-    """Quantization parameters of one quantized layer, as the fake-quantizers apply them."""
-    import torch
+def quantized_model(run: Run, policy: Policy) -> tuple[Any, Any, Any]:
+    """(calibrated fake-quant model in eval mode, test inputs, test labels) of `policy` on the
+    run's trained model, built as the search's PTQ accuracy builds it."""
+    built = export_model(run, policy, "ptq")
+    return built.model, built.x, built.y
 
-    wq, aq = layer.weight_quant, layer.act_quant
-    out: dict[str, Any] = {"w_bits": int(wq.bits), "a_bits": int(aq.bits)}
-    with torch.no_grad():
-        if wq.active:
-            qw = wq(layer.weight).detach()
-            scale = wq.scale.detach().clone().float()
-            s = scale.reshape(-1, *([1] * (qw.dim() - 1)))
-            wint = torch.round(qw / s).to(torch.int8)
-            if not torch.equal(wint.float() * s, qw):
-                raise RuntimeError("integer weights do not reproduce the fake-quant weights")
-            out.update(weight_scale=scale, weight_int=wint)
-        if aq.active:
-            scale = aq.scale_param.abs() if aq.scale_param is not None else aq.scale
-            out.update(
-                act_scale=float(scale),
-                act_zero_point=aq.zero_point_value,
-                act_signed=bool(aq.signed),
-                act_qmax=int(2**aq.bits - 1),
-            )
-    return out
+
+def _verified_model(path: Path | None, net: Any, policy: Policy, names: list[str]) -> Any:
+    """The fine-tuned model of a verified file, checked to hold `policy`'s bits."""
+    from hwq.quant.quantized_file import doc_pairs, read_quantized, rebuild_quantized
+
+    if path is None:
+        raise ValueError("source qat needs the verified file")
+    doc = read_quantized(path)
+    pairs = doc_pairs(doc, str(path))
+    saved = list(doc["layers"])
+    if sorted(saved) != sorted(names) or policy.pairs(saved) != pairs:
+        raise UserError(f"{path}: holds another policy ({doc.get('policy_id')}) than the one "
+                        "exported; re-verify the policy (`hwq verify`)")
+    return rebuild_quantized(doc, net, source=str(path))

@@ -7,8 +7,11 @@ head: 7 quantizable layers, 19,706 parameters, with torchvision's module names.
 
 `load_trained_digits_resnet(seed)` trains it on the training split on first use (a few seconds
 on two cores, fixed seed) and caches the weights with their accuracies under the hwq cache
-directory (`$HWQ_CACHE_DIR`, default `platformdirs.user_cache_dir("hwq")`), written under a
-temporary name and renamed, so a second use is a file load.
+directory (`$HWQ_CACHE_DIR`, default `platformdirs.user_cache_dir("hwq")`), keyed by the recipe
+and the environment (torch version, machine), trained on one intra-op thread (the same bits
+whatever the thread count), and written under a temporary name and renamed while holding the
+entry's lock (`hwq.cache.locked`), so two processes training at once train once and a second use
+is a file load.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hwq.cache import cache_dir
+from hwq.cache import cache_dir, locked
 from hwq.models.resnet import BasicBlock, conv1x1, conv3x3
 from hwq.torch_threads import one_thread
 
@@ -79,8 +82,19 @@ def digits_resnet(pretrained: bool = False, seed: int = 0) -> DigitsResNet:
 
 
 # -- cache -----------------------------------------------------------------------------------------
+def environment() -> dict[str, str]:
+    """What besides the recipe decides the trained bits: the torch build and the machine
+    architecture (its kernels' float rounding)."""
+    import platform
+
+    return {"torch": str(torch.__version__), "machine": platform.machine()}
+
+
 def recipe_key() -> str:
-    text = json.dumps(RECIPE, sort_keys=True, separators=(",", ":"))
+    """The cache key: the recipe and the environment (`environment()`); any change gives a new
+    key, so weights trained elsewhere or otherwise are never loaded."""
+    text = json.dumps({"recipe": RECIPE, "environment": environment()}, sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -107,29 +121,39 @@ def load_trained_digits_resnet(seed: int = 0) -> tuple[DigitsResNet, dict[str, A
     path = cache_path(seed)
     key = (str(path), seed)
     if key not in _MEMO:
-        state: dict[str, Any] | None = None
-        if path.is_file():
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                if state.get("recipe_key") != recipe_key():
-                    state = None
-            except Exception as exc:  # a damaged cache file is retrained, never trusted
-                log.warning("ignoring unreadable cache file %s: %s", path, exc)
-                state = None
+        state = _read_cache(path)
         if state is None:
-            log.info("training digits_resnet (seed %d) on first use; cached at %s", seed, path)
-            with one_thread():
-                state = _train(seed)
-            try:
-                save_atomic(state, path)
-            except OSError as exc:
-                log.warning("could not cache digits_resnet at %s: %s", path, exc)
+            with locked(path):  # one process trains; the others wait, then read its file
+                state = _read_cache(path)
+                if state is None:
+                    log.info("training digits_resnet (seed %d) on first use; cached at %s",
+                             seed, path)
+                    with one_thread():
+                        state = _train(seed)
+                    try:
+                        save_atomic(state, path)
+                    except OSError as exc:
+                        log.warning("could not cache digits_resnet at %s: %s", path, exc)
         _MEMO[key] = (state["state_dict"], dict(state["info"]))
     state_dict, info = _MEMO[key]
     model = DigitsResNet()
     model.load_state_dict(state_dict)
     info = dict(info, cache_file=str(path))
     return model.eval(), info
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    """The cached training of `path`, or None (absent, another key, or damaged: retrained)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged cache file is retrained, never trusted
+        log.warning("ignoring unreadable cache file %s: %s", path, exc)
+        return None
+    if not isinstance(state, dict) or state.get("recipe_key") != recipe_key():
+        return None
+    return state
 
 
 # -- training --------------------------------------------------------------------------------------

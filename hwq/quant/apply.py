@@ -201,7 +201,8 @@ def apply_policy(
     (w_bits, a_bits) pair per layer in layer order (`layer_names`, else the execution order on
     `example_input`, else definition order). `fold_bn` folds batch norms into the preceding
     layer first. Activation quantizers need `calibrate(model, data)` before use. The copy carries
-    `hwq_layers`, `hwq_pairs` and `hwq_policy_id`.
+    `hwq_layers`, `hwq_pairs`, `hwq_policy_id` and `hwq_settings` (the keyword arguments that
+    rebuild it: `fold_bn`, `learn_scales`, the observers and `percentile`).
     """
     check_observer(weight_observer)
     check_observer(act_observer)
@@ -232,6 +233,13 @@ def apply_policy(
     qmodel.hwq_layers = list(names)
     qmodel.hwq_pairs = list(pairs)
     qmodel.hwq_policy_id = policy_id_from_pairs(pairs)
+    qmodel.hwq_settings = {
+        "fold_bn": bool(fold_bn),
+        "learn_scales": bool(learn_scales),
+        "weight_observer": weight_observer,
+        "act_observer": act_observer,
+        "percentile": float(percentile),
+    }
     return qmodel
 
 

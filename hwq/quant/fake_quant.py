@@ -141,13 +141,22 @@ class WeightFakeQuant(nn.Module):
             (w.data_ptr(), w._version, self.bits, qweight) if qweight is not None else None
         )
 
+    def effective_scale(self) -> Tensor:
+        """The per-channel scale the forward pass applies: the learned one (LSQ) where there is
+        one, else the observer's (of the last forward pass)."""
+        if self.learn and self.scale_param is not None:
+            return self.scale_param.detach().abs().clamp_min(EPS)
+        return self.scale
+
     def forward(self, w: Tensor) -> Tensor:
         if not self.active:
             return w
         if self.learn and self.scale_param is not None:
-            per_channel = w[0].numel()
-            g = 1.0 / math.sqrt(per_channel * weight_qmax(self.bits))
-            s = grad_scale(self.scale_param.abs().clamp_min(EPS), g)
+            s = self.scale_param.abs().clamp_min(EPS)
+            if torch.is_grad_enabled() and s.requires_grad:  # the LSQ gradient scale; in
+                # inference the scale is applied as it is, so the integers are exact
+                per_channel = w[0].numel()
+                s = grad_scale(s, 1.0 / math.sqrt(per_channel * weight_qmax(self.bits)))
             return quantize_weight(w, s, self.bits)
         if self.training or torch.is_grad_enabled() and w.requires_grad:
             self.scale = weight_scale(w, self.bits, self.observer, self.percentile)
@@ -158,11 +167,6 @@ class WeightFakeQuant(nn.Module):
             self.scale = weight_scale(w, self.bits, self.observer, self.percentile)
             self._cache = (*key, quantize_weight(w, self.scale, self.bits).detach())
         return self._cache[3]
-
-    @property
-    def zero_point_value(self) -> float:
-        """The calibrated zero point as a float (0.0 before calibration)."""
-        return self._zp
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, observer={self.observer}, learn={self.learn}"
@@ -380,6 +384,12 @@ class ActFakeQuant(nn.Module):
     def zero_point_value(self) -> float:
         """The calibrated zero point as a float (0.0 before calibration)."""
         return self._zp
+
+    def effective_scale(self) -> float:
+        """The scale the forward pass applies: the learned one (LSQ) where there is one."""
+        if self.learn and self.scale_param is not None:
+            return float(self.scale_param.detach().abs().clamp_min(EPS))
+        return float(self.scale)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, observer={self.observer}, learn={self.learn}"

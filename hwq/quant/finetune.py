@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from hwq.errors import UserError
 from hwq.policy import PolicyLike
 from hwq.quant.apply import apply_policy, calibrate, quantizable_layers
+from hwq.torch_threads import one_thread
 
 log = logging.getLogger("hwq.quant.finetune")
 
@@ -109,7 +110,8 @@ def finetune(
     Returns the record `{policy_id, fp32_accuracy, ptq_accuracy, qat_accuracy, epochs, wall_s}`
     (accuracies as fractions; ptq = the calibrated student before fine-tuning), and the
     fine-tuned model too with `return_model`. `on_step` is called after every optimiser step
-    (progress bars).
+    (progress bars). Runs on one intra-op thread (`hwq.torch_threads`): the same record on any
+    machine and in any process.
     """
     if epochs < 0:
         raise UserError(f"--epochs: expected a non-negative integer, found {epochs}")
@@ -121,11 +123,11 @@ def finetune(
     teacher = copy.deepcopy(teacher if teacher is not None else model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    if layer_names is None:
-        if example_input is None:
-            example_input = _first_inputs(test)
-        layer_names = quantizable_layers(model, example_input)
-    with torch.random.fork_rng(devices=[]):
+    with one_thread(), torch.random.fork_rng(devices=[]):  # the same numbers on any machine
+        if layer_names is None:
+            if example_input is None:
+                example_input = _first_inputs(test)
+            layer_names = quantizable_layers(model, example_input)
         torch.manual_seed(seed)
         if fp32_accuracy is None:
             fp32_accuracy = accuracy(teacher, test)

@@ -5,7 +5,8 @@ once (the observers see the FP32 network, so activation ranges do not depend on 
 memoises each layer's quantized weight and activation range per bit-width, so one policy costs
 one forward pass over the validation split; results are cached by policy id.
 `accuracy_objective(model, ...)` builds it for a model's trained weights and data
-(`hwq.trained`), refusing anything but trained weights.
+(`hwq.trained`), refusing anything but trained weights. Calibration and evaluation run on one
+intra-op thread (`hwq.torch_threads`): the same accuracies whatever the thread count.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hwq.errors import UserError
 from hwq.policy import PolicyLike, policy_id_from_pairs, policy_pairs
 from hwq.quant.apply import apply_policy, calibrate, quantizable_layers
 from hwq.quant.fake_quant import act_qparams, is_quantized, quantize_weight, weight_scale
+from hwq.torch_threads import one_thread
 from hwq.trained import calibration_batches, load_trained
 
 
@@ -86,7 +88,8 @@ class PTQAccuracy:
         self.layers = [modules[n] for n in self.names]
         for layer in self.layers:  # observe while unquantized: FP32 statistics, as calibrate does
             layer.act_quant.bits = 8
-        calibrate(self.qmodel, calib, calib_batches)
+        with one_thread():
+            calibrate(self.qmodel, calib, calib_batches)
         self.calib_batches = [
             (x, y) for x, y in _pairs_or_none(calib, calib_batches) if y is not None
         ]
@@ -133,8 +136,9 @@ class PTQAccuracy:
         hit = self.cache.get(pid)
         if hit is not None:
             return hit
-        self.set_pairs(pairs)
-        acc = int((self._logits(self.val_x).argmax(1) == self.val_y).sum()) / len(self.val_y)
+        with one_thread():
+            self.set_pairs(pairs)
+            acc = int((self._logits(self.val_x).argmax(1) == self.val_y).sum()) / len(self.val_y)
         self.cache[pid] = acc
         self.evaluations += 1
         return acc
@@ -153,7 +157,7 @@ class PTQAccuracy:
             raise UserError("sensitivity needs labelled calibration batches (inputs, labels)")
         self.set_pairs(pairs)
         total, n = 0.0, 0
-        with torch.no_grad():
+        with one_thread(), torch.no_grad():
             for x, y in batches:
                 total += float(F.cross_entropy(self.qmodel(x), y, reduction="sum"))
                 n += int(y.numel())

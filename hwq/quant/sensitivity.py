@@ -18,6 +18,7 @@ from hwq.errors import UserError
 from hwq.quant.fake_quant import is_quantized, quantize_weight, weight_scale
 from hwq.quant.ptq import PTQAccuracy, accuracy_objective
 from hwq.sensitivity_files import LONG_COLUMNS, SensitivityTable
+from hwq.torch_threads import one_thread
 
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = tuple(product(range(1, 9), range(1, 9)))
 
@@ -36,7 +37,18 @@ def measure_sensitivity(
     calibration batches when only that layer is quantized (every other layer FP32); can be
     slightly negative. `hessian`: HAWQ-V2/V3, Hutchinson estimate of the trace of the loss
     Hessian w.r.t. the layer's weights per parameter x squared weight quantization error at b
-    bits (weights only: `a_bits` empty)."""
+    bits (weights only: `a_bits` empty). Runs on one intra-op thread (`hwq.torch_threads`)."""
+    with one_thread():  # the same table whatever the thread count
+        return _measure(evaluator, pairs, method, hessian_iters, seed)
+
+
+def _measure(
+    evaluator: PTQAccuracy,
+    pairs: Iterable[tuple[int, int]],
+    method: str,
+    hessian_iters: int,
+    seed: int,
+) -> SensitivityTable:
     pairs = [(int(w), int(a)) for w, a in pairs]
     L = len(evaluator.names)
     if method == "hessian":

@@ -1,6 +1,10 @@
 """The QAT verification job of a search's best policies (DESIGN.md §5): QAT with distillation
 (`hwq.quant.finetune.finetune`) of a policy on the trained model (`hwq.trained`), with the
-settings of `hwq finetune`'s defaults. Executors run it as `hwq.quant.verification:verify_job`."""
+settings of `hwq finetune`'s defaults. Executors run it as `hwq.quant.verification:verify_job`.
+
+The job hands back the record and the fine-tuned model as the bytes of its quantized-model file
+(`hwq.quant.quantized_file`, under `STATE_KEY`): jobs never write files, the driver writes it as
+`verified/<policy_id>.pt`."""
 
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ VERIFY_SETTINGS: dict[str, Any] = {
 }
 
 
+STATE_KEY = "quantized_file"  # the record's key holding the fine-tuned model's file bytes
+
+
 def verify_job(
     model: str,
     weights: str | None = None,
@@ -31,9 +38,10 @@ def verify_job(
 ) -> Callable[[Any], dict[str, Any]]:
     """A function pairs [L, 2] -> the QAT verification record of `hwq.quant.finetune.finetune`
     (distillation from the FP32 model on the training split, test-split accuracies), with the
-    settings of `hwq finetune`."""
+    settings of `hwq finetune`, and under `STATE_KEY` the fine-tuned model's file bytes."""
     from hwq.quant.apply import quantizable_layers
     from hwq.quant.finetune import finetune
+    from hwq.quant.quantized_file import quantized_bytes, quantized_doc
 
     net, (train, val, test), _info = load_trained(
         model, weights=weights, data=data, model_args=model_args, seed=seed, objective="verify"
@@ -43,7 +51,7 @@ def verify_job(
     names = quantizable_layers(net, example)
 
     def run(pairs: Any) -> dict[str, Any]:
-        return finetune(
+        record, student = finetune(
             net,
             [(int(w), int(a)) for w, a in pairs],
             train,
@@ -53,7 +61,11 @@ def verify_job(
             calib=calib,
             layer_names=names,
             seed=seed,
+            return_model=True,
             **VERIFY_SETTINGS,
         )
+        doc = quantized_doc(student, model=model, model_args=model_args, weights=weights,
+                            source="qat", record=record)
+        return {**record, STATE_KEY: quantized_bytes(doc)}
 
     return run

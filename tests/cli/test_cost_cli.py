@@ -155,3 +155,76 @@ def test_profile_commands(tmp_path, capsys):
     bad.write_text("schema_version: 1\nname: x\nkind: nosuchkind\n")
     assert exit_code("profile", "validate", str(bad)) == 2
     assert "bad.yaml:3" in capsys.readouterr().err
+
+
+def _token_layers(path, unsupported=()):
+    """1 sample of 4 tokens: an embedding (32 x 8), q/k/v, attention scores and context (2 heads
+    of 4, matmul rows), o and an LM head (8 -> 32), as a layer file."""
+    from hwq.graph import LayerGraph
+
+    rows = [{"name": "emb", "op": "embedding", "in_channels": 32, "out_channels": 8,
+             "inputs": ""}]
+    rows += [{"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "emb"}
+             for n in ("q", "k", "v")]
+    rows += [
+        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 4, "inputs": "q", "second_inputs": "k"},
+        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
+        {"name": "o", "op": "linear", "in_channels": 8, "out_channels": 8,
+         "inputs": "attn.matmul1"},
+        {"name": "head", "op": "linear", "in_channels": 8, "out_channels": 32, "inputs": "o"},
+    ]
+    df = pd.DataFrame(rows)
+    df["out_h"] = 4
+    LayerGraph.from_frame(df, unsupported=unsupported).save(path)
+    return path
+
+
+def test_batch_of_a_token_graph_means_samples(tmp_path):
+    layers = str(_token_layers(tmp_path / "tokens.csv"))
+    one_macs = 4 * (4 * 8 * 8 + 8 * 32) + 2 * (2 * 4 * 4 * 4)  # tokens x K x N; heads x M K N
+    docs = {}
+    for batch in ("1", "4"):
+        res = run("cost", "-d", "bitfusion", "-m", layers, "--bits", "8,8", "--json",
+                  "--batch", batch)
+        assert res.exit_code == 0, res.output
+        docs[batch] = json.loads(res.stdout)["totals"]
+    one, four = docs["1"], docs["4"]
+    assert one["macs"] == one_macs and four["macs"] == 4 * one_macs
+    assert four["bops"] == 4 * one["bops"] == 4 * 64 * one_macs
+    assert four["weight_bytes"] == one["weight_bytes"] == 32 * 8 + 4 * 64 + 8 * 32  # W8: bytes
+    assert four["peak_activation_bytes"] == 4 * one["peak_activation_bytes"]
+    # a layer file built by hand has no aten-level count: nothing known to be left out
+    assert (four["unsupported_macs"], four["coverage"]) == (0, None)
+    res = run("table", "-d", "bitfusion", "-m", layers, "--bits", "8x8", "--batch", "4",
+              "--json")
+    assert res.exit_code == 0, res.output
+    table_macs = {r["layer"]: r["macs"] for r in json.loads(res.stdout)}
+    assert table_macs["attn.matmul0"] == 4 * 2 * 4 * 4 * 4 and table_macs["emb"] == 0
+    assert table_macs["head"] == 4 * 4 * 8 * 32  # samples x tokens x K x N
+
+
+def test_unsupported_macs_of_a_file_without_coverage_scale_with_batch(tmp_path):
+    lstm = {"name": "lstm", "type": "LSTM", "macs": 1000, "reason": "not modelled"}
+    layers = str(_token_layers(tmp_path / "tokens.parquet", [lstm]))
+    res = run("cost", "-d", "bitfusion", "-m", layers, "--bits", "8,8", "--json", "--batch", "3")
+    assert res.exit_code == 0, res.output
+    totals = json.loads(res.stdout)["totals"]
+    assert (totals["unsupported_macs"], totals["coverage"]) == (3000, None)
+
+
+def test_cost_json_coverage_of_a_traced_token_model_scales_with_batch():
+    args = ("--model", "tests.test_tracing_patterns:GPT2Block", "--input-shape", "1,5,8")
+    docs = {}
+    for batch in ("1", "4"):
+        res = run("cost", "-d", "bitfusion", *args, "--bits", "8,8", "--json", "--batch", batch)
+        assert res.exit_code == 0, res.output
+        docs[batch] = json.loads(res.stdout)["totals"]
+    one, four = docs["1"], docs["4"]
+    assert one["macs"] == 5 * (8 * 24 + 24 * 8 + 8 * 32 + 32 * 8)  # 5 tokens, 1 sample
+    assert four["macs"] == 4 * one["macs"]
+    assert four["unsupported_macs"] == one["unsupported_macs"] == 0
+    assert four["coverage"]["graph_macs"] == four["macs"]
+    assert four["coverage"]["reference_macs"] == 4 * one["coverage"]["reference_macs"]
+    assert four["coverage"]["fraction"] == one["coverage"]["fraction"] == 1.0

@@ -83,7 +83,8 @@ def test_onnx_export_matches_fake_quant_logits(finished_run, tmp_path):
     for pid in _front_ids(finished_run, 2):
         out = tmp_path / f"{pid}.onnx"
         code, stdout, err = run_cmd(
-            export, [str(finished_run.path), "--policy", pid, "--format", "onnx", "-o", str(out)]
+            export, [str(finished_run.path), "--policy", pid, "--format", "onnx", "--from",
+                     "ptq", "-o", str(out)]
         )
         assert code == 0, err
         assert "max_abs_logit_diff" in stdout
@@ -159,11 +160,12 @@ def test_torch_export_rebuilds_the_fake_quant_model(finished_run, tmp_path):
     pid = _front_ids(finished_run, 1)[0]
     out = tmp_path / "q.pt"
     code, stdout, err = run_cmd(
-        export, [str(finished_run.path), "--policy", pid, "--format", "torch", "-o", str(out)]
+        export, [str(finished_run.path), "--policy", pid, "--format", "torch", "--from", "ptq",
+                 "-o", str(out)]
     )
     assert code == 0, err
     doc = torch.load(out, weights_only=True)
-    assert doc["format"] == "hwq-quantized-state-dict"
+    assert doc["format"] == "hwq-quantized-state-dict" and doc["source"] == "ptq"
     assert set(doc["quant"]) == set(finished_run.layers.names)
     first = doc["quant"][finished_run.layers.names[0]]
     assert {"w_bits", "a_bits", "weight_scale", "weight_int", "act_scale"} <= set(first)

@@ -81,3 +81,57 @@ def test_encode_rejects_off_pin_policy(digits_graph):
     bad = np.full((1, len(digits_graph), 2), 4)
     with pytest.raises(UserError, match=digits_graph.names[0]):
         enc.encode(bad)
+
+
+def _token_graph(tail_matmul: bool = False):
+    """An embedding, one attention block (q, k, v, scores, context, o) and an LM head; with
+    `tail_matmul`, a last product of the head's output with itself (a matmul row)."""
+    import pandas as pd
+
+    from hwq.graph import LayerGraph
+
+    rows = [{"name": "emb", "op": "embedding", "in_channels": 32, "out_channels": 8,
+             "inputs": ""}]
+    rows += [{"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "emb"}
+             for n in ("q", "k", "v")]
+    rows += [
+        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
+         "out_channels": 5, "inputs": "q", "second_inputs": "k"},
+        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 5,
+         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
+        {"name": "o", "op": "linear", "in_channels": 8, "out_channels": 8,
+         "inputs": "attn.matmul1"},
+        {"name": "head", "op": "linear", "in_channels": 8, "out_channels": 32, "inputs": "o"},
+    ]
+    if tail_matmul:
+        rows.append({"name": "sim.matmul0", "op": "matmul", "in_channels": 32,
+                     "out_channels": 5, "inputs": "head", "second_inputs": "head"})
+    df = pd.DataFrame(rows)
+    df["out_h"] = 5
+    return LayerGraph.from_frame(df)
+
+
+def test_pins_first_last_are_weight_layers_of_a_token_model():
+    g = _token_graph()
+    assert parse_pin_specs(["first,last=8"], g) == {0: (8, 8), g.index_of("head"): (8, 8)}
+    g = _token_graph(tail_matmul=True)
+    assert g.names[-1] == "sim.matmul0"
+    pins = parse_pin_specs(["first=4x8", "last=8"], g)
+    assert pins == {g.index_of("emb"): (4, 8), g.index_of("head"): (8, 8)}
+    enc = Encoding(g, PRODUCT, pins)
+    assert enc.n_groups == len(g) - 2  # the matmul rows are decisions like any layer
+    pairs = enc.decode(np.full((1, enc.n_var), 0))
+    assert tuple(pairs[0, -1]) == (2, 2) and tuple(pairs[0, g.index_of("head")]) == (8, 8)
+    # a matmul row can still be pinned by name
+    assert parse_pin_specs(["attn.matmul0=8"], g) == {g.index_of("attn.matmul0"): (8, 8)}
+
+
+def test_pin_first_without_a_weight_layer_is_an_error():
+    import pandas as pd
+
+    from hwq.graph import LayerGraph
+
+    g = LayerGraph.from_frame(pd.DataFrame([
+        {"name": "m", "op": "matmul", "in_channels": 4, "out_channels": 4, "out_h": 4}]))
+    with pytest.raises(UserError, match="no weight layer"):
+        parse_pin_specs(["first,last=8"], g)
