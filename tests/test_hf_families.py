@@ -22,9 +22,6 @@ from hwq.graph import LayerGraph
 from tests.hf_factories import BATCH, DECODER_TOKENS, EXAMPLES, LAYERS, TOKENS
 
 FAMILIES = tuple(EXAMPLES)
-NEEDS_MATMUL = pytest.mark.xfail(strict=True, reason="needs matmul rows from the trace branch")
-NEEDS_EMBEDDING = pytest.mark.xfail(strict=True,
-                                    reason="needs embedding rows from the trace branch")
 PRODUCTS = ("matmul", "__matmul__", "__rmatmul__", "bmm", "mm")
 
 # (conv, linear, embedding, matmul) rows from each config (2 layers per stack)
@@ -152,7 +149,6 @@ def test_reference_count_agrees_and_nothing_is_dropped(family: str) -> None:
     assert cov["graph_macs"] + cov["unsupported_macs"] == cov["reference_macs"]
 
 
-@NEEDS_MATMUL
 @pytest.mark.parametrize("family", FAMILIES)
 def test_matmul_rows_count_and_macs(family: str) -> None:
     t = traced(family)
@@ -162,7 +158,6 @@ def test_matmul_rows_count_and_macs(family: str) -> None:
     assert rows(t.graph, "matmul")["macs"].tolist() == t.counted.matmul
 
 
-@NEEDS_MATMUL
 @pytest.mark.parametrize("family", FAMILIES)
 def test_coverage_at_least_99_percent(family: str) -> None:
     cov = traced(family).graph.coverage
@@ -170,12 +165,7 @@ def test_coverage_at_least_99_percent(family: str) -> None:
     assert cov["unsupported_macs"] == 0
 
 
-def _embedding_families() -> list[Any]:
-    return [pytest.param(f, marks=NEEDS_EMBEDDING) if EXPECTED_ROWS[f][2] else f
-            for f in FAMILIES]
-
-
-@pytest.mark.parametrize("family", _embedding_families())
+@pytest.mark.parametrize("family", FAMILIES)
 def test_embedding_rows_and_weights_counted_once(family: str) -> None:
     """Every table read is an embedding row; weight_params hold every weight once (Qwen2's LM
     head shares the embedding's table, T5's decoder reads the encoder's)."""
