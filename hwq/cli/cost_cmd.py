@@ -106,6 +106,8 @@ def cost(
     if rows:
         emit_table(display_rows(rows, PER_LAYER_COLUMNS))
         click.echo("")
+    if totals.get("feasible") and not totals.get("infeasible_reason"):
+        totals.pop("infeasible_reason", None)  # nothing to say
     emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g),
                   **display_mapping(totals)})
 
