@@ -186,8 +186,7 @@ def _table(runs, fronts, labels, shared) -> list[dict[str, Any]]:
         row["hypervolume"] = round(hypervolume(nd, np.full(len(cols), 1.1)), 4)
         ver = run.verify
         row["best_qat_accuracy_%"] = (
-            in_unit(float(ver["qat_accuracy"].max()), display_unit("qat_accuracy")[0])
-            if len(ver) else None
+            round(100 * float(ver["qat_accuracy"].max()), 2) if len(ver) else None
         )
         row["run_dir"] = str(run.path)
         rows.append(row)

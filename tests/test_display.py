@@ -135,3 +135,46 @@ def test_a_mapping_shows_each_quantity_with_its_unit():
         "peak activation memory": "931 KiB", "cycles": 2087495, "latency": "4.175 ms",
         "energy": "6.729 mJ", "overflow": "0 B", "feasible": True,
     }
+
+
+def _cli(capsys, *argv: str) -> str:
+    from hwq.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def _table(lines: list[str]) -> list[dict[str, str]]:
+    """An emitted text table read back (cells are separated by two spaces or more)."""
+    import re
+
+    head = re.split(r"\s{2,}", lines[0].strip())
+    return [dict(zip(head, re.split(r"\s{2,}", line.strip()))) for line in lines[1:] if line]
+
+
+def test_one_front_prints_alike_in_hwq_search_and_hwq_runs_show(tmp_path, capsys):
+    from hwq.runs import Run
+
+    out = tmp_path / "run"
+    summary = _cli(capsys, "-q", "search", "--device", "bitfusion", "--model", "resnet18",
+                   "--sensitivity", "hawq-v3:resnet18", "--bits", "4x4,8x8", "--pin",
+                   "first,last=8", "--objectives", "sensitivity,latency,energy",
+                   "--generations", "2", "--population", "8", "--seed", "0", "-o", str(out))
+    shown = _cli(capsys, "runs", "show", str(out))
+    searched = {r["policy_id"]: r for r in _table(summary.splitlines())}
+    front_lines = shown.split("\nfront:\n")[1].splitlines()
+    listed = {r["policy_id"]: r for r in _table(front_lines)}
+    run = Run.open(out)
+    headers = [table_header(c, display_unit(c, run.pareto[c])[1])
+               for c in ("latency_s", "energy_pj")]
+    assert set(searched) == set(listed) == set(run.pareto["policy_id"])
+    for pid, row in searched.items():
+        for h in headers:  # the same cell text in both commands
+            assert row[h] == listed[pid][h], (pid, h)
+    lat = run.pareto["latency_s"]
+    div, unit = display_unit("latency_s", lat)
+    assert f"best latency      {min(lat) / div:.4g} {unit}\n" in shown  # the front column's unit
