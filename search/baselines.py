@@ -232,9 +232,11 @@ def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarr
         for col, o in over.items():
             if o > 0:
                 margin[col] += o + 1e-9 * abs(budgets[col])
+    from hwq.display import format_quantity, mapping_label
+
     raise UserError(
         "--algorithm ilp: no policy meets "
-        + ", ".join(f"{k} <= {v:.6g}" for k, v in budgets.items())
+        + ", ".join(f"{mapping_label(k)} <= {format_quantity(k, v)}" for k, v in budgets.items())
     )
 
 

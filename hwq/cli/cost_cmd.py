@@ -11,7 +11,7 @@ import numpy as np
 
 from hwq.cli.options import json_option, model_options, resolve_graph
 from hwq.cli.output import emit_json, emit_mapping, emit_table
-from hwq.display import records
+from hwq.display import display_mapping, display_rows, records
 from hwq.errors import UserError
 
 PER_LAYER_COLUMNS = (
@@ -107,9 +107,12 @@ def cost(
         emit_json(doc)
         return
     if rows:
-        emit_table(rows, PER_LAYER_COLUMNS)
+        emit_table(display_rows(rows, PER_LAYER_COLUMNS))
         click.echo("")
-    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g), **totals})
+    if totals.get("feasible") and not totals.get("infeasible_reason"):
+        totals.pop("infeasible_reason", None)  # nothing to say
+    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g),
+                  **display_mapping(totals)})
 
 
 @click.command()
