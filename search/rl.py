@@ -74,7 +74,7 @@ class RLParams:
 
     @classmethod
     def of(cls, config: Any) -> RLParams:
-        return cls(agent=str(getattr(config, "rl_agent", "ddpg")))
+        return cls(agent=str(config.rl_agent))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
