@@ -84,6 +84,19 @@ def _greedy(config: SearchConfig) -> Any:
     return OneShot("greedy", greedy_path, seed=int(config.seed))
 
 
+def _rl(config: SearchConfig) -> Any:
+    from hwq.search.rl import RLParams, RLSearch
+
+    return RLSearch(pop_size=int(config.population), params=RLParams.of(config),
+                    seed=int(config.seed))
+
+
+def _rl_params(config: SearchConfig) -> dict[str, Any]:
+    from hwq.search.rl import RLParams
+
+    return RLParams.of(config).to_dict()
+
+
 def _check_ilp(problem: SearchProblem) -> None:
     from hwq.errors import UserError
     from hwq.search.baselines import additive_budgets, require_sensitivity
@@ -109,6 +122,7 @@ SPECS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec("random", _random),
         AlgorithmSpec("ilp", _ilp, one_shot=True, check=_check_ilp),
         AlgorithmSpec("greedy", _greedy, one_shot=True, check=_check_greedy),
+        AlgorithmSpec("rl", _rl, params=_rl_params),
     )
 }
 ALGORITHMS: tuple[str, ...] = tuple(SPECS)

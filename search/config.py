@@ -28,6 +28,7 @@ DEFAULT_OBJECTIVES = ("accuracy", "latency", "energy", "weight_memory")
 TIES = ("none", "same-input")
 GRAPH_MODES = ("dataflow", "chain")
 GNN_FEATURES = ("graph", "graph+costs")
+RL_AGENTS = ("ddpg", "td3")  # stable-baselines3 agents of --algorithm rl (hwq.search.rl.AGENTS)
 
 
 # -- how a given value becomes its stored form -----------------------------------------------------
@@ -247,6 +248,10 @@ class SearchConfig:
         choices=GNN_FEATURES,
         coerce=str,
     )
+    rl_agent: str = option(
+        "ddpg", "Agent of --algorithm rl (stable-baselines3): DDPG as HAQ, or TD3",
+        choices=RL_AGENTS, coerce=str,
+    )
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -295,7 +300,7 @@ class SearchConfig:
                     f"--{name.replace('_', '-')}: expected {what}, found {getattr(self, name)}"
                 )
         for name, allowed in (("tie", TIES), ("graph", GRAPH_MODES),
-                              ("gnn_features", GNN_FEATURES)):
+                              ("gnn_features", GNN_FEATURES), ("rl_agent", RL_AGENTS)):
             if getattr(self, name) not in allowed:
                 raise UserError(
                     f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, found "
