@@ -25,6 +25,8 @@ shapes, MACs and weights are the reference's, the border pixels a kernel reads d
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import Tensor, nn
 
@@ -152,14 +154,18 @@ AD_WIDTHS: tuple[int, ...] = (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 64
 
 
 class DenseAutoencoder(nn.Module):
+    """Linear layers `fc1` ... `fc10`, each but the last followed by `bn<i>` and `relu<i>`."""
+
     def __init__(self, widths: tuple[int, ...] = AD_WIDTHS) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        for i, (inp, out) in enumerate(zip(widths[:-1], widths[1:])):
-            layers.append(nn.Linear(inp, out))
-            if i < len(widths) - 2:  # every layer but the output one
-                layers += [nn.BatchNorm1d(out), nn.ReLU()]
-        self.layers = nn.Sequential(*layers)
+        layers: dict[str, nn.Module] = {}
+        last = len(widths) - 1
+        for i, (inp, out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+            layers[f"fc{i}"] = nn.Linear(inp, out)
+            if i < last:
+                layers[f"bn{i}"] = nn.BatchNorm1d(out)
+                layers[f"relu{i}"] = nn.ReLU()
+        self.layers = nn.Sequential(OrderedDict(layers))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
