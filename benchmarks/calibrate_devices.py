@@ -13,7 +13,7 @@ runtime) profile = geometric mean of measured energy / latency. Leave-one-out: f
 the KWS rows (then without the IC rows), the left-out network's latency and energy.
 
     python benchmarks/calibrate_devices.py                # fit + checks, JSON on stdout
-    python benchmarks/calibrate_devices.py --write        # also rewrite cost_models/mcu_runtimes.yaml
+    python benchmarks/calibrate_devices.py --write  # and rewrite cost_models/mcu_runtimes.yaml
     python benchmarks/calibrate_devices.py --family mcu   # one family
 """
 

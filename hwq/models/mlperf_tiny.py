@@ -38,7 +38,7 @@ def _conv_bn(inp: int, out: int, kernel: int | tuple[int, int], stride: int = 1,
             nn.BatchNorm2d(out)]
 
 
-# -- IC: ResNet-8 ------------------------------------------------------------------------------------
+# -- IC: ResNet-8 ----------------------------------------------------------------------------------
 class ResNet8Stack(nn.Module):
     """Two 3x3 convs (the first may stride 2) plus the shortcut: identity, or a 1x1 conv of the
     same stride (no BatchNorm) where the shape changes."""
@@ -79,7 +79,7 @@ def mlperf_tiny_ic(filters: int = 16, num_classes: int = 10) -> ResNet8:
     return ResNet8(filters, num_classes)
 
 
-# -- VWW: MobileNetV1 alpha 0.25 ---------------------------------------------------------------------
+# -- VWW: MobileNetV1 alpha 0.25 -------------------------------------------------------------------
 # (output channels, depthwise stride) of the 13 depthwise-separable blocks at alpha 0.25
 VWW_BLOCKS: tuple[tuple[int, int], ...] = (
     (16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2),
@@ -125,7 +125,7 @@ def mlperf_tiny_vww(num_classes: int = 2) -> MobileNetV1:
     return MobileNetV1(num_classes=num_classes)
 
 
-# -- KWS: DS-CNN -------------------------------------------------------------------------------------
+# -- KWS: DS-CNN -----------------------------------------------------------------------------------
 class DSCNN(nn.Module):
     def __init__(self, filters: int = 64, blocks: int = 4, num_classes: int = 12) -> None:
         super().__init__()
@@ -149,7 +149,7 @@ def mlperf_tiny_kws(num_classes: int = 12) -> DSCNN:
     return DSCNN(num_classes=num_classes)
 
 
-# -- AD: fully connected autoencoder -----------------------------------------------------------------
+# -- AD: fully connected autoencoder ---------------------------------------------------------------
 AD_WIDTHS: tuple[int, ...] = (640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640)
 
 

@@ -43,7 +43,7 @@ def values(graph: LayerGraph, profile, pairs=((8, 8),)) -> dict:
     return dict(mcu.price(graph, profile, w, a).values)
 
 
-# -- the table ---------------------------------------------------------------------------------------
+# -- the table -------------------------------------------------------------------------------------
 def test_table_covers_every_runtime_on_every_cortex_core():
     table = runtime_table()
     for runtime in ("tflm", "cmsis-nn", "x-cube-ai-7.3", "x-cube-ai-9.0", "plumerai"):
@@ -78,7 +78,7 @@ def test_a_bad_table_is_refused():
         parse(doc)
 
 
-# -- where the figures come from ---------------------------------------------------------------------
+# -- where the figures come from -------------------------------------------------------------------
 def test_existing_profiles_keep_their_own_figures():
     for name, runtime in (("stm32h743", "cmsis-nn"), ("nrf52840", "cmsis-nn"),
                           ("gap8", "pulp-nn"), ("stm32f746", "cmsis-nn")):
@@ -152,7 +152,7 @@ def test_profile_rules(tmp_path, text, needle):
         load_profile(write(tmp_path, text, "again.yaml"))
 
 
-# -- the laws ----------------------------------------------------------------------------------------
+# -- the laws --------------------------------------------------------------------------------------
 LAYERS = {
     "conv": dict(name="c", op="conv", in_channels=16, out_channels=32, out_h=8, in_h=8,
                  kernel_h=3),
@@ -244,7 +244,7 @@ def test_power_belongs_to_the_profile_not_the_runtime():
     assert a.clock_hz == b.clock_hz and a.get("power.active_w") != b.get("power.active_w")
 
 
-# -- every new profile prices the four models --------------------------------------------------------
+# -- every new profile prices the four models ------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_graphs() -> dict:
     from hwq.model_source import load_graph
