@@ -269,3 +269,15 @@ def test_cores_are_named():
     assert set(CORES) >= {"cortex-m4", "cortex-m7", "cortex-m33"}
     assert {load_profile(b).get("core") for b in BOARDS} == {"cortex-m4", "cortex-m7",
                                                              "cortex-m33"}
+
+
+def test_the_docs_example_prices_a_derived_runtime_on_a_shipped_board(tmp_path):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mcu-runtimes.md").read_text()
+    block = doc.split("```yaml\n")[1].split("```")[0]
+    text = "\n".join(line[3:] if line.startswith("   ") else line for line in block.splitlines())
+    p = load_profile(write(tmp_path, text + "\n", "stm32u575-tflm.yaml"))
+    figs = mcu.figures(p)
+    assert (figs.runtime, figs.core, figs.entry.basis) == ("tflm", "cortex-m33", "derived")
+    assert figs.entry == runtime_table().entry("tflm", "cortex-m33")
