@@ -5,6 +5,7 @@ A layer's cycles, at a pair (w, a):
     compute = MACs x cycles_per_mac[kernel][class] + output elements x glue_cycles_per_element
     cycles  = max(MACs x cycles_per_mac[kernel][class], flash read cycles) + output elements x glue
 
+(each rounded up to whole cycles).
 Class: `depthwise` (groups == in_channels > 1), `pointwise` (1x1 conv, groups 1), `fc` (linear
 and matmul), else `conv`. The glue is what a real network spends outside its MAC loops per
 element it produces: requantisation, bias and activation, and the elementwise adds and pooling
@@ -144,11 +145,6 @@ def figures(profile: DeviceProfile) -> Figures:
     if overhead is not None and (4, 8) not in kernels:
         kernels[(4, 8)] = kernels[(8, 8)] * float(overhead)
     return Figures(runtime, None if core is None else str(core), kernels, glue, entry)
-
-
-def kernels(profile: DeviceProfile) -> dict[tuple[int, int], np.ndarray]:
-    """(X, Y) -> cycles per MAC float64[4] in LAYER_TYPES order."""
-    return dict(figures(profile).kernels)
 
 
 def cycles_table(figs: Figures, w_bits: np.ndarray, a_bits: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,10 @@ from hwq.cli.options import json_option
 from hwq.cli.output import emit_json, emit_table
 from hwq.display import format_table
 from hwq.errors import ProfileError
+
+if TYPE_CHECKING:
+    from hwq.cost_models.kind import RuntimeInfo
+    from hwq.profile import DeviceProfile
 
 
 @click.group()
@@ -92,18 +97,17 @@ def show_cmd(name: str, bits: str | None, as_json: bool) -> None:
         sys.stdout.write(f"# {line}".rstrip() + "\n")
 
 
-def runtime_of(p: object) -> object:
+def runtime_of(p: DeviceProfile) -> RuntimeInfo | None:
     """The kind's RuntimeInfo of profile `p`, or None for a kind without runtimes."""
     from hwq.cost_models.kind import kind
 
-    hook = kind(p.kind).runtime  # type: ignore[attr-defined]
+    hook = kind(p.kind).runtime
     return None if hook is None else hook(p)
 
 
-def calibration_sources(p: object) -> dict[str, str]:
+def calibration_sources(p: DeviceProfile) -> dict[str, str]:
     """The profile's figures whose source says they were fitted (key path -> source)."""
-    return {k: v for k, v in p.sources.items()  # type: ignore[attr-defined]
-            if str(v).startswith("fitted")}
+    return {k: v for k, v in p.sources.items() if str(v).startswith("fitted")}
 
 
 PAIR_COLUMNS = ("w_bits", "a_bits", "peak_macs_per_s", "energy_per_mac_pj",
