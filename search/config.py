@@ -27,6 +27,7 @@ DEFAULT_OBJECTIVES = ("accuracy", "latency", "energy", "weight_memory")
 TIES = ("none", "same-input")
 GRAPH_MODES = ("dataflow", "chain")
 GNN_FEATURES = ("graph", "graph+costs")
+BO_MODES = ("ehvi", "bomp")  # --bo-mode (hwq.search.bo)
 
 
 # -- how a given value becomes its stored form -----------------------------------------------------
@@ -240,6 +241,19 @@ class SearchConfig:
         choices=GNN_FEATURES,
         coerce=str,
     )
+    bo_mode: str = option(
+        "ehvi",
+        "BO acquisition: ehvi (expected hypervolume improvement on all objectives) or bomp "
+        "(BOMP-NAS: UCB on its scalarised score)",
+        choices=BO_MODES,
+        coerce=str,
+    )
+    finetune_epochs: int = option(
+        0,
+        "Fine-tune each candidate this many epochs (QAT with distillation) before measuring "
+        "its accuracy; 0: post-training quantization",
+        coerce=_int,
+    )
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -281,14 +295,15 @@ class SearchConfig:
             raise UserError(
                 f"--algorithm: expected one of {', '.join(SPECS)}, found {self.algorithm!r}"
             )
-        for name, low in (("generations", 1), ("population", 1), ("verify_top", 0)):
+        for name, low in (("generations", 1), ("population", 1), ("verify_top", 0),
+                          ("finetune_epochs", 0)):
             if int(getattr(self, name)) < low:
                 what = "a positive integer" if low else "0 or more"
                 raise UserError(
                     f"--{name.replace('_', '-')}: expected {what}, found {getattr(self, name)}"
                 )
         for name, allowed in (("tie", TIES), ("graph", GRAPH_MODES),
-                              ("gnn_features", GNN_FEATURES)):
+                              ("gnn_features", GNN_FEATURES), ("bo_mode", BO_MODES)):
             if getattr(self, name) not in allowed:
                 raise UserError(
                     f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, found "
