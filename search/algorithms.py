@@ -72,6 +72,19 @@ def _random(config: SearchConfig) -> Any:
     return RandomSearch(pop_size=int(config.population), seed=int(config.seed))
 
 
+def _bo(config: SearchConfig) -> Any:
+    from hwq.search.bo import BayesOpt, BOParams
+
+    return BayesOpt(pop_size=int(config.population), params=BOParams.of(config),
+                    seed=int(config.seed))
+
+
+def _bo_params(config: SearchConfig) -> dict[str, Any]:
+    from hwq.search.bo import BOParams
+
+    return BOParams.of(config).to_dict()
+
+
 def _ilp(config: SearchConfig) -> Any:
     from hwq.search.baselines import OneShot, ilp_choice
 
@@ -120,6 +133,7 @@ SPECS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec("nemo", _nemo, params=_nemo_params),
         AlgorithmSpec("nsga2", _nsga2),
         AlgorithmSpec("random", _random),
+        AlgorithmSpec("bo", _bo, params=_bo_params),
         AlgorithmSpec("ilp", _ilp, one_shot=True, check=_check_ilp),
         AlgorithmSpec("greedy", _greedy, one_shot=True, check=_check_greedy),
         AlgorithmSpec("rl", _rl, params=_rl_params),

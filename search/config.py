@@ -29,6 +29,7 @@ TIES = ("none", "same-input")
 GRAPH_MODES = ("dataflow", "chain")
 GNN_FEATURES = ("graph", "graph+costs")
 RL_AGENTS = ("ddpg", "td3")  # stable-baselines3 agents of --algorithm rl (hwq.search.rl.AGENTS)
+BO_MODES = ("ehvi", "bomp")  # --bo-mode (hwq.search.bo)
 
 
 # -- how a given value becomes its stored form -----------------------------------------------------
@@ -252,6 +253,19 @@ class SearchConfig:
         "ddpg", "Agent of --algorithm rl (stable-baselines3): DDPG as HAQ, or TD3",
         choices=RL_AGENTS, coerce=str,
     )
+    bo_mode: str = option(
+        "ehvi",
+        "BO acquisition: ehvi (expected hypervolume improvement on all objectives) or bomp "
+        "(BOMP-NAS: UCB on its scalarised score)",
+        choices=BO_MODES,
+        coerce=str,
+    )
+    finetune_epochs: int = option(
+        0,
+        "Fine-tune each candidate this many epochs (QAT with distillation) before measuring "
+        "its accuracy; 0: post-training quantization",
+        coerce=_int,
+    )
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -293,14 +307,16 @@ class SearchConfig:
             raise UserError(
                 f"--algorithm: expected one of {', '.join(SPECS)}, found {self.algorithm!r}"
             )
-        for name, low in (("generations", 1), ("population", 1), ("verify_top", 0)):
+        for name, low in (("generations", 1), ("population", 1), ("verify_top", 0),
+                          ("finetune_epochs", 0)):
             if int(getattr(self, name)) < low:
                 what = "a positive integer" if low else "0 or more"
                 raise UserError(
                     f"--{name.replace('_', '-')}: expected {what}, found {getattr(self, name)}"
                 )
         for name, allowed in (("tie", TIES), ("graph", GRAPH_MODES),
-                              ("gnn_features", GNN_FEATURES), ("rl_agent", RL_AGENTS)):
+                              ("gnn_features", GNN_FEATURES), ("rl_agent", RL_AGENTS),
+                              ("bo_mode", BO_MODES)):
             if getattr(self, name) not in allowed:
                 raise UserError(
                     f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, found "
