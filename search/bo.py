@@ -62,10 +62,8 @@ import numpy as np
 from pymoo.core.algorithm import Algorithm
 from pymoo.core.population import Population
 
-from hwq.errors import UserError
 from hwq.objectives import OBJECTIVES, QUALITY_OBJECTIVES
 from hwq.search.algorithm_base import CheckpointSafe, History, SingleSpecies
-from hwq.search.config import BO_MODES
 
 log = logging.getLogger("hwq.search")
 
@@ -472,10 +470,6 @@ class BayesOpt(CheckpointSafe, SingleSpecies, Algorithm):
         return {"surrogate_wall_s": self.surrogate_wall_s}
 
     # -- pymoo hooks -----------------------------------------------------------------------------
-    def _setup(self, problem: Any, **kwargs: Any) -> None:
-        if self.params.mode not in BO_MODES:
-            raise UserError(f"--bo-mode: expected ehvi or bomp, found {self.params.mode!r}")
-
     def _initialize_infill(self) -> Population:
         from scipy.stats import qmc
 
@@ -527,7 +521,7 @@ class BayesOpt(CheckpointSafe, SingleSpecies, Algorithm):
         costs_obs, _ = oracle(X_obs)
         cols = []
         if layout.quality is not None:
-            cols.append(self._quality_values(F, X_obs)[:, None])
+            cols.append(self._quality_values(F)[:, None])
         Y_obs = np.concatenate([*cols, costs_obs], axis=1)
         feasible_obs = CV <= 0
         front = _front_rows(F, CV)
@@ -586,6 +580,7 @@ class BayesOpt(CheckpointSafe, SingleSpecies, Algorithm):
                 self.refs = bomp_references(p)
             units = [1.0 if o in QUALITY_OBJECTIVES else BASE_UNITS[o][1] for o in p.objectives]
             refs = list(self.refs)
+
             def build(g: Any) -> tuple[Any, Any]:
                 return surrogate(g, exact_costs, len(layout.cost_columns), prm.mc_samples, seed)
 
@@ -598,7 +593,7 @@ class BayesOpt(CheckpointSafe, SingleSpecies, Algorithm):
                                 self.pop_size, mean_of)
         return pool[np.asarray(picks, dtype=np.int64)]
 
-    def _quality_values(self, F: np.ndarray, X: np.ndarray) -> np.ndarray:
+    def _quality_values(self, F: np.ndarray) -> np.ndarray:
         """The quality of the evaluated candidates in its own unit (from F, or the logged
         records where the quality is only constrained)."""
         p = self.problem
