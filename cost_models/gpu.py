@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hwq.cost_models.kind import DeviceKind, Priced, register_kind
+from hwq.cost_models.kind import DeviceKind, Priced, RuntimeInfo, register_kind
 from hwq.errors import CostModelError
 from hwq.profile_rules import RuleSource, calibration_problems, is_number, widths
 from hwq.profile_schema import CALIBRATION, FRACTION, NONNEG, POS, POSINT, obj
@@ -126,6 +126,18 @@ def compute_efficiency(profile: DeviceProfile) -> tuple[float, float, float, flo
 def runtime(profile: DeviceProfile) -> str:
     """The runtime whose kernels the profile's efficiencies describe (default `generic`)."""
     return str(profile.get("runtime", DEFAULT_RUNTIME))
+
+
+def runtime_info(profile: DeviceProfile) -> RuntimeInfo:
+    """The runtime of a profile and its fit report (`hwq profile list` / `show`)."""
+    from hwq.profile_summary import calibration_lines
+
+    name = runtime(profile)
+    lines = calibration_lines(profile)
+    if not lines:
+        lines = (f"figures: datasheet figures with the profile's efficiencies (runtime {name}; "
+                 "not calibrated by hwq)",)
+    return RuntimeInfo(name, profile.get("runtime", None) is not None, lines)
 
 
 def params_from_profile(profile: DeviceProfile) -> np.ndarray:
@@ -233,4 +245,5 @@ KIND = register_kind(DeviceKind(
     param_names=PARAM_NAMES,
     params=params_from_profile,
     columns=("precision",),
+    runtime=runtime_info,
 ))

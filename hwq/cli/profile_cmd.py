@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,10 @@ from hwq.cli.options import json_option
 from hwq.cli.output import emit_json, emit_table
 from hwq.display import format_table
 from hwq.errors import ProfileError
+
+if TYPE_CHECKING:
+    from hwq.cost_models.kind import RuntimeInfo
+    from hwq.profile import DeviceProfile
 
 
 @click.group()
@@ -21,13 +26,15 @@ def profile() -> None:
 @profile.command("list")
 @json_option
 def list_cmd(as_json: bool) -> None:
-    """The shipped device profiles."""
+    """The shipped device profiles: name, kind, runtime (the one its figures belong to; - for a
+    kind without runtimes) and description."""
     from hwq.profile import list_profiles, load_profile
 
     rows = []
     for name in list_profiles():
         p = load_profile(name)
-        rows.append({"name": p.name, "kind": p.kind, "runtime": p.data.get("runtime"),
+        info = runtime_of(p)
+        rows.append({"name": p.name, "kind": p.kind, "runtime": info.name if info else "-",
                      "description": p.description})
     if as_json:
         emit_json(rows)
@@ -47,20 +54,37 @@ def show_cmd(name: str, bits: str | None, as_json: bool) -> None:
     """The resolved profile NAME (a shipped name or a YAML path), then what it implies per
     (w_bits, a_bits) pair: peak MACs/s and energy per MAC, from the kind's cost model."""
     from hwq.profile import load_profile
-    from hwq.profile_summary import calibration_targets, summarize
+    from hwq.profile_summary import summarize
     from hwq.units import parse_pairs
 
     p = load_profile(name)
     summary = summarize(p, parse_pairs(bits) if bits else None)
-    targets = calibration_targets(p)
+    info = runtime_of(p)
+    fitted = calibration_sources(p)
     if as_json:
         emit_json({"name": p.name, "kind": p.kind, "sha256": p.sha256, "profile": dict(p.data),
-                   "pairs": summary.rows(), "pairs_basis": summary.basis,
-                   "runtime": p.data.get("runtime"), "calibration_targets": targets})
+                   "runtime": None if info is None else {
+                       "name": info.name, "named": info.named,
+                       "provenance": list(info.provenance)},
+                   "calibration": fitted,
+                   "pairs": summary.rows(), "pairs_basis": summary.basis})
         return
     sys.stdout.write(f"# sha256: {p.sha256}\n")
     sys.stdout.write(p.to_yaml())
-    _write_calibration(p.to_dict(), targets)
+    # runtime and calibration provenance, as YAML comments like the table below
+    if info is not None or fitted:
+        sys.stdout.write("\n")
+    if info is not None:
+        how = "named by the profile" if info.named else "the kind's default"
+        sys.stdout.write(f"# runtime: {info.name} ({how})\n")
+        for line in info.provenance:
+            for part in textwrap.wrap(line, width=94, subsequent_indent="    "):
+                sys.stdout.write(f"#   {part}\n")
+    if fitted:
+        sys.stdout.write("# calibrated figures of the profile:\n")
+        for key, source in fitted.items():
+            for part in textwrap.wrap(f"{key}: {source}", width=94, subsequent_indent="    "):
+                sys.stdout.write(f"#   {part}\n")
     # The table is written as YAML comments: stdout stays a loadable profile.
     header = f"What the profile implies per (w_bits, a_bits) pair, from the {summary.basis}:"
     sys.stdout.write("\n")
@@ -73,28 +97,17 @@ def show_cmd(name: str, bits: str | None, as_json: bool) -> None:
         sys.stdout.write(f"# {line}".rstrip() + "\n")
 
 
-def _write_calibration(data: dict, targets: list[dict]) -> None:
-    """The fit report of a calibrated profile, as YAML comments: runtime, what was fitted on
-    what, and each target's residual."""
-    cal = data.get("calibration")
-    if not isinstance(cal, dict):
-        return
-    head = f"Calibration (runtime {data['runtime']}): " if "runtime" in data else "Calibration: "
-    head += f"fitted {', '.join(cal['fitted'])}"
-    if "carried_from" in cal:
-        head += f", carried unchanged from {cal['carried_from']}"
-    sys.stdout.write("\n")
-    for text in (head, f"on: {cal['data']}", f"method: {cal['method']}"):
-        for line in textwrap.wrap(text, width=96):
-            sys.stdout.write(f"# {line}\n")
-    rows = [{**t, "residual": "-" if t["residual"] is None else f"{t['residual']:+.1%}"}
-            for t in targets]
-    if rows:
-        for line in format_table(rows, CALIBRATION_COLUMNS, _pair_cell):
-            sys.stdout.write(f"# {line}".rstrip() + "\n")
+def runtime_of(p: DeviceProfile) -> RuntimeInfo | None:
+    """The kind's RuntimeInfo of profile `p`, or None for a kind without runtimes."""
+    from hwq.cost_models.kind import kind
+
+    hook = kind(p.kind).runtime
+    return None if hook is None else hook(p)
 
 
-CALIBRATION_COLUMNS = ("name", "role", "unit", "measured", "model", "residual")
+def calibration_sources(p: DeviceProfile) -> dict[str, str]:
+    """The profile's figures whose source says they were fitted (key path -> source)."""
+    return {k: v for k, v in p.sources.items() if str(v).startswith("fitted")}
 
 
 PAIR_COLUMNS = ("w_bits", "a_bits", "peak_macs_per_s", "energy_per_mac_pj",
