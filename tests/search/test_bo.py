@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -198,25 +193,8 @@ def test_bo_resumes_after_sigkill_to_the_same_front(tmp_path, r18_layers):
     full = hs(**bo_helpers.bo_kwargs(r18_layers, str(tmp_path / "full"), DEVICE, "ehvi"),
               quality=helpers.fake_accuracy)
     out = tmp_path / "killed"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.search.bo_helpers", r18_layers, str(out), DEVICE, "ehvi"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.time() + 180
-        part = out / "candidates" / "part-00001.parquet"
-        while not part.exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "the search did not reach generation 1"
-            time.sleep(0.02)
-        time.sleep(0.05)  # inside generation 2 (its proposals, or their 0.25 s evaluation)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    helpers.kill_inside_generation(
+        ["tests.search.bo_helpers", r18_layers, str(out), DEVICE, "ehvi"], out, 1, 180)
     assert json.loads((out / "meta.json").read_text())["status"] == "running"
     assert not (out / "candidates" / "part-00003.parquet").exists()
     resumed = hs(device=DEVICE, output_dir=str(out), resume=True, quality=helpers.fake_accuracy)

@@ -5,11 +5,7 @@ seeded determinism, resume after SIGKILL to the same front, `hwq report` and `hw
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -135,28 +131,7 @@ def uninterrupted(tmp_path_factory, r18_layers):
 
 def test_sigkill_then_resume_gives_the_same_front(tmp_path, uninterrupted, r18_layers):
     out = tmp_path / "killed"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.search.test_rl", r18_layers, str(out)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.time() + 240
-        part = out / "candidates" / "part-00002.parquet"
-        while not part.exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "the search did not reach generation 2"
-            time.sleep(0.02)
-        time.sleep(0.05)  # inside generation 3's quality evaluation (0.25 s)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    helpers.kill_inside_generation(["tests.search.test_rl", r18_layers, str(out)], out, 2, 240)
     assert json.loads((out / "meta.json").read_text())["status"] == "running"
     assert not (out / "candidates" / "part-00005.parquet").exists()
     resumed = hs(device=DEVICE, output_dir=str(out), resume=True, quality=helpers.fake_accuracy)
