@@ -55,6 +55,8 @@ def cost(
     input_shape: str | None,
     input_dtype: str | None,
     weights: str | None,
+    phase: str | None,
+    context: int | None,
     bits: str | None,
     policy_file: str | None,
     batch: int | None,
@@ -74,7 +76,7 @@ def cost(
         raise UserError("give exactly one of --bits W,A or --policy FILE")
     prof = load_profile(device)
     policy = Policy.read(policy_file) if policy_file else Policy.uniform(*parse_pair(bits or ""))
-    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype, phase, context)
     if policy_file and policy.graph_hash and policy.graph_hash != g.graph_hash and not force:
         raise UserError(
             f"--policy {policy_file}: graph_hash {policy.graph_hash} is not the graph_hash of "
@@ -148,6 +150,8 @@ def table(
     input_shape: str | None,
     input_dtype: str | None,
     weights: str | None,
+    phase: str | None,
+    context: int | None,
     bits: str | None,
     batch: int | None,
     output: str | None,
@@ -166,7 +170,7 @@ def table(
         ".parquet", ".csv"):
         raise UserError(f"-o {output}: expected a .parquet or .csv file (or --format haq|apq)")
     prof = load_profile(device)
-    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype, phase, context)
     fmt = "json" if as_json and fmt is None else fmt
     pairs = parse_pairs(bits) if bits else None
     if fmt == "haq" and pairs is None:
