@@ -105,6 +105,8 @@ class ProfileSummary:
 
 def summary_pairs(profile: DeviceProfile) -> list[tuple[int, int]]:
     """Every supported pair when there are at most MAX_ALL_PAIRS, else the search default pairs."""
+    if profile.bits.pairs is not None:  # a profile by pairs: exactly its formats
+        return list(profile.bits.pairs)
     weights, acts = profile.bits.weights, profile.bits.activations
     if len(weights) * len(acts) <= MAX_ALL_PAIRS:
         return [(int(w), int(a)) for w in weights for a in acts]
