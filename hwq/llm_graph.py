@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +67,21 @@ def default_context(model: Any) -> int:
     return min(max_positions(model) or MAX_DEFAULT_CONTEXT, MAX_DEFAULT_CONTEXT)
 
 
+_LABEL = re.compile(r" (prefill|decode)@([0-9]+)$")
+
+
+def phase_label(name: str, phase: str, context: int) -> str:
+    """The model label of an LLM graph (`llama decode@128`); `phase_of` reads it back, also from
+    a saved layer file."""
+    return f"{name} {phase}@{context}"
+
+
+def phase_of(graph: LayerGraph) -> tuple[str, int] | None:
+    """(phase, context) of a graph `llm_graph` made; None for any other graph."""
+    match = _LABEL.search(graph.model or "")
+    return (match.group(1), int(match.group(2))) if match else None
+
+
 def tokens_per_s(phase: str, batch: int, context: int, latency_s: float) -> float:
     """Decode: batch / latency_s (one token per sequence per step); prefill: batch x context /
     latency_s."""
@@ -94,7 +110,7 @@ def llm_graph(model: nn.Module, phase: str = DEFAULT_PHASE, context: int | None 
     twin = _meta_twin(model)
     graph = _trace_phase(twin, phase, context, batch)
     name = str(getattr(model.config, "name_or_path", "") or model.config.model_type)
-    return _grouped_query_rows(graph, model.config, f"{name} {phase}@{context}")
+    return _grouped_query_rows(graph, model.config, phase_label(name, phase, context))
 
 
 def _meta_twin(model: nn.Module) -> nn.Module:

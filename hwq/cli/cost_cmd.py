@@ -66,6 +66,7 @@ def cost(
 ) -> None:
     """Costs of MODEL on DEVICE at one policy: totals, and per layer with --per-layer."""
     from hwq.allowed_bits import check_layers
+    from hwq.llm_graph import phase_of, tokens_per_s
     from hwq.policy import Policy
     from hwq.policy_eval import evaluate
     from hwq.profile import load_profile
@@ -89,6 +90,10 @@ def cost(
     pairs = sorted({(int(w), int(a)) for w, a in pairs_arr})
     table = cost_table(g, prof, pairs, batch)
     totals = evaluate(table, pairs_arr[None]).iloc[0].to_dict()
+    llm = phase_of(g)
+    if llm is not None:  # an LLM phase: its tokens per second (hwq/llm_graph.py)
+        totals["tokens_per_second"] = tokens_per_s(llm[0], table.batch, llm[1],
+                                                   float(totals["latency_s"]))
     doc: dict[str, object] = {"device": prof.name, "model": g.model or model, "totals": totals}
     if as_json:  # what the totals leave out (LSTM, ConvTranspose, Conv3d, ...), at --batch
         priced = g.with_batch(batch) if batch is not None else g
@@ -113,8 +118,11 @@ def cost(
         click.echo("")
     if totals.get("feasible") and not totals.get("infeasible_reason"):
         totals.pop("infeasible_reason", None)  # nothing to say
-    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g),
-                  **display_mapping(totals)})
+    rate = totals.pop("tokens_per_second", None)
+    shown = display_mapping(totals)
+    if rate is not None:
+        shown["tokens/s"] = f"{rate:,.4g}"
+    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g), **shown})
 
 
 @click.command()
