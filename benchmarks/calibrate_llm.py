@@ -63,7 +63,7 @@ def graphs() -> dict[tuple[str, int], Any]:
 def tokens_per_s(data: dict[str, Any], graph: Any, pair: tuple[int, int], phase: str,
                  context: int) -> float:
     """The profile `data`'s tokens/s of `graph` at a uniform pair (through hwq.cost_table)."""
-    from hwq.llm_graph import tokens_per_s as rate
+    from hwq.llm_phases import tokens_per_s as rate
     from hwq.profile import DeviceProfile
     from hwq.tables import cost_table
 

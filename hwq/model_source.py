@@ -68,7 +68,7 @@ def load_graph(
     module = load_model(model, **dict(model_args or {}))
     if weights:
         load_weights(module, weights)
-    from hwq.llm_graph import is_causal_lm, llm_graph
+    from hwq.llm_phases import is_causal_lm, llm_graph
 
     if is_causal_lm(module) and input_shape is None:
         return llm_graph(module, phase or "decode", context)
@@ -95,7 +95,7 @@ def _hf_graph(model: str, model_args: Mapping[str, Any] | None,
     import torch
 
     from hwq.hf_models import load_hf
-    from hwq.llm_graph import default_context, is_causal_lm, llm_graph
+    from hwq.llm_phases import default_context, is_causal_lm, llm_graph
     from hwq.tracing import trace
 
     if model_args or weights or input_dtype:

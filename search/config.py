@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.errors import UserError
-from hwq.llm_graph import CONTEXT_HELP, PHASE_HELP, PHASES
+from hwq.llm_phases import CONTEXT_HELP, PHASE_HELP, PHASES
 from hwq.model_source import INPUT_DTYPE_HELP, INPUT_DTYPES
 from hwq.search.algorithms import ALGORITHMS, SPECS
 from hwq.search.executors import EXECUTORS

@@ -66,7 +66,7 @@ def cost(
 ) -> None:
     """Costs of MODEL on DEVICE at one policy: totals, and per layer with --per-layer."""
     from hwq.allowed_bits import check_layers
-    from hwq.llm_graph import phase_of, tokens_per_s
+    from hwq.llm_phases import phase_of, tokens_per_s
     from hwq.policy import Policy
     from hwq.policy_eval import evaluate
     from hwq.profile import load_profile
@@ -91,7 +91,7 @@ def cost(
     table = cost_table(g, prof, pairs, batch)
     totals = evaluate(table, pairs_arr[None]).iloc[0].to_dict()
     llm = phase_of(g)
-    if llm is not None:  # an LLM phase: its tokens per second (hwq/llm_graph.py)
+    if llm is not None:  # an LLM phase: its tokens per second (hwq/llm_phases.py)
         totals["tokens_per_second"] = tokens_per_s(llm[0], table.batch, llm[1],
                                                    float(totals["latency_s"]))
     doc: dict[str, object] = {"device": prof.name, "model": g.model or model, "totals": totals}

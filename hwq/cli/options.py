@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from hwq.graph import LayerGraph
-from hwq.llm_graph import CONTEXT_HELP, PHASE_HELP, PHASES
+from hwq.llm_phases import CONTEXT_HELP, PHASE_HELP, PHASES
 from hwq.model_source import INPUT_DTYPE_HELP, INPUT_DTYPES
 
 INPUT_SHAPE_HELP = (

@@ -295,7 +295,9 @@ def test_lut_without_measurements_of_an_op_names_the_layer(tmp_path, row, op):
 @pytest.mark.parametrize("name", list_profiles())
 def test_every_shipped_profile_prices_matmul_and_embedding_rows(name):
     profile = load_profile(name)
-    pairs = list(itertools.product(profile.get("bits.weights"), profile.get("bits.activations")))
+    pairs = (list(profile.bits.pairs) if profile.bits.pairs is not None  # LLM formats
+             else list(itertools.product(profile.get("bits.weights"),
+                                         profile.get("bits.activations"))))
     table = hwq.cost_table(token_graph(2), profile, bits=pairs)
     v = table.values
     w = np.array([p[0] for p in pairs], dtype=float)
