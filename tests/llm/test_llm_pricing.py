@@ -4,8 +4,6 @@ prefill compute-bound; memory fit refuses what does not fit the GPU, naming the 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
