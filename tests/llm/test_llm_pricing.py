@@ -105,3 +105,22 @@ def test_decode_tokens_per_s_scale_with_batch_until_compute_binds(tiny: torch.nn
     # weights are read once per step for the whole batch: 8 sequences cost less than 8 steps
     assert tokens_per_s("decode", 8, N, eight) > 2 * tokens_per_s("decode", 1, N, one)
     assert LAYERS == 2
+
+
+def test_decode_bytes_per_token_against_hand_formulas(tiny: torch.nn.Module) -> None:
+    """DRAM reads of one decode step at bf16 (batch 1): every linear's whole weight and its
+    input vector, the K/V cache of the context, the queries and attention probabilities, and
+    one embedding row (not the table)."""
+    from tests.llm.llm_configs import FFN, HEADS, HIDDEN, VOCAB
+
+    g = hwq.llm_graph(tiny, "decode", context=N)
+    t = hwq.cost_table(g, hwq.load_profile("a100-torchao"), [(16, 16)])
+    kv = KV_HEADS * HEAD_DIM
+    weights = LAYERS * (2 * HIDDEN * HIDDEN + 2 * HIDDEN * kv + 3 * HIDDEN * FFN) + HIDDEN * VOCAB
+    inputs = LAYERS * (3 * HIDDEN + HIDDEN + 2 * HIDDEN + FFN) + HIDDEN  # q,k,v; o; gate,up; down
+    cache = LAYERS * 2 * kv * N
+    attention = LAYERS * (HEADS * HEAD_DIM + HEADS * N)  # queries; probabilities over N keys
+    embedding_row = HIDDEN
+    expect = 16 * (weights + inputs + cache + attention + embedding_row)
+    assert t.values["dram_read_bits"].sum() == pytest.approx(expect, rel=1e-12)
+    assert t.values["weight_bytes"].sum() == (weights + VOCAB * HIDDEN) * 2  # table stored
