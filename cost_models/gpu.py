@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwq.cost_models import gpu_llm
 from hwq.cost_models.kind import DeviceKind, Priced, RuntimeInfo, register_kind
 from hwq.errors import CostModelError
 from hwq.profile_rules import RuleSource, calibration_problems, is_number, widths
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from hwq.profile import DeviceProfile
 
 GPU_PRECISIONS = ["int4", "int8", "fp16"]
-RUNTIMES = ("generic", "tvm", "tensorrt")
+RUNTIMES = ("generic", "tvm", "tensorrt", "torchao", "llamacpp")
 DEFAULT_RUNTIME = "generic"
 PROPERTIES = {
     "runtime": {"enum": list(RUNTIMES)},
@@ -68,7 +69,8 @@ PROPERTIES = {
     "cuda_core": obj({"fp32_ops_per_s": POS}),
     "gemm_tile": obj({"m": POSINT, "n": POSINT, "k": {"anyOf": [
         POSINT, obj({"int4": POSINT, "int8": POSINT, "fp16": POSINT}, optional=("int4",))]}}),
-    "memory": obj({"dram_bytes_per_s": POS, "l2_bytes": POSINT, "dram_pj_per_bit": POS}),
+    "memory": obj({"dram_bytes_per_s": POS, "l2_bytes": POSINT, "dram_pj_per_bit": POS,
+                   "capacity_bytes": POS}, optional=("capacity_bytes",)),
     "launch_overhead_s": POS,
     "efficiency": obj({"compute": {"anyOf": [FRACTION, obj(
                            {"int4": FRACTION, "int8": FRACTION, "fp16": FRACTION},
@@ -80,6 +82,10 @@ PROPERTIES = {
     "fallback": obj({"int4": {"enum": GPU_PRECISIONS[1:]},
                      "below_int4": {"enum": GPU_PRECISIONS}}, optional=("int4", "below_int4")),
     "calibration": CALIBRATION,
+    # an LLM runtime's formats (cost_models/gpu_llm.py): per pair "WxA", its efficiencies
+    "formats": {"type": "object",
+                "propertyNames": {"pattern": "^[0-9]+x[0-9]+$", "description": "a pair WxA"},
+                "additionalProperties": obj({"memory": FRACTION, "compute": FRACTION})},
 }
 
 PREC = {"int4": 0, "int8": 1, "fp16": 2, "fp32": 3}
@@ -199,6 +205,7 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
 
     w_bits = np.asarray(w_bits, dtype=np.int64)
     a_bits = np.asarray(a_bits, dtype=np.int64)
+    llm = gpu_llm.runtime_storage(profile) is not None
     for w, a in zip(w_bits, a_bits):
         if not (1 <= w <= 32 and 1 <= a <= 32):
             first = graph.names[0] if len(graph) else "?"
@@ -207,13 +214,15 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
             first = graph.names[0] if len(graph) else "?"
             raise CostModelError(f"layer {first}: {profile.name} cannot price W{w}A{a}: 32-bit "
                                  "layers need cuda_core.fp32_ops_per_s in the profile")
+    if llm:  # an LLM runtime: per-format roofline (gpu_llm.py)
+        return gpu_llm.price(graph, profile, w_bits, a_bits)
     out = simulate(layer_rows(graph), w_bits, a_bits, params_from_profile(profile))
     return Priced.from_columns({name: out[:, :, i] for i, name in enumerate(OUT_COLUMNS)},
                                {"precision": tuple(PREC)})
 
 
 def rules(src: RuleSource) -> list[str]:
-    data, out = src.data, calibration_problems(src)
+    data, out = src.data, calibration_problems(src) + gpu_llm.rules(src)
     listed = {b for side in widths(data).values() for b in side}
     tc = data.get("tensor_core") if isinstance(data.get("tensor_core"), dict) else {}
     fallback = data.get("fallback") if isinstance(data.get("fallback"), dict) else {}
@@ -239,11 +248,13 @@ def rules(src: RuleSource) -> list[str]:
 KIND = register_kind(DeviceKind(
     name="gpu",
     properties=PROPERTIES,
-    optional=("cuda_core", "fallback", "runtime", "saturation_ctas_per_sm", "calibration"),
+    optional=("cuda_core", "fallback", "runtime", "saturation_ctas_per_sm", "calibration",
+              "formats"),
     price=price,
     rules=rules,
     param_names=PARAM_NAMES,
     params=params_from_profile,
     columns=("precision",),
     runtime=runtime_info,
+    network_terms=gpu_llm.network_terms,
 ))

@@ -84,3 +84,47 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
             out[i, j, 9] = wr
             out[i, j, 10] = prec
     return out
+
+
+@njit(cache=True)
+def simulate_llm(layers: np.ndarray, role_bits: np.ndarray, act_bits: np.ndarray,
+                 e_mem: np.ndarray, e_comp: np.ndarray, prec: np.ndarray,
+                 prm: np.ndarray) -> np.ndarray:
+    """The per-format roofline of an LLM runtime (gpu_llm.py). layers float64 [L, 4] (MACs,
+    weight-role elements, input elements, output elements); [L, P] bits of the weight-role
+    elements (stored bits per weight, scales included; the KV bits of a matmul), activation bits,
+    memory and compute efficiencies, precision codes -> [L, P, 11] (gpu.OUT_COLUMNS)."""
+    n_l = layers.shape[0]
+    n_p = role_bits.shape[1]
+    out = np.zeros((n_l, n_p, 11))
+    bw, dram_pj, launch = prm[DRAM_BW], prm[DRAM_PJ], prm[LAUNCH]
+    ovl = prm[EFFICIENCY + 1]
+    idle, pmax, clock = prm[IDLE_W], prm[MAX_W], prm[CLOCK]
+    for i in range(n_l):
+        macs, we, ie, oe = layers[i, 0], layers[i, 1], layers[i, 2], layers[i, 3]
+        for j in range(n_p):
+            p = prec[i, j]
+            peak = prm[PEAK + p]
+            a = act_bits[i, j]
+            tc = 2.0 * macs / (peak * e_comp[i, j])
+            rd = we * role_bits[i, j] + ie * a
+            wr = oe * a
+            tmem = (rd + wr) / 8.0 / (bw * e_mem[i, j])
+            t = max(tc, tmem) + (1.0 - ovl) * min(tc, tmem) + launch
+            util = min(1.0, 2.0 * macs / (peak * t))
+            e_core = (idle + (pmax - idle) * util) * t * 1e12
+            e_dram = dram_pj * (rd + wr)
+            cyc = t * clock
+            comp = min(tc * clock, cyc)
+            out[i, j, 0] = cyc
+            out[i, j, 1] = comp
+            out[i, j, 2] = cyc - comp
+            out[i, j, 3] = t
+            out[i, j, 4] = e_core + e_dram
+            out[i, j, 5] = e_core
+            out[i, j, 6] = 0.0
+            out[i, j, 7] = e_dram
+            out[i, j, 8] = rd
+            out[i, j, 9] = wr
+            out[i, j, 10] = p
+    return out

@@ -55,22 +55,28 @@ class Priced:
     """What a kind's `price` returns: float64 [L, P] arrays over layers and pairs.
 
     `values`: any of PRICED_COLUMNS; `feasible`: bool [L, P] (None: all feasible); `details`: the
-    kind's own columns; `detail_labels`: for a detail column holding codes, the label of each code.
+    kind's own columns; `detail_labels`: for a detail column holding codes, the label of each code;
+    `bits_per_weight`: the stored bits per weight of each layer at each pair where the device's
+    formats store scales beside the weights (an LLM runtime's groups): the table's
+    `weight_bytes` are then weight_params x bits_per_weight / 8 and it shows a `bits_per_weight`
+    column (None: plain widths, weight bytes = params x w_bits / 8).
     """
 
     values: Mapping[str, np.ndarray]
     feasible: np.ndarray | None = None
     details: Mapping[str, np.ndarray] = field(default_factory=dict)
     detail_labels: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    bits_per_weight: np.ndarray | None = None
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, np.ndarray],
                      detail_labels: Mapping[str, Sequence[str]] | None = None,
-                     feasible: np.ndarray | None = None) -> Priced:
+                     feasible: np.ndarray | None = None,
+                     bits_per_weight: np.ndarray | None = None) -> Priced:
         """Split a kernel's named outputs into CostTable values and the kind's details."""
         return cls({c: v for c, v in columns.items() if c in PRICED_COLUMNS}, feasible,
                    {c: v for c, v in columns.items() if c not in PRICED_COLUMNS},
-                   dict(detail_labels or {}))
+                   dict(detail_labels or {}), bits_per_weight)
 
 
 class Pricer(Protocol):

@@ -15,6 +15,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LayerGraph": ("hwq.graph", "LayerGraph"),
     "trace": ("hwq.tracing", "trace"),
     "load_model": ("hwq.models", "load_model"),
+    "llm_graph": ("hwq.llm_phases", "llm_graph"),
     "load_profile": ("hwq.profile", "load_profile"),
     "DeviceProfile": ("hwq.profile", "DeviceProfile"),
     "list_profiles": ("hwq.profile", "list_profiles"),

@@ -1,5 +1,7 @@
 """The one rule of which bit-widths a device accepts: its profile's `bits.weights` and
-`bits.activations`; 16 and 32 ("not quantized", floating point) are always accepted.
+`bits.activations` (every combination), or its `bits.pairs` (exactly those pairs: an LLM
+runtime's weight-only formats `4x16` and W8A8 `8x8`); 16 and 32 ("not quantized", floating
+point) are always accepted (by pairs: a pair of two floating widths).
 
 Cost tables (`hwq cost`, `hwq table`, searches), `hwq.evaluate` and `hwq finetune` all ask
 this module, so a width one of them refuses is refused by all of them.
@@ -21,6 +23,7 @@ FLOAT_BITS = (16, 32)
 class _Bits(Protocol):
     weights: tuple[int, ...]
     activations: tuple[int, ...]
+    pairs: tuple[tuple[int, int], ...] | None
 
 
 class HasBits(Protocol):
@@ -44,6 +47,27 @@ def allowed_masks(profile: HasBits) -> tuple[np.ndarray, np.ndarray]:
     return masks[0], masks[1]
 
 
+def allowed_pair_mask(profile: HasBits) -> np.ndarray:
+    """bool [33, 33]: True at the (w, a) pairs the profile accepts."""
+    pairs = profile.bits.pairs
+    if pairs is None:
+        wmask, amask = allowed_masks(profile)
+        return wmask[:, None] & amask[None, :]
+    mask = np.zeros((BITS_BOUND, BITS_BOUND), dtype=bool)
+    for w in FLOAT_BITS:
+        mask[w, list(FLOAT_BITS)] = True
+    for w, a in pairs:
+        if 0 <= w < BITS_BOUND and 0 <= a < BITS_BOUND:
+            mask[w, a] = True
+    return mask
+
+
+def _pair_refusal(profile: HasBits, w: int, a: int) -> str:
+    listed = ", ".join(f"{x}x{y}" for x, y in profile.bits.pairs or ())
+    return (f"{w}x{a} is not a format of {_describe(profile)}: expected one of its pairs "
+            f"{listed}")
+
+
 def _describe(profile: HasBits) -> str:
     path = getattr(profile, "path", None)
     return f"device {profile.name}" + (f" (profile {path})" if path else "")
@@ -59,6 +83,13 @@ def _refusal(profile: HasBits, side: str, bits: int) -> str:
 
 def check_pairs(profile: HasBits, pairs: Sequence[Sequence[int]], where: str = "--bits") -> None:
     """Refuse (UserError) the first (w, a) pair with a width the profile does not accept."""
+    if profile.bits.pairs is not None:
+        mask = allowed_pair_mask(profile)
+        for w, a in pairs:
+            w, a = int(w), int(a)
+            if not (0 <= w < BITS_BOUND and 0 <= a < BITS_BOUND and mask[w, a]):
+                raise UserError(f"{where} {w}x{a}: {_pair_refusal(profile, w, a)}")
+        return
     wmask, amask = allowed_masks(profile)
     for w, a in pairs:
         for side, b, mask in (("w_bits", int(w), wmask), ("a_bits", int(a), amask)):
@@ -77,12 +108,14 @@ def check_layers(
         return
     wmask, amask = allowed_masks(profile)
     clipped = np.clip(batch, 0, BITS_BOUND - 1)
-    bad = (~wmask[clipped[..., 0]]) | (~amask[clipped[..., 1]]) | (batch[..., 0] != clipped[..., 0])
-    bad |= batch[..., 1] != clipped[..., 1]
+    bad = ~allowed_pair_mask(profile)[clipped[..., 0], clipped[..., 1]]
+    bad |= (batch[..., 0] != clipped[..., 0]) | (batch[..., 1] != clipped[..., 1])
     if not bad.any():
         return
     p, i = (int(x[0]) for x in np.nonzero(bad))
     w, a = (int(v) for v in batch[p, i])
-    side, b = ("w_bits", w) if not (0 <= w < BITS_BOUND and wmask[w]) else ("a_bits", a)
     prefix = f"{where} {p}: " if arr.ndim == 3 and len(batch) > 1 else f"{where}: "
+    if profile.bits.pairs is not None:
+        raise UserError(f"{prefix}layer {names[i]}: {_pair_refusal(profile, w, a)}")
+    side, b = ("w_bits", w) if not (0 <= w < BITS_BOUND and wmask[w]) else ("a_bits", a)
     raise UserError(f"{prefix}layer {names[i]}: {_refusal(profile, side, b)}")

@@ -42,13 +42,21 @@ def load_graph(
     input_shape: tuple[int, ...] | None = None,
     weights: str | None = None,
     input_dtype: str | None = None,
+    phase: str | None = None,
+    context: int | None = None,
 ) -> LayerGraph:
-    """LayerGraph for MODEL; torch is imported only when MODEL is not a layer file."""
+    """LayerGraph for MODEL; torch is imported only when MODEL is not a layer file. A causal
+    language model (`hf-config:PATH`, `hf:PATH`, or any factory returning a *ForCausalLM) is
+    priced by `hwq.llm_graph` at `phase` (default decode) and `context`."""
     if is_layer_file(model):
-        if model_args or input_shape or input_dtype:
-            raise UserError(f"{model}: --model-arg, --input-shape and --input-dtype do not apply "
-                            "to a layer file")
+        if model_args or input_shape or input_dtype or phase or context:
+            raise UserError(f"{model}: --model-arg, --input-shape, --input-dtype, --phase and "
+                            "--context do not apply to a layer file")
         return LayerGraph.read(model)
+    from hwq.hf_models import is_hf_source
+
+    if is_hf_source(model):
+        return _hf_graph(model, model_args, input_shape, weights, input_dtype, phase, context)
     from hwq.models import load_model, natural_input_shape
     from hwq.models.loading import load_weights
     from hwq.tracing import trace
@@ -60,6 +68,13 @@ def load_graph(
     module = load_model(model, **dict(model_args or {}))
     if weights:
         load_weights(module, weights)
+    from hwq.llm_phases import is_causal_lm, llm_graph
+
+    if is_causal_lm(module) and input_shape is None:
+        return llm_graph(module, phase or "decode", context)
+    if phase or context:
+        raise UserError(f"{model}: --phase and --context price a causal language model (without "
+                        "--input-shape)")
     if input_shape is None:
         if ":" in model or model.endswith(".py"):
             raise UserError(f"{model}: --input-shape N,... is needed for a model outside the zoo")
@@ -69,6 +84,36 @@ def load_graph(
         module.to(example.dtype)  # the model runs in the dtype of its input
     name = model.split(":")[-1]
     return trace(module, example, model_name=name)
+
+
+def _hf_graph(model: str, model_args: Mapping[str, Any] | None,
+              input_shape: tuple[int, ...] | None, weights: str | None, input_dtype: str | None,
+              phase: str | None, context: int | None) -> LayerGraph:
+    """A Hugging Face config or checkpoint: a causal LM by `llm_graph` (batch 1; `--batch`
+    re-batches), any other model traced on token ids of `input_shape` (default 1 x its
+    max_position_embeddings, at most 512) on the meta device."""
+    import torch
+
+    from hwq.hf_models import load_hf
+    from hwq.llm_phases import default_context, is_causal_lm, llm_graph
+    from hwq.tracing import trace
+
+    if model_args or weights or input_dtype:
+        raise UserError(f"{model}: --model-arg, --weights and --input-dtype do not apply to a "
+                        "Hugging Face config (hf:PATH loads its own weights)")
+    module = load_hf(model)
+    if is_causal_lm(module):
+        if input_shape is not None:
+            raise UserError(f"{model}: --input-shape does not apply to a causal language model: "
+                            "--context sets its tokens and --batch its sequences")
+        return llm_graph(module, phase or "decode", context)
+    if phase or context:
+        raise UserError(f"{model}: --phase and --context price a causal language model; this "
+                        f"config builds a {type(module).__name__}")
+    shape = tuple(input_shape) if input_shape else (1, default_context(module))
+    ids = torch.zeros(shape, dtype=torch.int64, device="meta")
+    return trace(module.to("meta"), (), example_kwargs={"input_ids": ids},
+                 model_name=model.split(":", 1)[1])
 
 
 def example_input(module: nn.Module, shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -59,11 +59,32 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+Pair = tuple[int, int]
+
+
+def parse_pair_text(text: str) -> Pair:
+    """`"4x16"` (a profile's bits.pairs entry, weights first) -> (4, 16)."""
+    w, _, a = str(text).partition("x")
+    return int(w), int(a)
+
+
 @dataclass(frozen=True)
 class Bits:
+    """A profile's widths. By widths (`bits: {weights, activations, search_default}`) every
+    combination is accepted; by pairs (`bits: {pairs, search_default_pairs}`) only the listed
+    pairs are (`pairs` is None for a profile by widths; `weights` / `activations` are then the
+    widths the pairs use and `search_default` those of the default pairs)."""
+
     weights: tuple[int, ...]
     activations: tuple[int, ...]
     search_default: tuple[int, ...]
+    pairs: tuple[Pair, ...] | None = None
+    search_default_pairs: tuple[Pair, ...] | None = None
+
+    @classmethod
+    def of_pairs(cls, pairs: Sequence[Pair], default: Sequence[Pair]) -> Bits:
+        return cls(tuple(sorted({w for w, _ in pairs})), tuple(sorted({a for _, a in pairs})),
+                   tuple(sorted({b for p in default for b in p})), tuple(pairs), tuple(default))
 
     def __getitem__(self, key: str) -> tuple[int, ...]:
         return getattr(self, key)
@@ -115,6 +136,9 @@ class DeviceProfile:
             if measured is None:
                 raise ProfileError(f"profile {self.name}: no bits and no measured pairs")
             return _measured_bits(measured)
+        if "pairs" in b:
+            return Bits.of_pairs([parse_pair_text(p) for p in b["pairs"]],
+                                 [parse_pair_text(p) for p in b["search_default_pairs"]])
         return Bits(tuple(b["weights"]), tuple(b["activations"]), tuple(b["search_default"]))
 
     @property
@@ -144,6 +168,8 @@ class DeviceProfile:
     def default_pairs(self) -> list[tuple[int, int]]:
         """All (w_bits, a_bits) combinations of bits.search_default, weights first (w-major); for
         a measured kind (lut) only those it measured (when it measured any of them)."""
+        if self.bits.search_default_pairs is not None:  # a profile by pairs lists them
+            return list(self.bits.search_default_pairs)
         d = self.bits.search_default
         pairs = [(w, a) for w in d for a in d]
         measured = self._measured_pairs
@@ -400,6 +426,8 @@ def _error_messages(err: Any, res: _Resolved) -> list[str]:
             branches.setdefault(sub.schema_path[0], []).append(sub)
         typed = [subs for subs in branches.values()
                  if not any(s.validator == "type" and not s.path for s in subs)]
+        if len(typed) > 1:  # mappings of either shape (bits by widths or by pairs): the closer
+            typed = [min(typed, key=len)]
         if len(typed) == 1:
             return [m for sub in typed[0] for m in _error_messages(sub, res)]
         kinds_of = [s.validator_value for subs in branches.values() for s in subs

@@ -49,11 +49,29 @@ def int_at(data: Mapping[str, Any], *path: str) -> int | None:
     return node if isinstance(node, int) and not isinstance(node, bool) else None
 
 
+def pair_texts(data: Mapping[str, Any], key: str) -> list[tuple[int, int]]:
+    """The well-formed "WxA" entries of bits.<key> (a profile by pairs) as (w, a)."""
+    bits = data.get("bits")
+    listed = bits.get(key) if isinstance(bits, dict) else None
+    out = []
+    for text in listed if isinstance(listed, list) else []:
+        w, sep, a = str(text).partition("x")
+        if sep and w.isdigit() and a.isdigit():
+            out.append((int(w), int(a)))
+    return out
+
+
 def widths(data: Mapping[str, Any]) -> dict[str, list[int]]:
-    """The valid widths listed under bits.weights / activations / search_default."""
+    """The valid widths listed under bits.weights / activations / search_default (for a profile
+    by pairs: the widths its pairs use on each side, and those of its default pairs)."""
     bits = data.get("bits")
     if not isinstance(bits, dict):
         return {}
+    if "pairs" in bits:
+        pairs, default = pair_texts(data, "pairs"), pair_texts(data, "search_default_pairs")
+        return {"weights": sorted({w for w, _ in pairs if w in BIT_VALUES}),
+                "activations": sorted({a for _, a in pairs if a in BIT_VALUES}),
+                "search_default": sorted({b for p in default for b in p if b in BIT_VALUES})}
     return {side: [b for b in bits[side] if b in BIT_VALUES and not isinstance(b, bool)]
             for side in ("weights", "activations", "search_default")
             if isinstance(bits.get(side), list)}
@@ -70,8 +88,28 @@ def finite_problems(src: RuleSource, node: Any, path: tuple[Any, ...] = ()) -> l
     return []
 
 
+def pairs_problems(src: RuleSource) -> list[str]:
+    """A profile by pairs: every width is a policy width, every default pair is listed."""
+    out = []
+    pairs = pair_texts(src.data, "pairs")
+    for key in ("pairs", "search_default_pairs"):
+        for i, (w, a) in enumerate(pair_texts(src.data, key)):
+            bad = [b for b in (w, a) if b not in BIT_VALUES]
+            if bad:
+                out.append(f"{src.at(('bits', key, i))}: bits.{key}[{i}]: expected widths "
+                           f"{', '.join(map(str, BIT_VALUES))}, found {w}x{a}")
+            elif key == "search_default_pairs" and (w, a) not in pairs:
+                out.append(f"{src.at(('bits', key, i))}: bits.{key}[{i}]: expected a pair "
+                           f"listed in bits.pairs, found {w}x{a}")
+    return out
+
+
 def bits_problems(src: RuleSource) -> list[str]:
-    """bits.search_default lists only widths that bits.weights and bits.activations list."""
+    """bits.search_default lists only widths that bits.weights and bits.activations list (by
+    pairs: the default pairs are listed pairs)."""
+    bits = src.data.get("bits")
+    if isinstance(bits, dict) and "pairs" in bits:
+        return pairs_problems(src)
     listed = widths(src.data)
     default = listed.get("search_default", [])
     out = []

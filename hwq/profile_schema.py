@@ -27,6 +27,18 @@ def obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]
             "required": [k for k in props if k not in optional]}
 
 
+# An explicit pair list ("WxA", weights first: "4x16" is 4-bit weights with 16-bit activations,
+# a weight-only format; "8x8" W8A8), for a device whose formats are not every combination of a
+# set of widths (the LLM runtimes). hwq.profile_rules checks the widths and that the search
+# default pairs are listed.
+PAIR_TEXT: dict[str, Any] = {"type": "string", "pattern": "^[0-9]+x[0-9]+$"}
+PAIRS_LIST: dict[str, Any] = {"type": "array", "minItems": 1, "uniqueItems": True,
+                              "items": PAIR_TEXT}
+BITS_BY_WIDTH = obj({"weights": BITS_LIST, "activations": BITS_LIST,
+                     "search_default": BITS_LIST})
+BITS_BY_PAIR = obj({"pairs": PAIRS_LIST, "search_default_pairs": PAIRS_LIST})
+
+
 BUFFER = obj({"size_bytes": POSINT, "read_pj_per_bit": NONNEG, "write_pj_per_bit": NONNEG})
 OFFCHIP = obj({"bandwidth_bits_per_cycle": POS, "energy_pj_per_bit": POS})
 CORE = obj({"energy_pj_per_cycle": POS})
@@ -52,7 +64,7 @@ COMMON: dict[str, Any] = {
     "kind": {"type": "string"},
     "description": {"type": "string"},
     "clock_hz": POS,
-    "bits": obj({"weights": BITS_LIST, "activations": BITS_LIST, "search_default": BITS_LIST}),
+    "bits": {"anyOf": [BITS_BY_WIDTH, BITS_BY_PAIR]},
     "sources": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
     "extends": {"type": "string"},
 }

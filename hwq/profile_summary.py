@@ -68,6 +68,18 @@ SYNTHETIC_LAYER: dict[str, Any] = {
     "groups": 1,
     "reads_input": False,  # not the network's first layer (BitFusion would im2col it)
 }
+# A profile by pairs (an LLM runtime's weight formats, which quantize linear layers only) is
+# priced on a compute-bound linear layer of the same MACs instead: 1,048,576 tokens x 4096 ->
+# 4096 x 9 (a transformer's GEMM).
+SYNTHETIC_LINEAR: dict[str, Any] = {
+    "name": "synthetic_linear", "op": "linear", "batch": 64, "in_channels": 4096 * 9,
+    "out_channels": 4096, "in_h": 16384, "out_h": 16384, "in_w": 1, "out_w": 1,
+}
+SYNTHETIC_LINEAR_BASIS = (
+    "cost model on a compute-bound linear layer (batch 64 x 16384 tokens, 36864->4096 "
+    "features): peak = MACs / compute time (stalls left out), energy_per_mac = core energy / "
+    "MACs, total_energy_per_mac = all energy / MACs on that layer"
+)
 SYNTHETIC_BASIS = (
     "cost model on a compute-bound 3x3 conv (batch 64, 128x128 output, 4096->4096 channels): "
     "peak = MACs / compute time (stalls left out), energy_per_mac = core energy / MACs, "
@@ -105,6 +117,8 @@ class ProfileSummary:
 
 def summary_pairs(profile: DeviceProfile) -> list[tuple[int, int]]:
     """Every supported pair when there are at most MAX_ALL_PAIRS, else the search default pairs."""
+    if profile.bits.pairs is not None:  # a profile by pairs: exactly its formats
+        return list(profile.bits.pairs)
     weights, acts = profile.bits.weights, profile.bits.activations
     if len(weights) * len(acts) <= MAX_ALL_PAIRS:
         return [(int(w), int(a)) for w in weights for a in acts]
@@ -127,16 +141,18 @@ def summarize(
     return _summarize_model(profile, chosen)
 
 
-def synthetic_graph() -> LayerGraph:
-    """The one-layer graph every modelled kind is priced on."""
-    return LayerGraph.from_frame(pd.DataFrame([SYNTHETIC_LAYER]), source="synthetic layer")
+def synthetic_graph(linear: bool = False) -> LayerGraph:
+    """The one-layer graph every modelled kind is priced on (`linear`: a profile by pairs)."""
+    layer = SYNTHETIC_LINEAR if linear else SYNTHETIC_LAYER
+    return LayerGraph.from_frame(pd.DataFrame([layer]), source="synthetic layer")
 
 
 # -- kinds with a cost model -----------------------------------------------------------------------
 def _summarize_model(profile: DeviceProfile, pairs: list[tuple[int, int]]) -> ProfileSummary:
     from hwq.tables import cost_table
 
-    graph = synthetic_graph()
+    by_pairs = profile.bits.pairs is not None
+    graph = synthetic_graph(by_pairs)
     try:
         table = cost_table(graph, profile, bits=pairs)
     except CostModelError:
@@ -152,13 +168,17 @@ def _summarize_model(profile: DeviceProfile, pairs: list[tuple[int, int]]) -> Pr
             out.append(PairSummary(w, a, None, None, None, _refusal(str(exc))))
             continue
         out.append(_pair_from(profile, w, a, one.values, one.feasible, 0))
-    return ProfileSummary(profile.name, profile.kind, SYNTHETIC_BASIS, out)
+    basis = SYNTHETIC_LINEAR_BASIS if by_pairs else SYNTHETIC_BASIS
+    return ProfileSummary(profile.name, profile.kind, basis, out)
 
 
 def _refusal(message: str) -> str:
     """The cost model's refusal without the synthetic layer's name (it is not the user's layer)."""
-    prefix = f"layer {SYNTHETIC_LAYER['name']}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    for layer in (SYNTHETIC_LAYER, SYNTHETIC_LINEAR):
+        prefix = f"layer {layer['name']}: "
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
 
 
 def _finite(x: float) -> float | None:

@@ -236,5 +236,11 @@ def _price(
     if undeclared:
         raise TypeError(f"device kind {profile.kind}: price returned undeclared detail columns "
                         f"{sorted(undeclared)} (declare them in its DeviceKind.columns)")
-    return CostTable(graph, profile, pairs, values, feasible, dict(priced.details),
+    details = dict(priced.details)
+    if priced.bits_per_weight is not None:  # formats that store scales beside the weights
+        bpw = np.asarray(priced.bits_per_weight, dtype=np.float64)
+        params = graph.column("weight_params").astype(np.float64)[:, None]
+        values["weight_bytes"] = np.where(params > 0, params * np.nan_to_num(bpw) / 8.0, 0.0)
+        details = {"bits_per_weight": bpw, **details}
+    return CostTable(graph, profile, pairs, values, feasible, details,
                      dict(priced.detail_labels))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.errors import UserError
+from hwq.llm_phases import CONTEXT_HELP, PHASE_HELP, PHASES
 from hwq.model_source import INPUT_DTYPE_HELP, INPUT_DTYPES
 from hwq.search.algorithms import ALGORITHMS, SPECS
 from hwq.search.executors import EXECUTORS
@@ -91,6 +92,15 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _opt_int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"expected an integer, found {value!r}") from None
+
+
 def option(
     default: Any = dataclasses.MISSING,
     help: str = "",  # noqa: A002 - click's name
@@ -120,7 +130,7 @@ def option(
         "path": path,
         "runtime": runtime,
         "coerce": coerce,
-        "cli_type": int if coerce is _int else None,  # what click parses the value as
+        "cli_type": int if coerce in (_int, _opt_int) else None,  # what click parses the value as
         "show_default": show_default,
     }
     if isinstance(default, (list, dict)):
@@ -156,6 +166,9 @@ class SearchConfig:
     weights: str | None = option(
         None, "State dict of the trained model.", path="file", coerce=_opt_str
     )
+    phase: str | None = option(None, PHASE_HELP, choices=PHASES, coerce=_opt_str,
+                               show_default="decode for a causal LM")
+    context: int | None = option(None, CONTEXT_HELP, coerce=_opt_int, show_default="<= 512")
     data: str | None = option(
         None, "(train, val, test) loaders for --weights.", metavar="package.module:factory",
         coerce=_opt_str,

@@ -67,6 +67,8 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         tuple(config.input_shape) if config.input_shape else None,
         config.weights,
         config.input_dtype,
+        config.phase,
+        config.context,
     )
     if len(graph) == 0:
         raise UserError(f"model {config.model}: no quantizable layers to search")

@@ -38,7 +38,10 @@ def line_of(text: str, needle: str) -> int:
 def test_shipped_profiles_validate(name):
     p = load_profile(name)
     assert p.name == name and validate_file(p.path) == []
-    assert set(p.bits.search_default) <= set(p.bits.weights) & set(p.bits.activations)
+    if p.bits.pairs is not None:  # a profile by pairs (LLM formats): its defaults are listed
+        assert set(p.bits.search_default_pairs or ()) <= set(p.bits.pairs)
+    else:
+        assert set(p.bits.search_default) <= set(p.bits.weights) & set(p.bits.activations)
     assert p.sources, "every shipped profile cites its figures"
     assert all(isinstance(v, str) and v for v in p.sources.values())
 

@@ -55,6 +55,8 @@ def cost(
     input_shape: str | None,
     input_dtype: str | None,
     weights: str | None,
+    phase: str | None,
+    context: int | None,
     bits: str | None,
     policy_file: str | None,
     batch: int | None,
@@ -64,6 +66,7 @@ def cost(
 ) -> None:
     """Costs of MODEL on DEVICE at one policy: totals, and per layer with --per-layer."""
     from hwq.allowed_bits import check_layers
+    from hwq.llm_phases import phase_of, tokens_per_s
     from hwq.policy import Policy
     from hwq.policy_eval import evaluate
     from hwq.profile import load_profile
@@ -74,7 +77,7 @@ def cost(
         raise UserError("give exactly one of --bits W,A or --policy FILE")
     prof = load_profile(device)
     policy = Policy.read(policy_file) if policy_file else Policy.uniform(*parse_pair(bits or ""))
-    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype, phase, context)
     if policy_file and policy.graph_hash and policy.graph_hash != g.graph_hash and not force:
         raise UserError(
             f"--policy {policy_file}: graph_hash {policy.graph_hash} is not the graph_hash of "
@@ -87,6 +90,10 @@ def cost(
     pairs = sorted({(int(w), int(a)) for w, a in pairs_arr})
     table = cost_table(g, prof, pairs, batch)
     totals = evaluate(table, pairs_arr[None]).iloc[0].to_dict()
+    llm = phase_of(g)
+    if llm is not None:  # an LLM phase: its tokens per second (hwq/llm_phases.py)
+        totals["tokens_per_second"] = tokens_per_s(llm[0], table.batch, llm[1],
+                                                   float(totals["latency_s"]))
     doc: dict[str, object] = {"device": prof.name, "model": g.model or model, "totals": totals}
     if as_json:  # what the totals leave out (LSTM, ConvTranspose, Conv3d, ...), at --batch
         priced = g.with_batch(batch) if batch is not None else g
@@ -111,8 +118,11 @@ def cost(
         click.echo("")
     if totals.get("feasible") and not totals.get("infeasible_reason"):
         totals.pop("infeasible_reason", None)  # nothing to say
-    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g),
-                  **display_mapping(totals)})
+    rate = totals.pop("tokens_per_second", None)
+    shown = display_mapping(totals)
+    if rate is not None:
+        shown["tokens/s"] = f"{rate:,.4g}"
+    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g), **shown})
 
 
 @click.command()
@@ -148,6 +158,8 @@ def table(
     input_shape: str | None,
     input_dtype: str | None,
     weights: str | None,
+    phase: str | None,
+    context: int | None,
     bits: str | None,
     batch: int | None,
     output: str | None,
@@ -166,7 +178,7 @@ def table(
         ".parquet", ".csv"):
         raise UserError(f"-o {output}: expected a .parquet or .csv file (or --format haq|apq)")
     prof = load_profile(device)
-    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype, phase, context)
     fmt = "json" if as_json and fmt is None else fmt
     pairs = parse_pairs(bits) if bits else None
     if fmt == "haq" and pairs is None:

@@ -40,6 +40,8 @@ def graph(
     input_shape: str | None,
     input_dtype: str | None,
     weights: str | None,
+    phase: str | None,
+    context: int | None,
     output: str | None,
     as_json: bool,
 ) -> None:
@@ -48,7 +50,7 @@ def graph(
         from hwq.writable import check_file
 
         check_file(output, "-o")
-    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype, phase, context)
     if output:
         g.save(output)
         click.echo(f"hwq: wrote {len(g)} layers to {output}", err=True)

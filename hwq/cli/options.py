@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from hwq.graph import LayerGraph
+from hwq.llm_phases import CONTEXT_HELP, PHASE_HELP, PHASES
 from hwq.model_source import INPUT_DTYPE_HELP, INPUT_DTYPES
 
 INPUT_SHAPE_HELP = (
@@ -18,6 +19,8 @@ INPUT_SHAPE_HELP = (
 
 
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--context", type=click.IntRange(min=1), help=CONTEXT_HELP)(func)
+    func = click.option("--phase", type=click.Choice(PHASES), help=PHASE_HELP)(func)
     func = click.option(
         "--model-arg",
         "model_args",
@@ -51,10 +54,12 @@ def resolve_graph(
     input_shape: str | None,
     weights: str | None = None,
     input_dtype: str | None = None,
+    phase: str | None = None,
+    context: int | None = None,
 ) -> LayerGraph:
     from hwq.model_source import load_graph
     from hwq.models.loading import parse_input_shape, parse_model_args
 
     shape = parse_input_shape(input_shape) if input_shape else None
     dtype = input_dtype.lower() if input_dtype else None
-    return load_graph(model, parse_model_args(model_args), shape, weights, dtype)
+    return load_graph(model, parse_model_args(model_args), shape, weights, dtype, phase, context)

@@ -218,9 +218,16 @@ def natural_input_shape(name: str) -> tuple[int, ...]:
 
 def load_model(name_or_path: str, **kwargs: Any) -> nn.Module:
     """Build a model from a zoo name or a `package.module:factory` path (the module may also be
-    a `file.py`), passing `kwargs` to the factory. The model is returned in eval mode."""
+    a `file.py`), passing `kwargs` to the factory. The model is returned in eval mode.
+    `hf-config:PATH` / `hf:PATH` build a local Hugging Face config or checkpoint (hwq.hf_models)."""
     from torch import nn
 
+    from hwq.hf_models import is_hf_source, load_hf
+
+    if is_hf_source(name_or_path):
+        if kwargs:
+            raise UserError(f"{name_or_path}: a Hugging Face config takes no model arguments")
+        return load_hf(name_or_path)
     if ":" in name_or_path:
         factory, label = _resolve_path(name_or_path)
     else:

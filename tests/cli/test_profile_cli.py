@@ -36,7 +36,8 @@ def test_every_shipped_profile_shows_its_pairs(name):
         assert p["peak_macs_per_s"] > 0 and math.isfinite(p["peak_macs_per_s"]), p
         assert p["energy_per_mac_pj"] > 0 and p["total_energy_per_mac_pj"] > 0, p
         assert p["note"] is None
-    assert "synthetic" not in doc["pairs_basis"] and "3x3 conv" in doc["pairs_basis"]
+    layer = "linear layer" if profile.bits.pairs is not None else "3x3 conv"  # LLM formats
+    assert "synthetic" not in doc["pairs_basis"] and layer in doc["pairs_basis"]
 
     text = run("profile", "show", name)
     assert text.exit_code == 0, text.output

@@ -25,6 +25,10 @@ def graphs() -> dict:
 
 
 def supported_pairs(profile) -> list[tuple[int, int]]:
+    """Every pair a profile accepts; on an LLM runtime (a profile by pairs, which quantizes
+    linear layers only and refuses a quantized conv) the zoo's CNNs price at 16x16."""
+    if profile.bits.pairs is not None:
+        return [(16, 16)]
     return list(itertools.product(profile.get("bits.weights"), profile.get("bits.activations")))
 
 

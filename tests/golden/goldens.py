@@ -75,9 +75,18 @@ def profile_table(name: str, r18_layers: str) -> list[dict[str, Any]]:
 
 
 def shipped_profiles() -> list[str]:
-    from hwq.profile import list_profiles
+    """Every shipped profile that prices ResNet-18's convs at its default pairs: not the LLM
+    runtimes' (bits by pairs), which price a conv at 16x16 only and refuse its default pairs
+    (test_goldens checks the refusal)."""
+    from hwq.profile import list_profiles, load_profile
 
-    return list_profiles()
+    return [n for n in list_profiles() if load_profile(n).bits.pairs is None]
+
+
+def llm_runtime_profiles() -> list[str]:
+    from hwq.profile import list_profiles, load_profile
+
+    return [n for n in list_profiles() if load_profile(n).bits.pairs is not None]
 
 
 def load(name: str) -> Any:

@@ -35,6 +35,19 @@ def test_shipped_profile_table_on_resnet18(name: str, r18_layers: str) -> None:
     assert goldens.compare(found, goldens.load(f"table_{name}")) == []
 
 
+@pytest.mark.parametrize("name", goldens.llm_runtime_profiles())
+def test_llm_runtime_profiles_refuse_resnet18_at_their_quantized_pairs(name: str,
+                                                                       r18_layers: str) -> None:
+    import hwq
+    from hwq.errors import CostModelError
+
+    profile = hwq.load_profile(name)
+    with pytest.raises(CostModelError, match=f"runtime {profile.get('runtime')}"):
+        goldens.profile_table(name, r18_layers)
+    graph = hwq.LayerGraph.read(r18_layers)
+    assert hwq.cost_table(graph, profile, [(16, 16)]).values["latency_s"].min() > 0
+
+
 @pytest.mark.parametrize("algorithm", list(goldens.SENSITIVITY_RUNS))
 def test_sensitivity_front(algorithm: str, r18_layers: str, tmp_path) -> None:
     found = goldens.sensitivity_front(algorithm, tmp_path / "run", r18_layers)
