@@ -1,0 +1,95 @@
+"""The measurement backend plug-in: `--runtime NAME` -> an object that says which (op, pair) it
+can run, and builds and times one layer or one whole exported network.
+
+A backend is any object with the `MeasureBackend` protocol, registered by name with
+`register_backend(name, factory)`; the factory takes the thread count. The shipped backends
+(`hwq.measure.onnxruntime_backend`) register on the first lookup.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from hwq.errors import UserError
+from hwq.measure.shapes import LayerShape
+from hwq.measure.timing import Timing, TimingOptions
+
+SHIPPED_MODULES: tuple[str, ...] = ("hwq.measure.onnxruntime_backend",)
+
+
+class MeasureBackend(Protocol):
+    """What `hwq measure` needs of a runtime."""
+
+    name: str
+    threads: int
+
+    def unavailable(self) -> str | None:
+        """Why this backend cannot run on this machine (None: it can)."""
+        ...
+
+    def why_not(self, op: str, pair: tuple[int, int]) -> str | None:
+        """Why it cannot run layers of `op` at `pair` (None: it can)."""
+        ...
+
+    def time_layer(self, shape: LayerShape, pair: tuple[int, int],
+                   options: TimingOptions) -> Timing:
+        """Build the single-layer model of `shape` at `pair`, run it and time it."""
+        ...
+
+    def time_network(self, model_file: Path, inputs: Mapping[str, np.ndarray],
+                     options: TimingOptions) -> Timing:
+        """Time one whole exported network (an ONNX file) on `inputs`."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """The runtime, its version, provider and settings, for the profile's `sources`."""
+        ...
+
+
+BackendFactory = Callable[[int], MeasureBackend]
+_BACKENDS: dict[str, BackendFactory] = {}
+_loaded = False
+
+
+def register_backend(name: str, factory: BackendFactory) -> None:
+    """Make `--runtime name` build its backend with `factory(threads)`."""
+    _BACKENDS[name] = factory
+
+
+def unregister_backend(name: str) -> None:
+    _BACKENDS.pop(name, None)
+
+
+def backend_names() -> tuple[str, ...]:
+    _load()
+    return tuple(_BACKENDS)
+
+
+def get_backend(name: str, threads: int = 1) -> MeasureBackend:
+    """The backend `name` with `threads` threads; a UserError naming the known ones, or saying
+    why it cannot run here."""
+    _load()
+    if threads < 1:
+        raise UserError(f"--threads: expected a positive number, found {threads}")
+    factory = _BACKENDS.get(name)
+    if factory is None:
+        raise UserError(f"--runtime: unknown runtime {name!r}: expected one of "
+                        f"{', '.join(_BACKENDS)}")
+    backend = factory(threads)
+    reason = backend.unavailable()
+    if reason:
+        raise UserError(f"--runtime {name}: {reason}")
+    return backend
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in SHIPPED_MODULES:
+            importlib.import_module(module)
