@@ -1,5 +1,6 @@
 """The measurement backend plug-in: `--runtime NAME` -> an object that says which (op, pair) it
-can run, and builds and times one layer or one whole exported network.
+can run and builds one layer, or loads one whole exported network, as a callable that runs it
+once (`hwq.measure.timing` times those callables).
 
 A backend is any object with the `MeasureBackend` protocol, registered by name with
 `register_backend(name, factory)`; the factory takes the thread count. The shipped backends
@@ -17,7 +18,8 @@ import numpy as np
 
 from hwq.errors import UserError
 from hwq.measure.shapes import LayerShape
-from hwq.measure.timing import Timing, TimingOptions
+
+Runner = Callable[[], object]
 
 SHIPPED_MODULES: tuple[str, ...] = ("hwq.measure.onnxruntime_backend",)
 
@@ -36,14 +38,13 @@ class MeasureBackend(Protocol):
         """Why it cannot run layers of `op` at `pair` (None: it can)."""
         ...
 
-    def time_layer(self, shape: LayerShape, pair: tuple[int, int],
-                   options: TimingOptions) -> Timing:
-        """Build the single-layer model of `shape` at `pair`, run it and time it."""
+    def layer_runner(self, shape: LayerShape, pair: tuple[int, int]) -> Runner:
+        """Build the single-layer model of `shape` at `pair`; a callable that runs it once."""
         ...
 
-    def time_network(self, model_file: Path, inputs: Mapping[str, np.ndarray],
-                     options: TimingOptions) -> Timing:
-        """Time one whole exported network (an ONNX file) on `inputs`."""
+    def network_runner(self, model_file: Path, inputs: Mapping[str, np.ndarray]) -> Runner:
+        """Load one whole exported network (an ONNX file); a callable that runs it once on
+        `inputs`."""
         ...
 
     def describe(self) -> dict[str, str]:

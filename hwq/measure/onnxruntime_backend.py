@@ -13,7 +13,7 @@ uint8: onnxruntime's integer GEMM (MLAS) multiplies u8 activations by s8 weights
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ import numpy as np
 from hwq.measure.backend import register_backend
 from hwq.measure.shapes import LayerShape
 from hwq.measure.single_layer import SUPPORTED, build_model, example_feeds
-from hwq.measure.timing import Timing, TimingOptions, time_calls
 
 PROVIDERS = {
     "onnxruntime": "CPUExecutionProvider",
@@ -83,18 +82,16 @@ class OnnxRuntimeBackend:
         source = str(model) if isinstance(model, str | Path) else model.SerializeToString()
         return ort.InferenceSession(source, opts, providers=[self.provider])
 
-    def time_layer(self, shape: LayerShape, pair: tuple[int, int],
-                   options: TimingOptions) -> Timing:
-        model = build_model(shape, pair, self.activation)
-        sess = self.session(model)
+    def layer_runner(self, shape: LayerShape, pair: tuple[int, int]) -> Callable[[], object]:
+        sess = self.session(build_model(shape, pair, self.activation))
         feeds = example_feeds(shape, [i.name for i in sess.get_inputs()])
-        return time_calls(lambda: sess.run(None, feeds), options)
+        return lambda: sess.run(None, feeds)
 
-    def time_network(self, model_file: Path, inputs: Mapping[str, np.ndarray],
-                     options: TimingOptions) -> Timing:
+    def network_runner(self, model_file: Path,
+                       inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
         sess = self.session(model_file)
         feeds = dict(inputs)
-        return time_calls(lambda: sess.run(None, feeds), options)
+        return lambda: sess.run(None, feeds)
 
     def describe(self) -> dict[str, str]:
         import onnxruntime as ort

@@ -1,11 +1,16 @@
-"""Timing one callable: warm-up, repeats until enough samples and time, median and spread, with
-the timer's resolution checked (a call shorter than the timer can see is timed in groups)."""
+"""Timing callables: warm-up, repeats until enough samples and time, median and spread, with the
+timer's resolution checked (a call shorter than the timer can see is timed in groups).
+
+`time_interleaved` times several callables in turns (`rounds` rounds, each giving every callable
+its share of samples), so that a change of the machine's load during a measurement spreads over
+all of them instead of falling on one: what a shared machine needs for layers and networks that
+are compared with each other."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,16 +32,28 @@ class TimingOptions:
     min_seconds: float = 0.2
 
 
+STATISTICS = ("median", "p10")
+
+
 @dataclass(frozen=True)
 class Timing:
-    """One measurement: the median seconds per call over `repeats` samples of `inner` calls
-    each, `spread` = interquartile range / median, and the timer resolution it was read with."""
+    """One measurement: the median and the 10th percentile of the seconds per call over
+    `repeats` samples of `inner` calls each, `spread` = interquartile range / median, and the
+    timer resolution it was read with."""
 
     median_s: float
+    p10_s: float
     spread: float
     repeats: int
     inner: int
     resolution_s: float
+
+    def value(self, statistic: str) -> float:
+        """The figure a table keeps: `median` (any machine) or `p10` (a machine shared with
+        other work, where preempted samples make the median jump)."""
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic: expected one of {STATISTICS}, found {statistic!r}")
+        return self.median_s if statistic == "median" else self.p10_s
 
 
 def timer_resolution() -> float:
@@ -46,29 +63,43 @@ def timer_resolution() -> float:
 
 def time_calls(fn: Callable[[], object], options: TimingOptions | None = None) -> Timing:
     """Time `fn()`: warm up, then group calls so a sample spans MIN_TICKS_PER_SAMPLE ticks."""
+    return time_interleaved([fn], options, rounds=1)[0]
+
+
+def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions | None = None,
+                     rounds: int = 3) -> list[Timing]:
+    """Time every callable (module doc): each round gives each one 1/rounds of its repeats and
+    seconds; the median and spread are over all its samples."""
     opts = options or TimingOptions()
     resolution = timer_resolution()
     if not (resolution > 0 and math.isfinite(resolution)) or resolution > 1e-3:
         raise HwqError(f"the timer's resolution ({resolution} s) is too coarse to time layers")
-    for _ in range(max(opts.warmup, 1)):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, resolution)
-    inner = max(1, math.ceil(MIN_TICKS_PER_SAMPLE * resolution / once))
-    samples: list[float] = []
-    total = 0.0
-    while len(samples) < opts.max_repeats and (
-        len(samples) < opts.min_repeats or total < opts.min_seconds
-    ):
-        t0 = time.perf_counter()
-        for _ in range(inner):
+    inner = []
+    for fn in fns:
+        for _ in range(max(opts.warmup, 1)):
             fn()
-        dt = time.perf_counter() - t0
-        total += dt
-        samples.append(dt / inner)
-    arr = np.asarray(samples)
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, resolution)
+        inner.append(max(1, math.ceil(MIN_TICKS_PER_SAMPLE * resolution / once)))
+    samples: list[list[float]] = [[] for _ in fns]
+    rounds = max(1, rounds)
+    for r in range(1, rounds + 1):
+        for i, fn in enumerate(fns):
+            want_n = math.ceil(opts.min_repeats * r / rounds)
+            want_s = opts.min_seconds * r / rounds
+            cap = math.ceil(opts.max_repeats * r / rounds)
+            got = samples[i]
+            while len(got) < cap and (len(got) < want_n or sum(got) * inner[i] < want_s):
+                t0 = time.perf_counter()
+                for _ in range(inner[i]):
+                    fn()
+                got.append((time.perf_counter() - t0) / inner[i])
+    return [_summary(np.asarray(s), n, resolution) for s, n in zip(samples, inner)]
+
+
+def _summary(arr: np.ndarray, inner: int, resolution: float) -> Timing:
     median = float(np.median(arr))
-    q75, q25 = np.percentile(arr, [75, 25])
-    return Timing(median, float((q75 - q25) / median) if median > 0 else 0.0, len(arr), inner,
-                  resolution)
+    q75, q25, p10 = np.percentile(arr, [75, 25, 10])
+    return Timing(median, float(p10), float((q75 - q25) / median) if median > 0 else 0.0,
+                  len(arr), inner, resolution)
