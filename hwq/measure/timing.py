@@ -24,12 +24,15 @@ MIN_TICKS_PER_SAMPLE = 1000
 @dataclass(frozen=True)
 class TimingOptions:
     """How long to time: `warmup` untimed calls, then samples until at least `min_repeats` and
-    `min_seconds` of timed calls (at most `max_repeats` samples)."""
+    `min_seconds` of timed calls (at most `max_repeats` samples). A sample groups calls until it
+    lasts `min_sample_s` (and MIN_TICKS_PER_SAMPLE timer ticks): a short layer and a whole network
+    then see the same share of a shared machine's interruptions, so their times compare."""
 
     warmup: int = 3
     min_repeats: int = 15
     max_repeats: int = 200
     min_seconds: float = 0.2
+    min_sample_s: float = 0.01
 
 
 STATISTICS = ("median", "p10")
@@ -81,7 +84,8 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
         t0 = time.perf_counter()
         fn()
         once = max(time.perf_counter() - t0, resolution)
-        inner.append(max(1, math.ceil(MIN_TICKS_PER_SAMPLE * resolution / once)))
+        inner.append(max(1, math.ceil(max(MIN_TICKS_PER_SAMPLE * resolution,
+                                          opts.min_sample_s) / once)))
     samples: list[list[float]] = [[] for _ in fns]
     rounds = max(1, rounds)
     for r in range(1, rounds + 1):
