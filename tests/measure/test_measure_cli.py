@@ -65,5 +65,6 @@ def test_measure_end_to_end_fits_network_terms(tmp_path):
     prof = load_profile(out / "profile.yaml")
     assert set(prof.get("network.glue_s_per_element")) == {"8x8", "32x32"}
     res = run("search", "--device", str(out / "profile.yaml"), "--model", "digits_resnet",
-              "--generations", "2", "--population", "8", "-o", str(tmp_path / "run"))
+              "--objectives", "accuracy,latency", "--generations", "2", "--population", "8",
+              "-o", str(tmp_path / "run"))
     assert res.exit_code == 0, res.output
