@@ -28,18 +28,27 @@ from hwq.display import display_rows
               show_default=True,
               help="The figure kept per layer and network: the median of the runs, or their "
                    "10th percentile (a machine shared with other work).")
+@click.option("--clock", type=click.Choice(["cpu", "wall"]),
+              help="What times a run: the calling thread's CPU time (the default with --threads "
+                   "1: unaffected by other processes) or wall time (the default otherwise).")
+@click.option("--int8-form", type=click.Choice(["runtime", "hwq"]), default="runtime",
+              show_default=True,
+              help="How 8x8 layers are deployed: as the runtime's own quantizer writes them "
+                   "(onnxruntime quantize_static: integer kernels) or as hwq export --format "
+                   "onnx writes them (quantized inputs, float outputs).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for profile.yaml, measured.csv, end_to_end.csv (resumes).")
 def measure(model: str, runtime: str, bits: str | None, threads: int, input_shape: str | None,
             model_args: tuple[str, ...], weights: str | None, end_to_end: bool,
-            statistic: str, out_dir: str) -> None:
+            statistic: str, clock: str | None, int8_form: str, out_dir: str) -> None:
     """Measure MODEL's layers on this machine with a real runtime: a lut profile in DIR."""
     from hwq.measure.run import measure as run_measure
     from hwq.models.loading import parse_model_args
 
     result = run_measure(model, out_dir, runtime=runtime, bits=bits, threads=threads,
                          input_shape=input_shape, model_args=parse_model_args(model_args),
-                         weights=weights, end_to_end=end_to_end, statistic=statistic)
+                         weights=weights, end_to_end=end_to_end, statistic=statistic,
+                         clock=clock, int8_form=int8_form)
     if result.end_to_end is not None:
         rows = result.end_to_end.to_dict("records")
         emit_table(display_rows(rows, ("policy", "exporter", "int8_layers", "fits",

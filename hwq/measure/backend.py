@@ -3,7 +3,9 @@ can run and builds one layer, or loads one whole exported network, as a callable
 once (`hwq.measure.timing` times those callables).
 
 A backend is any object with the `MeasureBackend` protocol, registered by name with
-`register_backend(name, factory)`; the factory takes the thread count. The shipped backends
+`register_backend(name, factory)`; the factory takes the `BackendOptions` (threads, and the int8
+form of the single-layer models: `runtime`, as the runtime's own quantizer writes a network, or
+`hwq`, as `hwq export --format onnx` writes it). The shipped backends
 (`hwq.measure.onnxruntime_backend`) register on the first lookup.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +25,15 @@ from hwq.measure.shapes import LayerShape
 Runner = Callable[[], object]
 
 SHIPPED_MODULES: tuple[str, ...] = ("hwq.measure.onnxruntime_backend",)
+INT8_FORMS: tuple[str, ...] = ("runtime", "hwq")
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How a backend runs: `threads` of the runtime, and `int8_form` (module doc)."""
+
+    threads: int = 1
+    int8_form: str = "runtime"
 
 
 class MeasureBackend(Protocol):
@@ -29,6 +41,7 @@ class MeasureBackend(Protocol):
 
     name: str
     threads: int
+    int8_form: str
 
     def unavailable(self) -> str | None:
         """Why this backend cannot run on this machine (None: it can)."""
@@ -52,13 +65,13 @@ class MeasureBackend(Protocol):
         ...
 
 
-BackendFactory = Callable[[int], MeasureBackend]
+BackendFactory = Callable[[BackendOptions], MeasureBackend]
 _BACKENDS: dict[str, BackendFactory] = {}
 _loaded = False
 
 
 def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make `--runtime name` build its backend with `factory(threads)`."""
+    """Make `--runtime name` build its backend with `factory(options)`."""
     _BACKENDS[name] = factory
 
 
@@ -71,17 +84,20 @@ def backend_names() -> tuple[str, ...]:
     return tuple(_BACKENDS)
 
 
-def get_backend(name: str, threads: int = 1) -> MeasureBackend:
+def get_backend(name: str, threads: int = 1, int8_form: str = "runtime") -> MeasureBackend:
     """The backend `name` with `threads` threads; a UserError naming the known ones, or saying
     why it cannot run here."""
     _load()
     if threads < 1:
         raise UserError(f"--threads: expected a positive number, found {threads}")
+    if int8_form not in INT8_FORMS:
+        raise UserError(f"--int8-form: expected one of {', '.join(INT8_FORMS)}, "
+                        f"found {int8_form!r}")
     factory = _BACKENDS.get(name)
     if factory is None:
         raise UserError(f"--runtime: unknown runtime {name!r}: expected one of "
                         f"{', '.join(_BACKENDS)}")
-    backend = factory(threads)
+    backend = factory(BackendOptions(threads, int8_form))
     reason = backend.unavailable()
     if reason:
         raise UserError(f"--runtime {name}: {reason}")

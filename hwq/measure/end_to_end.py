@@ -11,7 +11,8 @@ Two exporters:
 
 The policies (`network_cases`): every pair measured for all layers, uniformly; and where both
 fp32 and int8 were measured, three mixed ones: `alternating` (every other layer int8: the
-boundary term is fitted on it), `first-half-int8` and `last-half-int8` (half the layers int8).
+boundary term is fitted on it), `first-half-int8` and `last-half-int8` (half the layers int8),
+each by both exporters.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ class NetworkCase:
     fits: str = ""
 
 
-def network_cases(n_layers: int, pairs: list[tuple[int, int]]) -> list[NetworkCase]:
-    """The runs of one network whose layers were all measured at `pairs`."""
+def network_cases(n_layers: int, pairs: list[tuple[int, int]],
+                  int8_form: str = "runtime") -> list[NetworkCase]:
+    """The runs of one network whose layers were all measured at `pairs`; the int8 terms are
+    fitted on the exporter that writes int8 layers as the single-layer models were
+    (`quantize_static` for int8 form `runtime`, `hwq` for `hwq`)."""
+    fit_on = "hwq" if int8_form == "hwq" else "quantize_static"
     def uniform(p: tuple[int, int]) -> np.ndarray:
         return np.tile(np.array(p, dtype=np.int64), (n_layers, 1))
 
@@ -49,9 +54,9 @@ def network_cases(n_layers: int, pairs: list[tuple[int, int]]) -> list[NetworkCa
     for p in pairs:
         tag = f"{p[0]}x{p[1]}"
         if p == INT8:
-            cases.append(NetworkCase(f"uniform {tag}", "quantize_static", uniform(p),
-                                     f"glue {tag}"))
-            cases.append(NetworkCase(f"uniform {tag}", "hwq", uniform(p)))
+            for exporter in ("quantize_static", "hwq"):
+                cases.append(NetworkCase(f"uniform {tag}", exporter, uniform(p),
+                                         f"glue {tag}" if exporter == fit_on else ""))
         else:
             cases.append(NetworkCase(f"uniform {tag}", "hwq", uniform(p), f"glue {tag}"))
     if INT8 in pairs and FP32 in pairs and n_layers >= 2:
@@ -64,10 +69,9 @@ def network_cases(n_layers: int, pairs: list[tuple[int, int]]) -> list[NetworkCa
         }
         for name, is_int8 in mixed.items():
             policy = np.where(is_int8[:, None], np.array(INT8), np.array(FP32)).astype(np.int64)
-            fits = "boundary" if name == "alternating" else ""
-            cases.append(NetworkCase(name, "quantize_static", policy, fits))
-            if name != "alternating":
-                cases.append(NetworkCase(name, "hwq", policy))
+            for exporter in ("quantize_static", "hwq"):
+                fits = "boundary" if name == "alternating" and exporter == fit_on else ""
+                cases.append(NetworkCase(name, exporter, policy, fits))
     return cases
 
 

@@ -4,7 +4,9 @@ them and a CUDA GPU is present; otherwise they say so and measure nothing).
 
 Sessions run with `intra_op_num_threads` = `inter_op_num_threads` = the backend's threads
 (`--threads`), sequential execution, all graph optimizations. Pairs: `32x32` (fp32), `8x8`
-(int8 QDQ, which onnxruntime fuses into its integer kernels) and `4x32` (MatMulNBits, linear
+(int8 QDQ: with `int8_form` `runtime` the output is requantized as
+onnxruntime's quantize_static writes a network, which onnxruntime fuses into its integer kernels;
+with `hwq` the output stays float as in hwq's own export) and `4x32` (MatMulNBits, linear
 layers only); `hwq.measure.single_layer` builds them. On x86 CPUs the int8 activations are
 uint8: onnxruntime's integer GEMM (MLAS) multiplies u8 activations by s8 weights there
 (`vpmaddubsw` on AVX2, `vpdpbusd` with VNNI); elsewhere int8.
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hwq.measure.backend import register_backend
+from hwq.measure.backend import BackendOptions, register_backend
 from hwq.measure.shapes import LayerShape
 from hwq.measure.single_layer import SUPPORTED, build_model, example_feeds
 
@@ -38,9 +40,10 @@ def activation_type() -> str:
 class OnnxRuntimeBackend:
     """One onnxruntime execution provider (see the module doc)."""
 
-    def __init__(self, name: str, threads: int) -> None:
+    def __init__(self, name: str, options: BackendOptions) -> None:
         self.name = name
-        self.threads = threads
+        self.threads = options.threads
+        self.int8_form = options.int8_form
         self.provider = PROVIDERS[name]
         self.activation = activation_type()
 
@@ -83,7 +86,7 @@ class OnnxRuntimeBackend:
         return ort.InferenceSession(source, opts, providers=[self.provider])
 
     def layer_runner(self, shape: LayerShape, pair: tuple[int, int]) -> Callable[[], object]:
-        sess = self.session(build_model(shape, pair, self.activation))
+        sess = self.session(build_model(shape, pair, self.activation, self.int8_form))
         feeds = example_feeds(shape, [i.name for i in sess.get_inputs()])
         return lambda: sess.run(None, feeds)
 
@@ -98,10 +101,14 @@ class OnnxRuntimeBackend:
 
         return {
             "runtime": f"onnxruntime {ort.__version__} ({self.provider})",
-            "threads": (f"{self.threads} (intra_op_num_threads = inter_op_num_threads, "
-                        "sequential execution)"),
+            "threads": str(self.threads),
+            "session": ("intra_op_num_threads = inter_op_num_threads = threads, sequential "
+                        "execution, all graph optimizations"),
             "int8": (f"QDQ, weights s8 per output channel, activations "
-                     f"{'u8' if self.activation == 'uint8' else 's8'} per tensor"),
+                     f"{'u8' if self.activation == 'uint8' else 's8'} per tensor, "
+                     + ("the output requantized (as onnxruntime's quantize_static writes "
+                        "it: integer kernels)" if self.int8_form == "runtime" else
+                        "the output float (as hwq export --format onnx writes it)")),
         }
 
 
@@ -120,4 +127,4 @@ def _cuda_device() -> bool:
 
 
 for _name in PROVIDERS:
-    register_backend(_name, lambda threads, _n=_name: OnnxRuntimeBackend(_n, threads))
+    register_backend(_name, lambda options, _n=_name: OnnxRuntimeBackend(_n, options))

@@ -9,7 +9,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from hwq.measure.end_to_end import (
 )
 from hwq.measure.fit import NetworkTermsFit, fit_boundary, fit_glue, layers_sum
 from hwq.measure.shapes import distinct_shapes
-from hwq.measure.timing import STATISTICS, TimingOptions, time_interleaved
+from hwq.measure.timing import CLOCKS, STATISTICS, TimingOptions, time_interleaved
 
 log = logging.getLogger("hwq")
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = ((32, 32), (8, 8))
@@ -98,6 +98,8 @@ def measure(
     weights: str | None = None,
     end_to_end: bool = True,
     statistic: str = "median",
+    clock: str | None = None,
+    int8_form: str = "runtime",
     backend: MeasureBackend | None = None,
     layer_timing: TimingOptions = LAYER_TIMING,
     network_timing: TimingOptions = NETWORK_TIMING,
@@ -111,13 +113,23 @@ def measure(
                         f"found {statistic!r}")
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out}: exists and is not a directory")
-    backend = backend or get_backend(runtime, threads)
+    backend = backend or get_backend(runtime, threads, int8_form)
+    clock = clock or ("cpu" if backend.threads == 1 else "wall")
+    if clock not in CLOCKS:
+        raise UserError(f"--clock: expected one of {', '.join(CLOCKS)}, found {clock!r}")
+    if clock == "cpu" and backend.threads != 1:
+        raise UserError(f"--clock cpu: only with --threads 1 (the calling thread's CPU time "
+                        f"misses the work of the runtime's other threads), found --threads "
+                        f"{backend.threads}")
+    layer_timing = replace(layer_timing, clock=clock)
+    network_timing = replace(network_timing, clock=clock)
     pairs = parse_pairs(bits)
     graph, module, example, shape_text = load_network(model, model_args, input_shape, weights)
     info = backend.describe()
     runtime_label = info.get("runtime", backend.name)
     out.mkdir(parents=True, exist_ok=True)
-    rows = pw.read_table(out, runtime_label, backend.threads, statistic)
+    rows = pw.read_table(out, runtime_label, backend.threads,
+                         f"{statistic} {clock} int8:{backend.int8_form}")
     done = {_row_key(r) for r in rows}
     resumed = len(rows)
     skipped: list[dict[str, Any]] = []
@@ -145,7 +157,8 @@ def measure(
                 rows.append({**dict(zip(pw.KEY_COLUMNS, (*shape.key(), *pair))),
                              "latency_s": t.value(statistic), "median_s": t.median_s,
                              "p10_s": t.p10_s, "spread": round(t.spread, 4),
-                             "repeats": t.repeats, "statistic": statistic,
+                             "repeats": t.repeats,
+                             "statistic": f"{statistic} {clock} int8:{backend.int8_form}",
                              "runtime": runtime_label,
                              "threads": backend.threads})
             pw.write_rows(out / pw.TABLE, rows, pw.TABLE_COLUMNS)  # resumable from here
@@ -161,7 +174,7 @@ def measure(
     record["timing"] = (
         f"per layer: {layer_timing.warmup} warm-up runs, then >= {layer_timing.min_repeats} "
         f"runs and >= {layer_timing.min_seconds} s in {ROUNDS} turns with up to "
-        f"{LAYER_GROUP - 1} other layers; latency_s = the {statistic} of the runs "
+        f"{LAYER_GROUP - 1} other layers, {clock} clock; latency_s = the {statistic} of the runs "
         "(median_s, p10_s and spread = interquartile range / median in measured.csv)")
     if skipped:
         record["skipped"] = f"{len(skipped)} shape x pair(s) the runtime cannot run: {pw.SKIPPED}"
@@ -182,14 +195,16 @@ def measure(
 
     table = cost_table(graph, load_profile(profile), covered)
     layer_latency = table.values["latency_s"]
-    cases = network_cases(len(graph), covered)
+    cases = network_cases(len(graph), covered, backend.int8_form)
     timings = _time_networks(backend, graph, module, example, cases, network_timing)
     measured = [t.value(statistic) for t in timings]
     terms = _fit(graph, layer_latency, covered, cases, measured)
+    int8_by = "hwq's export" if backend.int8_form == "hwq" else "onnxruntime's quantize_static"
     fit_source = (
-        "glue per output element fitted on the uniform runs (fp32: hwq's export; int8: "
-        "onnxruntime's quantize_static), boundary per element on the alternating policy; "
-        f"whole networks timed in turns, {network_timing.warmup} warm-up runs, the {statistic} "
+        f"glue per output element fitted on the uniform runs (fp32: hwq's export; int8: "
+        f"{int8_by}), boundary per element on the alternating policy ({int8_by}); "
+        f"whole networks timed in turns ({clock} clock), {network_timing.warmup} warm-up runs, "
+        f"the {statistic} "
         f"of >= {network_timing.min_repeats} runs and >= {network_timing.min_seconds} s each"
     )
     profile = pw.write_profile(out, pw.profile_doc(name, description, record,

@@ -7,7 +7,9 @@
   passes QuantizeLinear -> DequantizeLinear (per tensor, `activation` u8 or s8), the weights are
   int8 initializers with per-output-channel scales (DequantizeLinear, zero points 0), and the
   output passes QuantizeLinear -> DequantizeLinear, so onnxruntime fuses the layer into its
-  integer kernel (QLinearConv, QLinearMatMul / QGemm). A matmul quantizes both operands.
+  integer kernel (QLinearConv, QLinearMatMul / QGemm). A matmul quantizes both operands. With
+  `int8_form="hwq"` the output stays float, as `hwq export --format onnx` writes a layer (its
+  fake-quant model quantizes layer inputs only).
 * `4x32`: a linear layer as `MatMulNBits` (com.microsoft): 4-bit weights in blocks of
   `INT4_BLOCK` along K with fp32 scales, fp32 activations.
 
@@ -64,7 +66,8 @@ def example_feeds(shape: LayerShape, names: list[str]) -> dict[str, np.ndarray]:
             for n, s in zip(names, input_shapes(shape))}
 
 
-def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uint8") -> Any:
+def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uint8",
+                int8_form: str = "runtime") -> Any:
     """The onnx ModelProto of `shape` at `pair` (a pair outside SUPPORTED is a UserError)."""
     if pair not in SUPPORTED.get(shape.op, ()):
         raise UserError(f"{shape.label()}: no single-layer model at W{pair[0]}A{pair[1]}")
@@ -79,10 +82,11 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
               for n, s in zip(ins, input_shapes(shape))]
     output = helper.make_tensor_value_info("out", TensorProto.FLOAT, output_shape(shape))
     quant = pair == (8, 8)
+    requant = quant and int8_form == "runtime"
     layer_in = list(ins)
     if quant:
         layer_in = [_qdq(nodes, inits, n, activation) for n in ins]
-    layer_out = "layer_out" if quant else "out"
+    layer_out = "layer_out" if requant else "out"
     domains = [helper.make_opsetid("", OPSET)]
     if shape.op == "conv":
         w = _weights(rng, [shape.out_channels, shape.in_channels // shape.groups,
@@ -106,7 +110,7 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
         nodes.append(helper.make_node("MatMul", [layer_in[0], wname], [layer_out]))
     else:  # matmul of two activations
         nodes.append(helper.make_node("MatMul", layer_in, [layer_out]))
-    if quant:
+    if requant:
         nodes.append(_q(inits, layer_out, "out_q", "out", activation, nodes))
     graph = helper.make_graph(nodes, f"{shape.op}_w{pair[0]}a{pair[1]}", inputs, [output], inits)
     model = helper.make_model(graph, opset_imports=domains, producer_name="hwq measure")

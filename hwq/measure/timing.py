@@ -4,7 +4,12 @@ timer's resolution checked (a call shorter than the timer can see is timed in gr
 `time_interleaved` times several callables in turns (`rounds` rounds, each giving every callable
 its share of samples), so that a change of the machine's load during a measurement spreads over
 all of them instead of falling on one: what a shared machine needs for layers and networks that
-are compared with each other."""
+are compared with each other.
+
+Two clocks: `wall` (perf_counter) and `cpu` (the calling thread's CPU time, thread_time): with one
+runtime thread the computation runs on the calling thread, so its CPU time is the layer's time
+without the intervals another process held the core: what a machine shared with other work can
+still measure reproducibly. With more threads only `wall` sees the work of all of them."""
 
 from __future__ import annotations
 
@@ -33,9 +38,12 @@ class TimingOptions:
     max_repeats: int = 200
     min_seconds: float = 0.2
     min_sample_s: float = 0.01
+    clock: str = "wall"
 
 
 STATISTICS = ("median", "p10")
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+_CLOCK_INFO = {"wall": "perf_counter", "cpu": "thread_time"}
 
 
 @dataclass(frozen=True)
@@ -59,9 +67,9 @@ class Timing:
         return self.median_s if statistic == "median" else self.p10_s
 
 
-def timer_resolution() -> float:
-    """perf_counter's resolution in seconds (as the platform reports it)."""
-    return float(time.get_clock_info("perf_counter").resolution)
+def timer_resolution(clock: str = "wall") -> float:
+    """The clock's resolution in seconds (as the platform reports it)."""
+    return float(time.get_clock_info(_CLOCK_INFO[clock]).resolution)
 
 
 def time_calls(fn: Callable[[], object], options: TimingOptions | None = None) -> Timing:
@@ -74,16 +82,19 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
     """Time every callable (module doc): each round gives each one 1/rounds of its repeats and
     seconds; the median and spread are over all its samples."""
     opts = options or TimingOptions()
-    resolution = timer_resolution()
+    if opts.clock not in CLOCKS:
+        raise ValueError(f"clock: expected one of {tuple(CLOCKS)}, found {opts.clock!r}")
+    clock = CLOCKS[opts.clock]
+    resolution = timer_resolution(opts.clock)
     if not (resolution > 0 and math.isfinite(resolution)) or resolution > 1e-3:
         raise HwqError(f"the timer's resolution ({resolution} s) is too coarse to time layers")
     inner = []
     for fn in fns:
         for _ in range(max(opts.warmup, 1)):
             fn()
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        once = max(time.perf_counter() - t0, resolution)
+        once = max(clock() - t0, resolution)
         inner.append(max(1, math.ceil(max(MIN_TICKS_PER_SAMPLE * resolution,
                                           opts.min_sample_s) / once)))
     samples: list[list[float]] = [[] for _ in fns]
@@ -95,10 +106,10 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
             cap = math.ceil(opts.max_repeats * r / rounds)
             got = samples[i]
             while len(got) < cap and (len(got) < want_n or sum(got) * inner[i] < want_s):
-                t0 = time.perf_counter()
+                t0 = clock()
                 for _ in range(inner[i]):
                     fn()
-                got.append((time.perf_counter() - t0) / inner[i])
+                got.append((clock() - t0) / inner[i])
     return [_summary(np.asarray(s), n, resolution) for s, n in zip(samples, inner)]
 
 

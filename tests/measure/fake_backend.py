@@ -17,8 +17,9 @@ PAIRS = ((32, 32), (8, 8))
 class FakeBackend:
     name = "fake"
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, int8_form: str = "runtime") -> None:
         self.threads = threads
+        self.int8_form = int8_form
         self.built: list[tuple[LayerShape, tuple[int, int]]] = []
 
     def unavailable(self) -> str | None:
@@ -32,7 +33,7 @@ class FakeBackend:
         return None
 
     def layer_runner(self, shape: LayerShape, pair: tuple[int, int]):
-        model = build_model(shape, pair)  # a real model, checked by onnx.checker
+        model = build_model(shape, pair, int8_form=self.int8_form)  # checked by onnx.checker
         self.built.append((shape, pair))
         return lambda: model
 

@@ -34,7 +34,8 @@ def test_fake_runtime_builds_every_shape_once_and_the_profile_prices_the_graph(t
     assert len(backend.built) == 8 == len(table) == result.measured
     assert sorted({(int(w), int(a)) for w, a in zip(table.w_bits, table.a_bits)}) == [(8, 8),
                                                                                      (32, 32)]
-    assert set(table.statistic) == {"median"} and set(table.runtime) == {"fake 1.0"}
+    assert set(table.statistic) == {"median cpu int8:runtime"}
+    assert set(table.runtime) == {"fake 1.0"}
     assert (table.latency_s == table.median_s).all() and (table.batch == 2).all()
     # 4x32 is reported for each shape, never faked
     skipped = pd.read_csv(tmp_path / "m" / "skipped.csv")
@@ -99,3 +100,13 @@ def test_interleaved_timing_summary():
     t = _summary(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 1, 1e-9)
     assert (t.median_s, t.p10_s, t.spread) == (3.0, 1.4, 2.0 / 3.0)
     assert t.value("median") == 3.0 and t.value("p10") == 1.4
+
+
+def test_cpu_clock_needs_one_thread(tmp_path):
+    with pytest.raises(UserError, match="--clock cpu: only with --threads 1"):
+        measure(MODEL, tmp_path / "m", input_shape=SHAPE, end_to_end=False,
+                backend=FakeBackend(threads=2), clock="cpu", layer_timing=FAST)
+    result = measure(MODEL, tmp_path / "m", input_shape=SHAPE, bits="32x32", end_to_end=False,
+                     backend=FakeBackend(threads=2), layer_timing=FAST)
+    table = pd.read_csv(result.out_dir / "measured.csv")
+    assert set(table.statistic) == {"median wall int8:runtime"}

@@ -44,7 +44,8 @@ def test_fp32_linear_matches_torch(shape):
     model, feeds, out = _run(shape, (32, 32))
     w = numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w"))
     w = w if shape.in_h <= 1 else w.T  # Gemm(transB) holds [N, K]; MatMul [K, N]
-    ref = torch.nn.functional.linear(torch.from_numpy(feeds["x"]), torch.from_numpy(w.copy())).numpy()
+    ref = torch.nn.functional.linear(torch.from_numpy(feeds["x"]),
+                                     torch.from_numpy(w.copy())).numpy()
     assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-4
 
 
@@ -81,3 +82,15 @@ def test_gpu_providers_skip_cleanly_without_a_gpu():
         get_backend("onnxruntime-cuda")
     with pytest.raises(UserError, match="has no TensorrtExecutionProvider"):
         get_backend("onnxruntime-tensorrt")
+
+
+def test_hwq_int8_form_keeps_the_output_float():
+    runtime = build_model(CONV, (8, 8), int8_form="runtime")
+    hwq = build_model(CONV, (8, 8), int8_form="hwq")
+    count = lambda m, op: sum(n.op_type == op for n in m.graph.node)  # noqa: E731
+    assert (count(runtime, "QuantizeLinear"), count(hwq, "QuantizeLinear")) == (2, 1)
+    assert hwq.graph.node[-1].op_type == "Conv"
+    backend = get_backend("onnxruntime", int8_form="hwq")
+    sess = backend.session(hwq)
+    out = sess.run(None, example_feeds(CONV, ["x"]))[0]
+    assert list(out.shape) == output_shape(CONV)
