@@ -29,7 +29,10 @@ time a whole network spends outside its layers (pooling, elementwise adds, activ
 * `boundary_s_per_element: seconds` — per input element of a layer whose producer layer (a graph
   edge) runs at another pair (a quantize/dequantize at a precision change), added to
   `hwq.evaluate`'s `latency_s` by the kind's `network_terms`; searches that sum per-layer costs
-  (ILP, greedy) do not see it.
+  (ILP, greedy) do not see it;
+* `run_s: seconds` — the runtime's own cost of one run of the network (what `hwq measure`
+  subtracted from every single-layer time, since each held it once), added once per policy to
+  `hwq.evaluate`'s `latency_s`.
 
 An optional `measurement:` mapping (free text per key) records where and how the table was
 measured (`hwq measure` writes machine, cpu, cpu_flags, runtime, threads, date and command).
@@ -166,18 +169,20 @@ def boundary_elements(graph: LayerGraph, policies: np.ndarray) -> np.ndarray:
 
 def network_terms(table: CostTable, policies: np.ndarray,
                   peak_activation_bytes: np.ndarray) -> NetworkFit:
-    """The boundary term: `latency_s` = the layers' sum + boundary_s_per_element x the input
-    elements at precision changes (no column without the term); every policy fits."""
+    """`latency_s` = the layers' sum + boundary_s_per_element x the input elements at precision
+    changes + run_s (no column without these terms); every policy fits."""
     n = len(policies)
     fit = NetworkFit(np.ones(n, dtype=bool), [""] * n)
-    per_element = (table.profile.get("network", None) or {}).get("boundary_s_per_element")
-    if not per_element:
+    terms = table.profile.get("network", None) or {}
+    per_element = float(terms.get("boundary_s_per_element") or 0.0)
+    run_s = float(terms.get("run_s") or 0.0)
+    if not (per_element or run_s):
         return fit
     lat = table.values["latency_s"]
     idx = table.pair_lookup[policies[..., 0], policies[..., 1]]  # [P, L]
     layers = lat[np.arange(lat.shape[0])[None, :], idx].sum(axis=1)
-    extra = boundary_elements(table.graph, policies) * float(per_element)
-    return NetworkFit(fit.feasible, fit.reasons, {"latency_s": layers + extra})
+    extra = boundary_elements(table.graph, policies) * per_element if per_element else 0.0
+    return NetworkFit(fit.feasible, fit.reasons, {"latency_s": layers + extra + run_s})
 
 
 NETWORK = {
@@ -190,6 +195,7 @@ NETWORK = {
             "additionalProperties": {"type": "number"},
         },
         "boundary_s_per_element": {"type": "number", "minimum": 0},
+        "run_s": {"type": "number", "minimum": 0},
     },
 }
 

@@ -55,6 +55,12 @@ class MeasureBackend(Protocol):
         """Build the single-layer model of `shape` at `pair`; a callable that runs it once."""
         ...
 
+    def empty_runner(self) -> Runner:
+        """A model that computes nothing (one small Identity): a callable whose time is the
+        runtime's own cost of one run, which every single-layer time holds once and a whole
+        network pays once."""
+        ...
+
     def network_runner(self, model_file: Path, inputs: Mapping[str, np.ndarray]) -> Runner:
         """Load one whole exported network (an ONNX file); a callable that runs it once on
         `inputs`."""

@@ -90,6 +90,19 @@ class OnnxRuntimeBackend:
         feeds = example_feeds(shape, [i.name for i in sess.get_inputs()])
         return lambda: sess.run(None, feeds)
 
+    def empty_runner(self) -> Callable[[], object]:
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["out"])], "empty",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+        model.ir_version = 10
+        sess = self.session(model)
+        feeds = {"x": np.zeros(1, np.float32)}
+        return lambda: sess.run(None, feeds)
+
     def network_runner(self, model_file: Path,
                        inputs: Mapping[str, np.ndarray]) -> Callable[[], object]:
         sess = self.session(model_file)

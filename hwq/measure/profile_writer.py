@@ -23,7 +23,8 @@ TABLE = "measured.csv"
 SKIPPED = "skipped.csv"
 PROFILE = "profile.yaml"
 END_TO_END = "end_to_end.csv"
-TABLE_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, "latency_s", "median_s", "p10_s", "spread",
+TABLE_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, "latency_s", "overhead_s", "median_s", "p10_s",
+                                  "spread",
                                   "repeats", "statistic", "runtime", "threads")
 SKIPPED_COLUMNS: tuple[str, ...] = ("op", "shape", "w_bits", "a_bits", "reason")
 END_TO_END_COLUMNS: tuple[str, ...] = (
@@ -86,7 +87,8 @@ def _cpuinfo(key: str) -> str | None:
 
 
 def profile_doc(name: str, description: str, measurement: Mapping[str, str],
-                network: Mapping[str, Any] | None, network_source: str = "") -> dict[str, Any]:
+                network: Mapping[str, Any] | None,
+                network_source: str | Mapping[str, str] = "") -> dict[str, Any]:
     """The lut profile: its table, the `measurement` record (machine, CPU and flags, runtime,
     threads, date, timing, command) and, once fitted, its network terms; `sources` says where
     the table and the terms come from."""
@@ -107,7 +109,9 @@ def profile_doc(name: str, description: str, measurement: Mapping[str, str],
     if network:
         doc["network"] = dict(network)
         for key in network:
-            sources[f"network.{key}"] = network_source or "fitted on whole-network runs"
+            said = (network_source.get(key, "") if isinstance(network_source, Mapping)
+                    else network_source)
+            sources[f"network.{key}"] = said or "fitted on whole-network runs"
     doc["sources"] = sources
     return doc
 

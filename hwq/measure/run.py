@@ -148,6 +148,9 @@ def measure(
     pw.write_rows(out / pw.SKIPPED, skipped, pw.SKIPPED_COLUMNS)
     step("measuring %d layer shape(s) x pair(s) with %s (%d resumed)", len(todo), runtime_label,
          resumed)
+    overhead = time_interleaved([backend.empty_runner()], layer_timing, ROUNDS)[0]
+    run_s = overhead.value(statistic)
+    step("one run of an empty model takes %.3g s (subtracted from every layer's time)", run_s)
     with progress(f"measuring layers ({backend.name})", total=len(todo)) as bar:
         for start in range(0, len(todo), LAYER_GROUP):
             group = todo[start:start + LAYER_GROUP]
@@ -155,7 +158,8 @@ def measure(
             timings = time_interleaved(runners, layer_timing, ROUNDS)
             for (shape, pair), t in zip(group, timings):
                 rows.append({**dict(zip(pw.KEY_COLUMNS, (*shape.key(), *pair))),
-                             "latency_s": t.value(statistic), "median_s": t.median_s,
+                             "latency_s": max(t.value(statistic) - run_s, 0.0),
+                             "overhead_s": run_s, "median_s": t.median_s,
                              "p10_s": t.p10_s, "spread": round(t.spread, 4),
                              "repeats": t.repeats,
                              "statistic": f"{statistic} {clock} int8:{backend.int8_form}",
@@ -175,11 +179,15 @@ def measure(
         f"per layer: {layer_timing.warmup} warm-up runs, then >= {layer_timing.min_repeats} "
         f"runs and >= {layer_timing.min_seconds} s in {ROUNDS} turns with up to "
         f"{LAYER_GROUP - 1} other layers, {clock} clock; latency_s = the {statistic} of the runs "
-        "(median_s, p10_s and spread = interquartile range / median in measured.csv)")
+        "less overhead_s, the same figure of an empty model's run (median_s, p10_s and "
+        "spread = interquartile range / median in measured.csv)")
     if skipped:
         record["skipped"] = f"{len(skipped)} shape x pair(s) the runtime cannot run: {pw.SKIPPED}"
     description = f"{model} layers measured with {runtime_label} on {pw.cpu_model()}"
-    profile = pw.write_profile(out, pw.profile_doc(name, description, record, None))
+    run_only = {"run_s": run_s}
+    run_source = f"the {statistic} time of one run of an empty model"
+    profile = pw.write_profile(out, pw.profile_doc(name, description, record, run_only,
+                                                   run_source))
     result = MeasureResult(out, profile, len(todo), resumed, skipped)
     if not end_to_end:
         return result
@@ -198,15 +206,17 @@ def measure(
     cases = network_cases(len(graph), covered, backend.int8_form)
     timings = _time_networks(backend, graph, module, example, cases, network_timing)
     measured = [t.value(statistic) for t in timings]
-    terms = _fit(graph, layer_latency, covered, cases, measured)
+    terms = _fit(graph, layer_latency, covered, cases, measured, run_s)
     int8_by = "hwq's export" if backend.int8_form == "hwq" else "onnxruntime's quantize_static"
-    fit_source = (
-        f"glue per output element fitted on the uniform runs (fp32: hwq's export; int8: "
-        f"{int8_by}), boundary per element on the alternating policy ({int8_by}); "
-        f"whole networks timed in turns ({clock} clock), {network_timing.warmup} warm-up runs, "
-        f"the {statistic} "
-        f"of >= {network_timing.min_repeats} runs and >= {network_timing.min_seconds} s each"
-    )
+    timed = (f"whole networks timed in turns ({clock} clock), {network_timing.warmup} warm-up "
+             f"runs, the {statistic} of >= {network_timing.min_repeats} runs and >= "
+             f"{network_timing.min_seconds} s each")
+    fit_source = {
+        "glue_s_per_element": (f"fitted per pair on the uniform runs (fp32: hwq's export; "
+                               f"int8: {int8_by}); {timed}"),
+        "boundary_s_per_element": f"fitted on the alternating policy ({int8_by}); {timed}",
+        "run_s": run_source,
+    }
     profile = pw.write_profile(out, pw.profile_doc(name, description, record,
                                                    terms.to_profile(), fit_source))
     result.profile = profile
@@ -250,17 +260,17 @@ def _time_networks(backend: MeasureBackend, graph: Any, module: Any, example: An
 
 
 def _fit(graph: Any, layer_latency: np.ndarray, pairs: list[tuple[int, int]],
-         cases: list[NetworkCase], measured: list[float]) -> NetworkTermsFit:
+         cases: list[NetworkCase], measured: list[float], run_s: float) -> NetworkTermsFit:
     uniform = {}
     for case, t in zip(cases, measured):
         if case.fits.startswith("glue"):
             uniform[(int(case.policy[0, 0]), int(case.policy[0, 1]))] = t
-    glue = fit_glue(graph, layer_latency, pairs, uniform)
+    glue = fit_glue(graph, layer_latency, pairs, uniform, run_s)
     boundary = None
     for case, t in zip(cases, measured):
         if case.fits == "boundary":
-            boundary = fit_boundary(graph, layer_latency, pairs, glue, case.policy, t)
-    return NetworkTermsFit(glue, boundary)
+            boundary = fit_boundary(graph, layer_latency, pairs, glue, case.policy, t, run_s)
+    return NetworkTermsFit(glue, boundary, run_s)
 
 
 def _compare(graph: Any, profile: Any, pairs: list[tuple[int, int]], layer_latency: np.ndarray,

@@ -37,6 +37,9 @@ class FakeBackend:
         self.built.append((shape, pair))
         return lambda: model
 
+    def empty_runner(self):
+        return lambda: None
+
     def network_runner(self, model_file: Path, inputs):
         return lambda: None
 

@@ -53,6 +53,7 @@ NETWORK = """\
 network:
   glue_s_per_element: {32x32: 1.0e-6, 8x8: -1.0e-7}
   boundary_s_per_element: 2.0e-6
+  run_s: 5.0e-5
 """
 
 
@@ -68,11 +69,11 @@ def test_glue_adds_per_output_element_and_boundary_per_changed_input(tmp_path):
                     [[32, 32], [8, 8], [32, 32]],     # a->b and b->c change: b's and c's inputs
                     [[8, 8], [8, 8], [32, 32]]])      # b->c changes: c's input
     lat = evaluate(t, pol)["latency_s"].to_numpy()
-    fp = 6e-3 + 512e-6
+    fp = 6e-3 + 512e-6 + 5e-5  # layers, glue, one run
     assert lat[0] == pytest.approx(fp, rel=1e-12)
-    mixed1 = 1e-3 + 128e-6 + 1e-3 - 256e-7 + 3e-3 + 128e-6 + 2e-6 * (128 + 256)
+    mixed1 = 1e-3 + 128e-6 + 1e-3 - 256e-7 + 3e-3 + 128e-6 + 2e-6 * (128 + 256) + 5e-5
     assert lat[1] == pytest.approx(mixed1, rel=1e-12)
-    mixed2 = 0.5e-3 - 128e-7 + 1e-3 - 256e-7 + 3e-3 + 128e-6 + 2e-6 * 256
+    mixed2 = 0.5e-3 - 128e-7 + 1e-3 - 256e-7 + 3e-3 + 128e-6 + 2e-6 * 256 + 5e-5
     assert lat[2] == pytest.approx(mixed2, rel=1e-12)
 
 
@@ -89,6 +90,8 @@ def test_fit_reproduces_the_networks_it_is_fitted_on(tmp_path):
     pairs = [(32, 32), (8, 8)]
     glue = fit_glue(g, lat, pairs, {(32, 32): 7e-3, (8, 8): 2.5e-3})
     assert glue == {"32x32": pytest.approx(1e-3 / 512), "8x8": pytest.approx(-0.5e-3 / 512)}
+    with_run = fit_glue(g, lat, pairs, {(32, 32): 7e-3}, run_s=1e-4)
+    assert with_run == {"32x32": pytest.approx(0.9e-3 / 512)}
     alt = np.array([[32, 32], [8, 8], [32, 32]])
     rest = 1e-3 + 1e-3 + 3e-3 + (128 + 128) * glue["32x32"] + 256 * glue["8x8"]
     b = fit_boundary(g, lat, pairs, glue, alt, rest + 384 * 3e-6)

@@ -36,7 +36,9 @@ def test_fake_runtime_builds_every_shape_once_and_the_profile_prices_the_graph(t
                                                                                      (32, 32)]
     assert set(table.statistic) == {"median cpu int8:runtime"}
     assert set(table.runtime) == {"fake 1.0"}
-    assert (table.latency_s == table.median_s).all() and (table.batch == 2).all()
+    # the empty model's run, measured once, is taken off every layer (never below 0)
+    assert len(set(table.overhead_s)) == 1 and (table.batch == 2).all()
+    assert (table.latency_s == (table.median_s - table.overhead_s).clip(lower=0)).all()
     # 4x32 is reported for each shape, never faked
     skipped = pd.read_csv(tmp_path / "m" / "skipped.csv")
     assert len(skipped) == 4 and set(skipped.w_bits) == {4}
@@ -44,7 +46,8 @@ def test_fake_runtime_builds_every_shape_once_and_the_profile_prices_the_graph(t
     assert len(result.skipped) == 4
     prof = load_profile(result.profile)
     assert prof.kind == "lut" and prof.get("measurement.runtime") == "fake 1.0"
-    assert "network" not in prof.data  # no end-to-end runs: no network terms
+    # no end-to-end runs: of the network terms only the run's own cost
+    assert prof.data["network"] == {"run_s": table.overhead_s.iloc[0]}
     graph = load_graph(MODEL, input_shape=(2, 3, 8, 8))
     t = cost_table(graph, prof, [(32, 32), (8, 8)])
     by_key = {tuple(r[:13]): r[13] for r in table.itertuples(index=False)}
