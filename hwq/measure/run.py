@@ -194,6 +194,11 @@ def measure(
     if module is None:
         step("no end-to-end runs: %s is a layer file (no network to export)", model)
         return result
+    other_ops = sorted(set(graph.frame["op"]) - {"conv", "linear"})
+    if other_ops:
+        step("no end-to-end runs: the whole-network exporters handle conv and linear layers "
+             "only, the graph has %s rows", ", ".join(other_ops))
+        return result
     covered = [p for p in pairs if not any((s["w_bits"], s["a_bits"]) == p for s in skipped)]
     if not covered:
         step("no end-to-end runs: no pair was measured for every layer")
