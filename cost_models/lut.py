@@ -19,6 +19,23 @@ never free, so it is never priced as 0).
 A lut profile may omit `bits`: its widths and default pairs are those its table measured
 (`measured_pairs`). Its priced tables are not cached (the profile's sha256 does not cover the
 table file), and `hwq profile show` reports the table's own figures (`summarize`).
+
+Network terms (optional `network:` key, what `hwq measure` fits on whole-network runs): the
+time a whole network spends outside its layers (pooling, elementwise adds, activations, copies),
+
+* `glue_s_per_element: {WxA: seconds}` — per output element of each layer at its pair, added to
+  the layer's `latency_s` (and shown as the detail column `glue_s`); it may be negative, where
+  isolated layers carry more per-call overhead than they do inside a network;
+* `boundary_s_per_element: seconds` — per input element of a layer whose producer layer (a graph
+  edge) runs at another pair (a quantize/dequantize at a precision change), added to
+  `hwq.evaluate`'s `latency_s` by the kind's `network_terms`; searches that sum per-layer costs
+  (ILP, greedy) do not see it;
+* `run_s: seconds` — the runtime's own cost of one run of the network (what `hwq measure`
+  subtracted from every single-layer time, since each held it once), added once per policy to
+  `hwq.evaluate`'s `latency_s`.
+
+An optional `measurement:` mapping (free text per key) records where and how the table was
+measured (`hwq measure` writes machine, cpu, cpu_flags, runtime, threads, date and command).
 """
 
 from __future__ import annotations
@@ -31,13 +48,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hwq.cost_models.kind import DeviceKind, KindSummary, PairFigures, Priced, register_kind
+from hwq.cost_models.kind import (
+    DeviceKind,
+    KindSummary,
+    NetworkFit,
+    PairFigures,
+    Priced,
+    register_kind,
+)
 from hwq.errors import CostModelError, UserError
 from hwq.profile_rules import RuleSource
 
 if TYPE_CHECKING:
     from hwq.graph import LayerGraph
     from hwq.profile import DeviceProfile
+    from hwq.tables import CostTable
 
 KEY_COLUMNS: tuple[str, ...] = (
     "op", "in_channels", "out_channels", "in_h", "in_w", "kernel_h", "kernel_w", "stride_h",
@@ -111,8 +136,72 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
                     f"batch {shape[-1]} in the table of profile {profile.name}"
                 )
             latency[i, j], energy[i, j] = hit
-    return Priced({"latency_s": latency, "energy_pj": energy})
+    glue = glue_per_element(profile, w_bits, a_bits)
+    glue_s = graph.column("out_elems").astype(np.float64)[:, None] * glue[None, :]
+    return Priced({"latency_s": latency + glue_s, "energy_pj": energy}, None,
+                  {"glue_s": glue_s})
 
+
+def pair_key(w: int, a: int) -> str:
+    """A pair as the `network:` terms key it: `WxA`."""
+    return f"{int(w)}x{int(a)}"
+
+
+def glue_per_element(profile: DeviceProfile, w_bits: np.ndarray,
+                     a_bits: np.ndarray) -> np.ndarray:
+    """float64 [pairs]: the profile's glue seconds per output element at each pair (0 without)."""
+    terms = (profile.get("network", None) or {}).get("glue_s_per_element") or {}
+    return np.array([float(terms.get(pair_key(w, a), 0.0)) for w, a in zip(w_bits, a_bits)],
+                    dtype=np.float64)
+
+
+def boundary_elements(graph: LayerGraph, policies: np.ndarray) -> np.ndarray:
+    """float64 [P]: per policy [P, L, 2], the input elements of layers fed by a producer layer
+    at another pair (each graph edge whose two ends differ counts its consumer's input)."""
+    index = {n: i for i, n in enumerate(graph.names)}
+    edges = [(index[s], index[d]) for s, d in graph.edges if s in index and d in index]
+    if not edges or not len(policies):
+        return np.zeros(len(policies))
+    src, dst = (np.array(v, dtype=np.int64) for v in zip(*edges))
+    differs = (policies[:, src, :] != policies[:, dst, :]).any(axis=-1)  # [P, E]
+    return differs.astype(np.float64) @ graph.column("in_elems").astype(np.float64)[dst]
+
+
+def network_terms(table: CostTable, policies: np.ndarray,
+                  peak_activation_bytes: np.ndarray) -> NetworkFit:
+    """`latency_s` = the layers' sum + boundary_s_per_element x the input elements at precision
+    changes + run_s (no column without these terms); every policy fits."""
+    n = len(policies)
+    fit = NetworkFit(np.ones(n, dtype=bool), [""] * n)
+    terms = table.profile.get("network", None) or {}
+    per_element = float(terms.get("boundary_s_per_element") or 0.0)
+    run_s = float(terms.get("run_s") or 0.0)
+    if not (per_element or run_s):
+        return fit
+    lat = table.values["latency_s"]
+    idx = table.pair_lookup[policies[..., 0], policies[..., 1]]  # [P, L]
+    layers = lat[np.arange(lat.shape[0])[None, :], idx].sum(axis=1)
+    extra = boundary_elements(table.graph, policies) * per_element if per_element else 0.0
+    return NetworkFit(fit.feasible, fit.reasons, {"latency_s": layers + extra + run_s})
+
+
+NETWORK = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "glue_s_per_element": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[0-9]+x[0-9]+$"},
+            "additionalProperties": {"type": "number"},
+        },
+        "boundary_s_per_element": {"type": "number", "minimum": 0},
+        "run_s": {"type": "number", "minimum": 0},
+    },
+}
+
+# Where and how the table was measured (`hwq measure`: machine, cpu, cpu_flags, runtime,
+# threads, date, command, timing, ...): free text per key.
+MEASUREMENT = {"type": "object", "additionalProperties": {"type": "string"}}
 
 # How a row of each op is keyed (the shape columns a user measures it with).
 _OP_KEYS = {
@@ -234,12 +323,15 @@ def _shape_macs(keys: list[tuple[Any, ...]]) -> list[float]:
 
 KIND = register_kind(DeviceKind(
     name="lut",
-    properties={"table": {"type": "string", "minLength": 1}},
-    optional=("clock_hz", "bits"),
+    properties={"table": {"type": "string", "minLength": 1}, "network": NETWORK,
+                "measurement": MEASUREMENT},
+    optional=("clock_hz", "bits", "network", "measurement"),
     file_keys=(("table",),),
     price=price,
     rules=rules,
     cacheable=False,
     measured_pairs=measured_pairs,
     summary=summarize,
+    network_terms=network_terms,
+    columns=("glue_s",),
 ))

@@ -34,6 +34,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("hwq.cli.report_cmd", "compare"),
     ("hwq.cli.report_cmd", "export"),
     ("hwq.cli.cache_cmd", "cache"),
+    ("hwq.cli.measure_cmd", "measure"),
 )
 
 

@@ -1,0 +1,115 @@
+"""`hwq.measure.measure` with a fake fast runtime: the single-layer models are built, identical
+shapes measured once, the profile written validates and prices the graph, unsupported pairs are
+reported, and an interrupted run resumes (no timing is asserted)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hwq.errors import UserError
+from hwq.measure.run import measure
+from hwq.measure.shapes import distinct_shapes
+from hwq.model_source import load_graph
+from hwq.profile import load_profile
+from hwq.tables import cost_table
+from tests.measure.fake_backend import FAST, FakeBackend
+
+MODEL = "tests.small_models:Residual"
+SHAPE = "2,3,8,8"
+
+
+def _measure(out, backend=None, bits="32x32,8x8,4x32"):
+    backend = backend or FakeBackend()
+    result = measure(MODEL, out, bits=bits, input_shape=SHAPE, end_to_end=False,
+                     backend=backend, layer_timing=FAST)
+    return result, backend
+
+
+def test_fake_runtime_builds_every_shape_once_and_the_profile_prices_the_graph(tmp_path, capsys):
+    result, backend = _measure(tmp_path / "m")
+    table = pd.read_csv(tmp_path / "m" / "measured.csv")
+    # Residual: c1 3->8, c2 8->8, c3 8->8 1x1, fc 512->10: four shapes, two runnable pairs each
+    assert len(backend.built) == 8 == len(table) == result.measured
+    assert sorted({(int(w), int(a)) for w, a in zip(table.w_bits, table.a_bits)}) == [(8, 8),
+                                                                                     (32, 32)]
+    assert set(table.statistic) == {"median cpu int8:runtime"}
+    assert set(table.runtime) == {"fake 1.0"}
+    # the empty model's run, measured once, is taken off every layer (never below 0)
+    assert len(set(table.overhead_s)) == 1 and (table.batch == 2).all()
+    assert (table.latency_s == (table.median_s - table.overhead_s).clip(lower=0)).all()
+    # 4x32 is reported for each shape, never faked
+    skipped = pd.read_csv(tmp_path / "m" / "skipped.csv")
+    assert len(skipped) == 4 and set(skipped.w_bits) == {4}
+    assert "fake has no conv kernel at W4A32" in capsys.readouterr().err
+    assert len(result.skipped) == 4
+    prof = load_profile(result.profile)
+    assert prof.kind == "lut" and prof.get("measurement.runtime") == "fake 1.0"
+    # no end-to-end runs: of the network terms only the run's own cost
+    assert prof.data["network"] == {"run_s": table.overhead_s.iloc[0]}
+    graph = load_graph(MODEL, input_shape=(2, 3, 8, 8))
+    t = cost_table(graph, prof, [(32, 32), (8, 8)])
+    by_key = {tuple(r[:13]): r[13] for r in table.itertuples(index=False)}
+    for i, shape in enumerate(distinct_shapes(graph)):
+        for j, pair in enumerate(t.pairs):
+            assert t.values["latency_s"][i, j] == by_key[(*shape.key(), *pair)]
+
+
+def test_identical_shapes_are_measured_once(tmp_path):
+    from hwq.graph import LayerGraph
+
+    rows = [dict(name=f"l{i}", op="conv", batch=1, in_channels=8, out_channels=8, in_h=8, in_w=8,
+                 out_h=8, out_w=8, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, pad_h=1,
+                 pad_w=1, groups=1) for i in range(3)]
+    path = tmp_path / "layers.csv"
+    LayerGraph.from_frame(pd.DataFrame(rows)).to_csv(path)
+    backend = FakeBackend()
+    result = measure(str(path), tmp_path / "m", bits="8x8", backend=backend, layer_timing=FAST)
+    assert len(backend.built) == 1 and result.measured == 1
+
+
+def test_an_interrupted_measurement_resumes(tmp_path):
+    first, _ = _measure(tmp_path / "m", bits="32x32")
+    assert first.measured == 4
+    again, backend = _measure(tmp_path / "m", bits="32x32,8x8")
+    assert (again.resumed, again.measured) == (4, 4)
+    assert [p for _, p in backend.built] == [(8, 8)] * 4
+    assert len(pd.read_csv(tmp_path / "m" / "measured.csv")) == 8
+
+
+def test_another_runtime_does_not_resume_a_table(tmp_path):
+    _measure(tmp_path / "m", bits="32x32")
+    other = FakeBackend(threads=2)
+    with pytest.raises(UserError, match="measured with fake 1.0, 1 thread"):
+        _measure(tmp_path / "m", other, bits="32x32")
+
+
+def test_nothing_runnable_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="can run none of its layers at 4x32"):
+        _measure(tmp_path / "m", bits="4x32")
+
+
+def test_unknown_runtime_names_the_known_ones():
+    from hwq.measure.backend import get_backend
+
+    with pytest.raises(UserError, match="expected one of onnxruntime, onnxruntime-cuda"):
+        get_backend("tflite")
+
+
+def test_interleaved_timing_summary():
+    from hwq.measure.timing import _summary
+
+    t = _summary(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), 1, 1e-9)
+    assert (t.median_s, t.p10_s, t.spread) == (3.0, 1.4, 2.0 / 3.0)
+    assert t.value("median") == 3.0 and t.value("p10") == 1.4
+
+
+def test_cpu_clock_needs_one_thread(tmp_path):
+    with pytest.raises(UserError, match="--clock cpu: only with --threads 1"):
+        measure(MODEL, tmp_path / "m", input_shape=SHAPE, end_to_end=False,
+                backend=FakeBackend(threads=2), clock="cpu", layer_timing=FAST)
+    result = measure(MODEL, tmp_path / "m", input_shape=SHAPE, bits="32x32", end_to_end=False,
+                     backend=FakeBackend(threads=2), layer_timing=FAST)
+    table = pd.read_csv(result.out_dir / "measured.csv")
+    assert set(table.statistic) == {"median wall int8:runtime"}
