@@ -255,7 +255,9 @@ class RunWriter:
 
     def write_layers(self, graph: Any) -> None:
         table = pa.Table.from_pandas(graph.to_frame(), preserve_index=False)
-        meta = {**graph.metadata(), **self.parquet_meta("layers")}
+        # the layer file keeps the graph's own schema version (what LayerGraph.read checks),
+        # not the run log's
+        meta = {**self.parquet_meta("layers"), **graph.metadata()}
         from hwq.parquet_io import write_table_atomic
 
         write_table_atomic(table, self.path / "layers.parquet", meta)

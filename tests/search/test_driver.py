@@ -59,6 +59,12 @@ def test_run_directory_layout(small_run):
             assert keys.get(key), (name, key)
         assert keys["hwq.graph_hash"] == meta["graph_hash"]
         assert keys["hwq.profile_sha256"] == meta["profile_sha256"]
+    # the run's layer file is a current layer file: it reads back without the old-version warning
+    from hwq.graph import SCHEMA_VERSION, LayerGraph
+
+    md = pq.read_schema(d / "layers.parquet").metadata
+    assert md[b"hwq.schema_version"].decode() == str(SCHEMA_VERSION)
+    assert len(LayerGraph.read(d / "layers.parquet").names) > 0
 
 
 def test_candidates_columns_and_types(small_run):
