@@ -53,7 +53,7 @@ def load_graph(
     from hwq.models.loading import load_weights
     from hwq.tracing import trace
 
-    dtype = input_dtype or DEFAULT_INPUT_DTYPE
+    dtype = input_dtype or natural_input_dtype(model)
     if dtype not in INPUT_DTYPES:
         raise UserError(f"--input-dtype: expected one of {', '.join(INPUT_DTYPES)}, "
                         f"found {input_dtype!r}")
@@ -69,6 +69,15 @@ def load_graph(
         module.to(example.dtype)  # the model runs in the dtype of its input
     name = model.split(":")[-1]
     return trace(module, example, model_name=name)
+
+
+def natural_input_dtype(model: str) -> str:
+    """The zoo model's natural input dtype (int64 for a language model), else float32."""
+    from hwq.models import zoo_entry
+
+    if ":" in model or model.endswith(".py"):
+        return DEFAULT_INPUT_DTYPE
+    return zoo_entry(model).input_dtype
 
 
 def example_input(module: nn.Module, shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:

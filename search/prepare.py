@@ -47,6 +47,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     from hwq.search.encoding import Encoding, parse_pin_specs
     from hwq.search.quality_sources import (
         CallableQuality,
+        PerplexityQuality,
         QualitySource,
         SensitivityQuality,
         resolve_quality,
@@ -101,8 +102,8 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         quality = CallableQuality(quality, qname)
     elif qname is not None and quality.name != qname:
         raise UserError(f"objective {qname}: the given quality source measures {quality.name}")
-    if isinstance(quality, SensitivityQuality) and quality.pins:  # matmul rows it lacks
-        encoding = encoding.with_pins(quality.pins)
+    if isinstance(quality, SensitivityQuality | PerplexityQuality) and quality.pins:
+        encoding = encoding.with_pins(quality.pins)  # matmul rows it lacks / keeps in float
     problem = SearchProblem(encoding, table, objectives, constraints, quality, executor)
     problem.check_constraints_reachable()
     check = spec(config.algorithm).check
