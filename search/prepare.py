@@ -11,7 +11,7 @@ from hwq.allowed_bits import check_pairs
 from hwq.errors import UserError
 from hwq.objectives import QUALITY_OBJECTIVES
 from hwq.search.algorithms import spec
-from hwq.search.config import DEFAULT_OBJECTIVES, SearchConfig
+from hwq.search.config import DEFAULT_OBJECTIVES, LM_DEFAULT_OBJECTIVES, SearchConfig
 from hwq.search.problem import SearchProblem, parse_constraints, parse_objectives
 
 
@@ -26,15 +26,19 @@ class Prepared:
 
 
 def default_objectives(config: SearchConfig) -> list[str]:
+    from hwq.models import is_causal_lm
     from hwq.search.quality_sources import no_quality_message
     from hwq.trained import has_trained_model
 
+    defaults = DEFAULT_OBJECTIVES
+    if is_causal_lm(config.model, dict(config.model_args or {})):
+        defaults = LM_DEFAULT_OBJECTIVES
     if config.sensitivity:
-        return ["sensitivity", *DEFAULT_OBJECTIVES[1:]]
+        return ["sensitivity", *defaults[1:]]
     if has_trained_model(config.model, config.weights, config.data):
-        return list(DEFAULT_OBJECTIVES)
+        return list(defaults)
     raise UserError(
-        no_quality_message("accuracy (a default objective)", config.model)
+        no_quality_message(f"{defaults[0]} (a default objective)", config.model)
         + "; or choose cost objectives only, e.g. --objectives latency,energy,weight_memory"
     )
 
