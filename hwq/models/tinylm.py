@@ -1,11 +1,13 @@
 """`tinylm`: a small Hugging Face `LlamaForCausalLM` trained on Python's standard library.
 
-Config (`CONFIG`): hidden 128, 4 layers, 4 attention heads with 2 key/value heads (grouped-query
-attention), intermediate 352 (SiLU-gated MLP), RoPE, RMSNorm, context 128, an untied LM head, the
-byte-level vocabulary of `hwq.text_data` (258 ids): 30 weight layers (per layer q, k, v, o,
-gate, up, down; the embedding and the LM head), 804,480 parameters. Module names are Hugging
-Face's (`model.layers.0.self_attn.q_proj`, `model.embed_tokens`, `lm_head`), so GGUF's tensor
-name map knows them (`hwq export --format llama-cpp`).
+Config (`CONFIG`): hidden 256, 4 layers, 4 attention heads of 64 with 2 key/value heads
+(grouped-query attention), intermediate 512 (SiLU-gated MLP), RoPE, RMSNorm, context 128, an
+untied LM head, the byte-level vocabulary of `hwq.text_data` (258 ids): 30 weight layers (per
+layer q, k, v, o, gate, up, down; the embedding and the LM head), 2,493,696 parameters. Every
+weight row (256 or 512 values) is a whole number of GGUF's 256-value k-quant super-blocks, so
+every GGUF type applies to every tensor, as in the Llama models llama.cpp quantizes. Module
+names are Hugging Face's (`model.layers.0.self_attn.q_proj`, `model.embed_tokens`, `lm_head`),
+so GGUF's tensor name map knows them (`hwq export --format llama-cpp`).
 
 `load_trained_tinylm(seed)` trains it on first use on the training split of the stdlib text
 (`RECIPE`: AdamW, warm-up then cosine, a few minutes on one core), on one intra-op thread (the
@@ -37,11 +39,11 @@ log = logging.getLogger("hwq.models.tinylm")
 
 CONFIG: dict[str, Any] = {
     "vocab_size": 258,
-    "hidden_size": 128,
+    "hidden_size": 256,
     "num_hidden_layers": 4,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
-    "intermediate_size": 352,
+    "intermediate_size": 512,
     "max_position_embeddings": 128,
     "tie_word_embeddings": False,
     "bos_token_id": 256,
@@ -53,10 +55,10 @@ CONTEXT = 128
 
 # The training recipe; any change gives a new cache key, so stale weights are never loaded.
 RECIPE: dict[str, Any] = {
-    "arch": "tinylm-v1",
+    "arch": "tinylm-v2",
     "data": "python-stdlib-bytes-sha256-split-v1",
-    "steps": 360,
-    "batch_size": 16,
+    "steps": 300,
+    "batch_size": 8,
     "context": CONTEXT,
     "optimizer": "adamw",
     "lr": 3e-3,
