@@ -39,7 +39,7 @@ CONTEXT = 128
 EXCLUDED_DIRS = frozenset({"test", "tests", "site-packages", "dist-packages", "idlelib",
                            "turtledemo", "lib2to3", "__pycache__", "ensurepip"})
 SPLITS = ("train", "val", "test")
-VAL_WINDOWS = 32
+VAL_WINDOWS = 16
 TEST_WINDOWS = 64
 
 
@@ -172,7 +172,7 @@ def text_loaders(batch_size: int = 16, seed: int = 0, context: int = CONTEXT,
     return train, val, test
 
 
-def text_calibration(batches: int = 4, batch_size: int = 8) -> list[Any]:
+def text_calibration(batches: int = 4, batch_size: int = 4) -> list[Any]:
     """Fixed calibration batches: the first windows of an evenly spread set over the training
     stream (independent of any loader's state)."""
     splits = load_text_splits()

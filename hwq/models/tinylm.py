@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from hwq.cache import cache_dir, locked
+from hwq.text_data import TEST_WINDOWS, VAL_WINDOWS
 from hwq.torch_threads import one_thread
 
 log = logging.getLogger("hwq.models.tinylm")
@@ -68,7 +69,11 @@ RECIPE: dict[str, Any] = {
     "schedule": "cosine-to-0.1",
     "clip": 1.0,
     "threads": 1,
+    "eval_windows": (16, 64),  # hwq.text_data VAL_WINDOWS, TEST_WINDOWS of the info's perplexities
 }
+
+
+assert RECIPE["eval_windows"] == (VAL_WINDOWS, TEST_WINDOWS)
 
 
 def build_tinylm() -> nn.Module:
