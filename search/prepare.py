@@ -108,6 +108,8 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         raise UserError(f"objective {qname}: the given quality source measures {quality.name}")
     if isinstance(quality, SensitivityQuality | PerplexityQuality) and quality.pins:
         encoding = encoding.with_pins(quality.pins)  # matmul rows it lacks / keeps in float
+        if set(encoding.all_pairs()) - set(table.pairs):  # 16x16 outside --bits
+            table = cost_table(graph, profile, bits=encoding.all_pairs())
     problem = SearchProblem(encoding, table, objectives, constraints, quality, executor)
     problem.check_constraints_reachable()
     check = spec(config.algorithm).check
