@@ -73,11 +73,11 @@ def load_graph(
 
 def natural_input_dtype(model: str) -> str:
     """The zoo model's natural input dtype (int64 for a language model), else float32."""
-    from hwq.models import zoo_entry
+    from hwq.models import natural_input_dtype as zoo_input_dtype
 
     if ":" in model or model.endswith(".py"):
         return DEFAULT_INPUT_DTYPE
-    return zoo_entry(model).input_dtype
+    return zoo_input_dtype(model)
 
 
 def example_input(module: nn.Module, shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:

@@ -33,6 +33,7 @@ __all__ = [
     "is_causal_lm",
     "is_causal_lm_module",
     "load_model",
+    "natural_input_dtype",
     "natural_input_shape",
     "register",
     "trained_source",
@@ -64,8 +65,6 @@ class ZooEntry(NamedTuple):
     factory: Callable[..., Any]
     input_shape: tuple[int, ...]
     description: str
-    input_dtype: str = "float32"  # of the natural example input (int64: token ids)
-    task: str = ""  # "causal-lm" for a language model (perplexity, LLM exports)
 
 
 class _Lazy:
@@ -135,10 +134,12 @@ _REGISTRY: dict[str, ZooEntry] = {
         (1, 128),
         "small Llama (transformers LlamaForCausalLM, 4 layers, hidden 128, GQA) on byte tokens "
         "of Python's standard library (trained and cached on first use)",
-        "int64",
-        CAUSAL_LM,
     ),
 }
+# what else the zoo knows of an entry: its natural input's dtype (default float32; int64 for
+# token ids) and its task ("causal-lm" for a language model: perplexity, LLM exports)
+_INPUT_DTYPES: dict[str, str] = {"tinylm": "int64"}
+_TASKS: dict[str, str] = {"tinylm": CAUSAL_LM}
 # the entries that come trained
 _TRAINED: dict[str, Trained] = {
     "digits_resnet": Trained(
@@ -199,7 +200,9 @@ def register(
     old = _REGISTRY.get(name)
     if old is not None and not replace and old.factory is not factory:
         raise ValueError(f"zoo name {name!r} is already registered ({old.description})")
-    _REGISTRY[name] = ZooEntry(factory, shape, description, input_dtype, task)
+    _REGISTRY[name] = ZooEntry(factory, shape, description)
+    _INPUT_DTYPES[name] = input_dtype
+    _TASKS[name] = task
     if trained is not None:
         _TRAINED[name] = trained
     else:
@@ -240,7 +243,8 @@ def is_causal_lm(name: str, model_args: dict[str, Any] | None = None) -> bool:
     if PurePath(name).suffix.lower() in (".parquet", ".csv"):
         return False
     if ":" not in name and not name.endswith(".py"):
-        return zoo_entry(name).task == CAUSAL_LM
+        zoo_entry(name)  # a UserError for an unknown name
+        return _TASKS.get(name, "") == CAUSAL_LM
     try:
         module = load_model(name, **dict(model_args or {}))
     except UserError:
@@ -258,6 +262,12 @@ def is_causal_lm_module(module: Any) -> bool:
         return False
     name = type(module).__name__
     return name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
+
+
+def natural_input_dtype(name: str) -> str:
+    """The zoo model's natural input dtype: int64 for a language model, else float32."""
+    zoo_entry(name)
+    return _INPUT_DTYPES.get(name, "float32")
 
 
 def natural_input_shape(name: str) -> tuple[int, ...]:
