@@ -39,7 +39,7 @@ CONTEXT = 128
 EXCLUDED_DIRS = frozenset({"test", "tests", "site-packages", "dist-packages", "idlelib",
                            "turtledemo", "lib2to3", "__pycache__", "ensurepip"})
 SPLITS = ("train", "val", "test")
-VAL_WINDOWS = 16
+VAL_WINDOWS = 8
 TEST_WINDOWS = 64
 
 

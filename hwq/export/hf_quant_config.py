@@ -23,6 +23,7 @@ per-layer (w, a) pairs with compressed-tensors' matching rule: the first group a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from hwq.errors import UserError
+
+log = logging.getLogger("hwq.export")
 
 WEIGHT_OPS = ("conv", "linear", "embedding")
 UNQUANTIZED = 16
@@ -125,6 +128,19 @@ def read_hf_quant_config(
     return out
 
 
+def _warn_unfused(graph: Any, pairs: Sequence[tuple[int, int]]) -> None:
+    """A warning naming layers that read one tensor (q/k/v, gate/up) at different bits: vLLM
+    fuses them and needs one scheme per fused layer (`--tie same-input` avoids it)."""
+    from hwq.graph import same_input_groups
+
+    for group in same_input_groups(graph):
+        if len(group) > 1 and len({tuple(pairs[i]) for i in group}) > 1:
+            names = ", ".join(graph.names[i] for i in group)
+            log.warning(
+                "hf-quant-config: %s read one tensor at different bits; vLLM fuses them and "
+                "needs one scheme (search with --tie same-input)", names)
+
+
 def export_hf_quant_config(run: Any, policy_id: str,
                            out: str | os.PathLike[str]) -> dict[str, Any]:
     """Write policy `policy_id` of the run as a compressed-tensors config; returns a summary."""
@@ -144,6 +160,7 @@ def export_hf_quant_config(run: Any, policy_id: str,
               for (w, a), op in zip(pairs, ops) if op in WEIGHT_OPS]
     if wanted != reread:  # written as read: never expected
         raise RuntimeError(f"{out}: the written config does not reload to the policy's bits")
+    _warn_unfused(graph, pairs)
     groups = qc["config_groups"]
     default = next(iter(groups.values()), None)
     return {

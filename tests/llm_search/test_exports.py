@@ -150,3 +150,16 @@ def test_hf_quant_config_reader_refuses_other_configs(tmp_path):
         read_hf_quant_config(path, ["lm_head"])
     with pytest.raises(UserError, match="product of two activations"):
         quantization_config(["a.matmul0"], ["matmul"], [0], [(8, 16)])
+
+
+def test_hf_quant_config_warns_when_fused_layers_differ(caplog):
+    from hwq.export.hf_quant_config import _warn_unfused
+
+    g = graph()
+    pairs = mixed_pairs(g)
+    _warn_unfused(g, pairs)  # q/k/v at 4 bits, gate/up at 2 (5): fused layers agree
+    assert not caplog.records
+    pairs[g.names.index("model.layers.1.self_attn.k_proj")] = (8, 16)
+    _warn_unfused(g, pairs)
+    [record] = caplog.records
+    assert "model.layers.1.self_attn.q_proj, model.layers.1.self_attn.k_proj" in record.message
