@@ -69,7 +69,7 @@ RECIPE: dict[str, Any] = {
     "schedule": "cosine-to-0.1",
     "clip": 1.0,
     "threads": 1,
-    "eval_windows": (8, 64),  # hwq.text_data VAL_WINDOWS, TEST_WINDOWS of the info's perplexities
+    "eval_windows": (16, 64),  # hwq.text_data VAL_WINDOWS, TEST_WINDOWS of the info's perplexities
 }
 
 
