@@ -124,6 +124,7 @@ PERCENT = (0.01, "%")
 LABELS = {
     "accuracy": "accuracy",
     "sensitivity": "sensitivity",
+    "perplexity": "perplexity",
     "weight_bytes": "weight memory",
     "peak_activation_bytes": "peak activation memory",
     "bops": "BOPs",

@@ -61,7 +61,7 @@ def load_graph(
     from hwq.models.loading import load_weights
     from hwq.tracing import trace
 
-    dtype = input_dtype or DEFAULT_INPUT_DTYPE
+    dtype = input_dtype or natural_input_dtype(model)
     if dtype not in INPUT_DTYPES:
         raise UserError(f"--input-dtype: expected one of {', '.join(INPUT_DTYPES)}, "
                         f"found {input_dtype!r}")
@@ -114,6 +114,15 @@ def _hf_graph(model: str, model_args: Mapping[str, Any] | None,
     ids = torch.zeros(shape, dtype=torch.int64, device="meta")
     return trace(module.to("meta"), (), example_kwargs={"input_ids": ids},
                  model_name=model.split(":", 1)[1])
+
+
+def natural_input_dtype(model: str) -> str:
+    """The zoo model's natural input dtype (int64 for a language model), else float32."""
+    from hwq.models import natural_input_dtype as zoo_input_dtype
+
+    if ":" in model or model.endswith(".py"):
+        return DEFAULT_INPUT_DTYPE
+    return zoo_input_dtype(model)
 
 
 def example_input(module: nn.Module, shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:

@@ -13,13 +13,14 @@ import numpy as np
 OBJECTIVES: dict[str, tuple[str, bool]] = {
     "accuracy": ("accuracy", True),
     "sensitivity": ("sensitivity", False),
+    "perplexity": ("perplexity", False),
     "weight_memory": ("weight_bytes", False),
     "activation_memory": ("peak_activation_bytes", False),
     "bops": ("bops", False),
     "latency": ("latency_s", False),
     "energy": ("energy_pj", False),
 }
-QUALITY_OBJECTIVES: tuple[str, ...] = ("accuracy", "sensitivity")
+QUALITY_OBJECTIVES: tuple[str, ...] = ("accuracy", "sensitivity", "perplexity")
 COST_OBJECTIVES: tuple[str, ...] = tuple(k for k in OBJECTIVES if k not in QUALITY_OBJECTIVES)
 # cost columns every search logs (all come from one `hwq.evaluate` call)
 COST_COLUMNS: tuple[str, ...] = tuple(OBJECTIVES[k][0] for k in COST_OBJECTIVES)

@@ -23,11 +23,22 @@ NO_WEIGHTS_HINT = (
 )
 
 
+WEIGHTED_PREFIXES = ("hf:",)  # a model named with its weights: a local Hugging Face directory
+
+
+def comes_with_weights(model: str) -> bool:
+    """Whether MODEL names its trained weights itself (`hf:PATH`, a directory with safetensors),
+    so that `--data` alone makes it a trained model."""
+    return model.startswith(WEIGHTED_PREFIXES)
+
+
 def has_trained_model(model: str, weights: str | None, data: str | None) -> bool:
     """Whether `model` has trained weights and data: it comes trained (and no other data is
-    named), or both `weights` and `data` are given."""
+    named), or both `weights` and `data` are given (`data` alone for a model named with its
+    weights, `hf:PATH`)."""
     comes_trained = trained_source(model) is not None
-    return (comes_trained and data is None) or (weights is not None and data is not None)
+    weighted = weights is not None or comes_with_weights(model)
+    return (comes_trained and data is None) or (weighted and data is not None)
 
 
 def trained_model_kwargs(
@@ -68,6 +79,9 @@ def load_trained(
         if extra:
             raise UserError(f"{model}: unknown model argument(s) {', '.join(sorted(extra))}")
         net, info = source.load(int(kwargs.get("seed", seed)))
+    elif weights is None and comes_with_weights(model):
+        net = load_model(model, **kwargs).eval()
+        info["weights"] = model
     else:
         if weights is None:
             raise UserError(
@@ -126,6 +140,8 @@ def trained_weights_sha256(
     kwargs = dict(model_args or {})
     if source is not None and weights is None:
         net, _info = source.load(int(kwargs.get("seed", 0)))
+    elif weights is None and comes_with_weights(model):
+        net = load_model(model, **kwargs)
     else:
         if weights is None:
             raise UserError(f"{model}: no trained weights to hash: " + NO_WEIGHTS_HINT)

@@ -52,6 +52,12 @@ def verify_front(
             "--weights FILE with --data package.module:factory)"
         )
         return None
+    from hwq.models import is_causal_lm
+
+    if is_causal_lm(config.model, dict(config.model_args or {})):
+        log.warning("verification skipped: QAT of a language model is not implemented; the "
+                    "front's perplexities are post-training measurements")
+        return None
     objectives = list(config.objectives)
     qi = next((i for i, o in enumerate(objectives) if o in QUALITY_OBJECTIVES), None)
     rows = front.iloc[choose_for_verification(F, k, qi)]

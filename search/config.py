@@ -25,6 +25,8 @@ from hwq.search.executors import EXECUTORS
 
 DEFAULT_MODEL = "digits_resnet"
 DEFAULT_OBJECTIVES = ("accuracy", "latency", "energy", "weight_memory")
+# a causal language model's (hwq.models.is_causal_lm): as LLM runtimes trade bits
+LM_DEFAULT_OBJECTIVES = ("perplexity", "latency", "weight_memory")
 
 TIES = ("none", "same-input")
 GRAPH_MODES = ("dataflow", "chain")
@@ -180,7 +182,8 @@ class SearchConfig:
         "energy",
         metavar="LIST",
         coerce=_comma_list,
-        show_default=",".join(DEFAULT_OBJECTIVES) + "; sensitivity first with --sensitivity",
+        show_default=",".join(DEFAULT_OBJECTIVES) + "; " + ",".join(LM_DEFAULT_OBJECTIVES)
+        + " for a causal LM; sensitivity first with --sensitivity",
     )
     sensitivity: str | None = option(
         None,

@@ -11,7 +11,7 @@ from hwq.allowed_bits import check_pairs
 from hwq.errors import UserError
 from hwq.objectives import QUALITY_OBJECTIVES
 from hwq.search.algorithms import spec
-from hwq.search.config import DEFAULT_OBJECTIVES, SearchConfig
+from hwq.search.config import DEFAULT_OBJECTIVES, LM_DEFAULT_OBJECTIVES, SearchConfig
 from hwq.search.problem import SearchProblem, parse_constraints, parse_objectives
 
 
@@ -26,15 +26,19 @@ class Prepared:
 
 
 def default_objectives(config: SearchConfig) -> list[str]:
+    from hwq.models import is_causal_lm
     from hwq.search.quality_sources import no_quality_message
     from hwq.trained import has_trained_model
 
+    defaults = DEFAULT_OBJECTIVES
+    if is_causal_lm(config.model, dict(config.model_args or {})):
+        defaults = LM_DEFAULT_OBJECTIVES
     if config.sensitivity:
-        return ["sensitivity", *DEFAULT_OBJECTIVES[1:]]
+        return ["sensitivity", *defaults[1:]]
     if has_trained_model(config.model, config.weights, config.data):
-        return list(DEFAULT_OBJECTIVES)
+        return list(defaults)
     raise UserError(
-        no_quality_message("accuracy (a default objective)", config.model)
+        no_quality_message(f"{defaults[0]} (a default objective)", config.model)
         + "; or choose cost objectives only, e.g. --objectives latency,energy,weight_memory"
     )
 
@@ -47,6 +51,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     from hwq.search.encoding import Encoding, parse_pin_specs
     from hwq.search.quality_sources import (
         CallableQuality,
+        PerplexityQuality,
         QualitySource,
         SensitivityQuality,
         resolve_quality,
@@ -103,8 +108,10 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         quality = CallableQuality(quality, qname)
     elif qname is not None and quality.name != qname:
         raise UserError(f"objective {qname}: the given quality source measures {quality.name}")
-    if isinstance(quality, SensitivityQuality) and quality.pins:  # matmul rows it lacks
-        encoding = encoding.with_pins(quality.pins)
+    if isinstance(quality, SensitivityQuality | PerplexityQuality) and quality.pins:
+        encoding = encoding.with_pins(quality.pins)  # matmul rows it lacks / keeps in float
+        if set(encoding.all_pairs()) - set(table.pairs):  # 16x16 outside --bits
+            table = cost_table(graph, profile, bits=encoding.all_pairs())
     problem = SearchProblem(encoding, table, objectives, constraints, quality, executor)
     problem.check_constraints_reachable()
     check = spec(config.algorithm).check

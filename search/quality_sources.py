@@ -21,6 +21,11 @@ quality is a sum over layers, else None).
   verification settings, on the training split, measured on the validation split), and the
   candidates also log `ptq_accuracy` (before fine-tuning) and `finetune_epochs`
   (`DetailedQuality`).
+* `PerplexityQuality` — post-training fake-quant perplexity of a trained causal language
+  model on its validation token batches (`hwq.quant.perplexity.PTQPerplexity`), jobs cached by
+  policy id as for accuracy. The layer graph's matmul rows (attention's products of two
+  activations) stay unquantized: the source pins them to 16x16 (`pins`), which the search's
+  encoding takes on.
 * `CallableQuality` — a user's own function pairs [P, L, 2] -> [P] (Python API).
 
 Trained weights and data (`hwq.trained`): a zoo model that comes trained, or any model with
@@ -205,7 +210,7 @@ def unlisted_matmul_pins(table_obj: Any, encoding: Any, source: str) -> dict[int
     return {i: (w, a) for i in rows}
 
 
-# -- accuracy ------------------------------------------------------------------------------------
+# -- accuracy and perplexity -----------------------------------------------------------------------
 class AccuracyQuality:
     """PTQ accuracy jobs (one per new policy id) through an executor, cached by policy id."""
 
@@ -287,10 +292,44 @@ class AccuracyQuality:
         return vals, wall
 
     def describe(self) -> dict[str, Any]:
-        return {"quality": "accuracy", **self._description}
+        return {"quality": self.name, **self._description}
 
     def table_values(self, table: Any) -> np.ndarray | None:
         return None  # accuracy is no sum over layers
+
+
+class PerplexityQuality(AccuracyQuality):
+    """PTQ perplexity jobs of a causal LM (minimised), cached by policy id; `pins` holds the
+    graph's matmul rows at 16x16 (products of two activations stay in float)."""
+
+    name = "perplexity"
+    column = "perplexity"
+
+    def __init__(self, spec: Any, description: Mapping[str, Any],
+                 pins: Mapping[int, tuple[int, int]]) -> None:
+        super().__init__(spec, description)
+        self.pins = dict(pins)
+
+    def fp32_accuracy(self, n_layers: int, executor: Any) -> float:
+        raise UserError("perplexity has no accuracy reference")
+
+
+def matmul_pins(encoding: Any) -> dict[int, tuple[int, int]]:
+    """{layer index: (16, 16)} of the graph's unpinned matmul rows (what `PTQPerplexity`
+    leaves in float); a matmul row pinned elsewhere must be unquantized."""
+    graph = encoding.graph
+    out = {}
+    for i, (name, op) in enumerate(zip(graph.names, graph.column("op"))):
+        if op != "matmul":
+            continue
+        if i in encoding.pins:
+            w, a = encoding.pins[i]
+            if w < 16 or a < 16:
+                raise UserError(f"--pin {name}=W{w}A{a}: the perplexity objective keeps products "
+                                "of two activations (matmul rows) in float; pin them to 16x16")
+            continue
+        out[i] = (16, 16)
+    return out
 
 
 # -- a user's own quality function -----------------------------------------------------------------
@@ -298,8 +337,11 @@ class CallableQuality:
     """Adapts a plain function pairs [P, L, 2] -> [P] to a search quality source (in-process)."""
 
     def __init__(self, fn: Callable[[np.ndarray], Any], name: str) -> None:
-        if name not in ("accuracy", "sensitivity"):
-            raise UserError(f"quality: expected accuracy or sensitivity, found {name!r}")
+        from hwq.objectives import QUALITY_OBJECTIVES
+
+        if name not in QUALITY_OBJECTIVES:
+            raise UserError(f"quality: expected one of {', '.join(QUALITY_OBJECTIVES)}, found "
+                            f"{name!r}")
         self.fn = fn
         self.name = name
         self.column = name
@@ -350,6 +392,33 @@ def accuracy_job(
 
     def run(pairs: Any) -> float:
         return float(evaluator.accuracy_of_pairs([(int(w), int(a)) for w, a in pairs]))
+
+    return run
+
+
+def perplexity_job(
+    model: str,
+    weights: str | None = None,
+    data: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    calib_batches: int = 4,
+    rows: Sequence[str] = (),
+    modules: Sequence[str] = (),
+) -> Callable[[Any], float]:
+    """A function pairs [L, 2] over the graph's `rows` -> PTQ perplexity on the validation
+    batches, quantizing the weight `modules` (`hwq.quant.perplexity.perplexity_objective`,
+    built once per worker process)."""
+    from hwq.quant.perplexity import module_pairs, perplexity_objective
+
+    evaluator = perplexity_objective(
+        model, weights=weights, data=data, model_args=model_args, seed=seed,
+        calib_batches=calib_batches, layer_names=list(modules),
+    )
+    rows, modules = list(rows), list(modules)
+
+    def run(pairs: Any) -> float:
+        return float(evaluator.perplexity_of_pairs(module_pairs(rows, pairs, modules)))
 
     return run
 
@@ -446,6 +515,26 @@ def resolve_quality(
             tab = sensitivity_objective(pairs=pairs, **kwargs)
             return sensitivity_from_table(tab, encoding, table.pairs, f"measured on {model}")
         raise UserError(no_quality_message("sensitivity", model))
+    if name == "perplexity":
+        if sensitivity_file:
+            raise UserError(
+                "--sensitivity is given but the quality objective is perplexity; use "
+                "--objectives sensitivity,... to search on the sensitivity table"
+            )
+        if not has_trained_model(model, weights, data):
+            raise UserError(no_quality_message("perplexity", model))
+        kwargs = trained_model_kwargs(model, weights, data, model_args)
+        graph = encoding.graph
+        modules = [n for n, op in zip(graph.names, graph.column("op")) if op != "matmul"]
+        spec = JobSpec("hwq.search.quality_sources:perplexity_job",
+                       {**kwargs, "rows": list(graph.names), "modules": modules})
+        return PerplexityQuality(
+            spec,
+            {"model": model, "split": "validation",
+             "method": "PTQ fake-quant perplexity (hwq.quant.perplexity.PTQPerplexity), 4 "
+                       "calibration batches; matmul rows in float"},
+            matmul_pins(encoding),
+        )
     if name == "accuracy":
         if sensitivity_file:
             raise UserError(

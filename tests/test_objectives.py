@@ -11,7 +11,8 @@ from hwq.objectives import COST_COLUMNS, OBJECTIVES, QUALITY_OBJECTIVES, minimis
 def test_table_matches_the_design() -> None:
     assert OBJECTIVES["accuracy"] == ("accuracy", True)
     assert OBJECTIVES["latency"] == ("latency_s", False)
-    assert set(QUALITY_OBJECTIVES) == {"accuracy", "sensitivity"}
+    assert set(QUALITY_OBJECTIVES) == {"accuracy", "sensitivity", "perplexity"}
+    assert OBJECTIVES["perplexity"] == ("perplexity", False)  # language models, minimised
     assert COST_COLUMNS == ("weight_bytes", "peak_activation_bytes", "bops", "latency_s",
                             "energy_pj")
 

@@ -167,7 +167,7 @@ def compare(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["json", "onnx", "torch"]),
+    type=click.Choice(["json", "onnx", "torch", "llama-cpp", "hf-quant-config"]),
     default="json",
     show_default=True,
 )
@@ -191,7 +191,8 @@ def compare(
 def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int,
            source: str | None) -> None:
     """Hand a policy off: its JSON, an ONNX model with QuantizeLinear/DequantizeLinear at the
-    policy's bits, or a torch state dict with the quantization parameters."""
+    policy's bits, a torch state dict with the quantization parameters, llama.cpp --tensor-type
+    lines (llama-cpp) or a compressed-tensors quantization_config (hf-quant-config)."""
     from hwq.cli.output import emit_mapping
     from hwq.export import export_run
     from hwq.progress import progress

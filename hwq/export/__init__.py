@@ -1,6 +1,9 @@
-"""Handing a policy off (`hwq export RUN_DIR --policy ID --format json|onnx|torch -o FILE`).
+"""Handing a policy off (`hwq export RUN_DIR --policy ID --format FORMAT -o FILE`).
 
 One module per writer: `hwq.export.policy_file` (`json`: the portable policy, DESIGN.md §9),
+`hwq.export.llama_cpp` (`llama-cpp`: llama-quantize `--tensor-type` lines, GGUF types by the
+layers' bits), `hwq.export.hf_quant_config` (`hf-quant-config`: a compressed-tensors
+quantization_config for transformers / vLLM),
 `hwq.export.onnx_qdq` (`onnx`: a QDQ graph of the fake-quant model) and `hwq.export.torch_file`
 (`torch`: the quantized-model file of `hwq.quant.quantized_file`, read back by
 `load_torch_export`); `hwq.export.model` builds the fake-quant model of a run's policy that the last
@@ -24,7 +27,8 @@ from hwq.export.policy_file import export_json, run_policy
 from hwq.export.torch_file import export_torch_model
 from hwq.runs import Run
 
-FORMATS = ("json", "onnx", "torch")
+FORMATS = ("json", "onnx", "torch", "llama-cpp", "hf-quant-config")
+BITS_ONLY = ("json", "llama-cpp", "hf-quant-config")  # bits, no weights: no --from
 
 
 def export_run(
@@ -47,10 +51,18 @@ def export_run(
     out = Path(out)
     if out.parent and not out.parent.exists():
         raise UserError(f"-o {out}: directory {out.parent} does not exist")
-    if fmt == "json":
+    if fmt in BITS_ONLY:
         if source is not None:
-            raise UserError("--from: only for --format onnx or torch (a policy JSON holds bits, "
+            raise UserError(f"--from: only for --format onnx or torch (--format {fmt} holds bits, "
                             "not weights)")
+        if fmt == "llama-cpp":
+            from hwq.export.llama_cpp import export_llama_cpp
+
+            return export_llama_cpp(run, policy_id, out)
+        if fmt == "hf-quant-config":
+            from hwq.export.hf_quant_config import export_hf_quant_config
+
+            return export_hf_quant_config(run, policy_id, out)
         return export_json(run, policy_id, out)
     policy = run_policy(run, policy_id)
     source, verified = export_source(run, policy_id, source)

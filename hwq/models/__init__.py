@@ -27,9 +27,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PLUGIN_MODULES",
+    "CAUSAL_LM",
     "Trained",
     "ZooEntry",
+    "is_causal_lm",
+    "is_causal_lm_module",
     "load_model",
+    "natural_input_dtype",
     "natural_input_shape",
     "register",
     "trained_source",
@@ -79,6 +83,7 @@ class _Lazy:
         return f"{self.module}:{self.attr}"
 
 
+CAUSAL_LM = "causal-lm"
 _IMAGENET = (1, 3, 224, 224)
 _REGISTRY: dict[str, ZooEntry] = {
     "resnet18": ZooEntry(_Lazy("hwq.models.resnet", "resnet18"), _IMAGENET, "ResNet-18, ImageNet"),
@@ -124,13 +129,29 @@ _REGISTRY: dict[str, ZooEntry] = {
         "small ResNet for the bundled 8x8 digits (trained and cached on first use with "
         "--model-arg pretrained=true or by the quality objectives)",
     ),
+    "tinylm": ZooEntry(
+        _Lazy("hwq.models.tinylm", "tinylm"),
+        (1, 128),
+        "small Llama (transformers LlamaForCausalLM, 4 layers, hidden 128, GQA) on byte tokens "
+        "of Python's standard library (trained and cached on first use)",
+    ),
 }
+# what else the zoo knows of an entry: its natural input's dtype (default float32; int64 for
+# token ids) and its task ("causal-lm" for a language model: perplexity, LLM exports)
+_INPUT_DTYPES: dict[str, str] = {"tinylm": "int64"}
+_TASKS: dict[str, str] = {"tinylm": CAUSAL_LM}
 # the entries that come trained
 _TRAINED: dict[str, Trained] = {
     "digits_resnet": Trained(
         _Lazy("hwq.models.digits", "load_trained_digits_resnet"),
         _Lazy("hwq.data", "digits_loaders"),
         _Lazy("hwq.data", "digits_calibration"),
+        frozenset({"seed", "pretrained"}),
+    ),
+    "tinylm": Trained(
+        _Lazy("hwq.models.tinylm", "load_trained_tinylm"),
+        _Lazy("hwq.text_data", "text_loaders"),
+        _Lazy("hwq.text_data", "text_calibration"),
         frozenset({"seed", "pretrained"}),
     ),
 }
@@ -162,8 +183,11 @@ def register(
     *,
     trained: Trained | None = None,
     replace: bool = False,
+    input_dtype: str = "float32",
+    task: str = "",
 ) -> None:
-    """Add a zoo entry. `input_shape` is the natural example input (N=1); `trained` says how it
+    """Add a zoo entry. `input_shape` is the natural example input (N=1), of `input_dtype`
+    (int64 for token ids); `task` is "causal-lm" for a language model; `trained` says how it
     comes trained, if it does. Registering a name twice is an error unless `replace` is true or
     the factory is the same object."""
     if not isinstance(name, str) or not name or ":" in name:
@@ -177,6 +201,8 @@ def register(
     if old is not None and not replace and old.factory is not factory:
         raise ValueError(f"zoo name {name!r} is already registered ({old.description})")
     _REGISTRY[name] = ZooEntry(factory, shape, description)
+    _INPUT_DTYPES[name] = input_dtype
+    _TASKS[name] = task
     if trained is not None:
         _TRAINED[name] = trained
     else:
@@ -207,6 +233,41 @@ def trained_source(name: str) -> Trained | None:
     name: a `package.module:factory`, a layer file)."""
     _load_plugins()
     return _TRAINED.get(name)
+
+
+def is_causal_lm(name: str, model_args: dict[str, Any] | None = None) -> bool:
+    """Whether MODEL is a causal language model: a zoo entry of task `causal-lm` (asked without
+    building it), or a model whose module `is_causal_lm_module`. A layer file is not."""
+    from pathlib import PurePath
+
+    if PurePath(name).suffix.lower() in (".parquet", ".csv"):
+        return False
+    if ":" not in name and not name.endswith(".py"):
+        zoo_entry(name)  # a UserError for an unknown name
+        return _TASKS.get(name, "") == CAUSAL_LM
+    try:
+        module = load_model(name, **dict(model_args or {}))
+    except UserError:
+        return False
+    return is_causal_lm_module(module)
+
+
+def is_causal_lm_module(module: Any) -> bool:
+    """A transformers model that generates text and is no encoder-decoder (`...ForCausalLM`,
+    GPT-2's `LMHeadModel`), or a module that says `hwq_task = "causal-lm"`."""
+    if getattr(module, "hwq_task", None) == CAUSAL_LM:
+        return True
+    config = getattr(module, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False):
+        return False
+    name = type(module).__name__
+    return name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
+
+
+def natural_input_dtype(name: str) -> str:
+    """The zoo model's natural input dtype: int64 for a language model, else float32."""
+    zoo_entry(name)
+    return _INPUT_DTYPES.get(name, "float32")
 
 
 def natural_input_shape(name: str) -> tuple[int, ...]:

@@ -5,7 +5,10 @@ swapped, in place and under the same qualified name, for a quantized version of 
 passes an activation fake-quantizer at the layer's `a_bits` (the cost model's convention: the
 activation bits of a layer are those of the tensor it reads), its weight a per-channel weight
 fake-quantizer at `w_bits`. 16 or 32 bits leave that side unquantized. `calibrate` then sets the
-activation ranges from a few batches.
+activation ranges from a few batches. An `nn.Embedding` named in `layer_names` (a language
+model's token table) is quantized the same way, per row of its table; it reads token ids, so its
+`a_bits` quantize nothing (the next layer quantizes what it reads). Products of two activations
+(attention's matmul rows of a layer graph) are no modules and are never quantized here.
 
 Layer order (for per-layer lists and policy ids) is the order in which the layers run in a forward
 pass (`quantizable_layers(model, example_input)`); without an example input it is the order of
@@ -30,6 +33,8 @@ from hwq.quant.fake_quant import ActFakeQuant, WeightFakeQuant, check_observer
 log = logging.getLogger("hwq.quant")
 
 QUANTIZABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
+# the weight modules `apply_policy` quantizes when named: the layers above and embedding tables
+WEIGHT_MODULES = (*QUANTIZABLE, nn.Embedding)
 
 
 # -- quantized layers ------------------------------------------------------------------------------
@@ -57,12 +62,24 @@ class QuantLinear(nn.Linear):
         return F.linear(self.act_quant(x), self.weight_quant(self.weight), self.bias)
 
 
+class QuantEmbedding(nn.Embedding):
+    """A token table whose rows are fake-quantized (per row); its ids are not activations."""
+
+    weight_quant: WeightFakeQuant
+    act_quant: ActFakeQuant
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.embedding(x, self.weight_quant(self.weight), self.padding_idx, self.max_norm,
+                           self.norm_type, self.scale_grad_by_freq, self.sparse)
+
+
 _QUANT_CLASS: dict[type, type] = {
     nn.Conv2d: QuantConv2d,
     nn.Conv1d: QuantConv1d,
     nn.Linear: QuantLinear,
+    nn.Embedding: QuantEmbedding,
 }
-QUANT_LAYERS = (QuantConv2d, QuantConv1d, QuantLinear)
+QUANT_LAYERS = (QuantConv2d, QuantConv1d, QuantLinear, QuantEmbedding)
 
 
 def _quant_class(cls: type) -> type:
@@ -83,10 +100,13 @@ def is_quant_layer(module: nn.Module) -> bool:
 
 
 # -- layer order and policies ----------------------------------------------------------------------
-def quantizable_layers(model: nn.Module, example_input: Any = None) -> list[str]:
-    """Names of the Conv1d/Conv2d/Linear modules in layer order (execution order when an
-    example input is given, else definition order; layers that do not run are appended)."""
-    declared = [n for n, m in model.named_modules() if isinstance(m, QUANTIZABLE) and n]
+def quantizable_layers(
+    model: nn.Module, example_input: Any = None, kinds: tuple[type, ...] = QUANTIZABLE
+) -> list[str]:
+    """Names of the Conv1d/Conv2d/Linear modules (`kinds`; `WEIGHT_MODULES` adds embeddings) in
+    layer order (execution order when an example input is given, else definition order; layers
+    that do not run are appended)."""
+    declared = [n for n, m in model.named_modules() if isinstance(m, kinds) and n]
     if example_input is None:
         return declared
     order: list[str] = []
@@ -211,8 +231,9 @@ def apply_policy(
         names = quantizable_layers(model, example_input)
     modules = dict(model.named_modules())
     for n in names:
-        if not isinstance(modules.get(n), QUANTIZABLE):
-            raise UserError(f"layer {n!r} is not a Conv1d/Conv2d/Linear module of the model")
+        if not isinstance(modules.get(n), WEIGHT_MODULES):
+            raise UserError(f"layer {n!r} is not a Conv1d/Conv2d/Linear/Embedding module of the "
+                            "model")
     pairs = policy_pairs(policy, names)
     qmodel = copy.deepcopy(model)
     if fold_bn:

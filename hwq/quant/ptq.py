@@ -107,24 +107,7 @@ class PTQAccuracy:
 
     def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None:
         """Configure the shared quantized model for per-layer (w, a) pairs in layer order."""
-        for i, (w, a) in enumerate(pairs):
-            layer = self.layers[i]
-            wq, aq = layer.weight_quant, layer.act_quant
-            if is_quantized(w):
-                key = (i, int(w))
-                if key not in self._w:
-                    scale = weight_scale(layer.weight, w, self.weight_observer, self.percentile)
-                    self._w[key] = (scale, quantize_weight(layer.weight, scale, w).detach())
-                scale, qweight = self._w[key]
-                wq.set_precomputed(w, scale, qweight, layer.weight)
-            else:
-                wq.bits = int(w)
-            aq.bits = int(a)
-            if is_quantized(a):
-                key = (i, int(a))
-                if key not in self._a:
-                    self._a[key] = act_qparams(aq.stats, a, self.act_observer, self.percentile)
-                aq.set_qparams(*self._a[key])
+        set_layer_pairs(self, pairs)
 
     @torch.no_grad()
     def _logits(self, x: Tensor) -> Tensor:
@@ -162,6 +145,30 @@ class PTQAccuracy:
                 total += float(F.cross_entropy(self.qmodel(x), y, reduction="sum"))
                 n += int(y.numel())
         return total / n
+
+
+def set_layer_pairs(ev: Any, pairs: Sequence[tuple[int, int]]) -> None:
+    """Configure `ev.layers` (quantized layers of one shared model, calibrated) for per-layer
+    (w, a) pairs, memoising each layer's quantized weight (`ev._w`) and activation range
+    (`ev._a`) per width under `ev.weight_observer` / `ev.act_observer` / `ev.percentile`."""
+    for i, (w, a) in enumerate(pairs):
+        layer = ev.layers[i]
+        wq, aq = layer.weight_quant, layer.act_quant
+        if is_quantized(w):
+            key = (i, int(w))
+            if key not in ev._w:
+                scale = weight_scale(layer.weight, w, ev.weight_observer, ev.percentile)
+                ev._w[key] = (scale, quantize_weight(layer.weight, scale, w).detach())
+            scale, qweight = ev._w[key]
+            wq.set_precomputed(w, scale, qweight, layer.weight)
+        else:
+            wq.bits = int(w)
+        aq.bits = int(a)
+        if is_quantized(a) and not aq.stats.empty:  # an embedding reads ids: nothing observed
+            key = (i, int(a))
+            if key not in ev._a:
+                ev._a[key] = act_qparams(aq.stats, a, ev.act_observer, ev.percentile)
+            aq.set_qparams(*ev._a[key])
 
 
 def _pairs_or_none(data: Any, batches: int | None) -> Iterable[tuple[Tensor, Tensor | None]]:

@@ -1,13 +1,18 @@
 """Measuring per-layer sensitivities on a trained model (DESIGN.md §4): the loss increase when
 only one layer is quantized, or HAWQ-V2/V3's Hessian trace x quantization noise. The result is a
 `hwq.sensitivity_files.SensitivityTable`, the same object a sensitivity file reads into.
+
+A causal language model (`hwq.models.is_causal_lm`) is measured the same way by loss: the
+increase of the mean next-token cross-entropy on its calibration token batches when only that
+weight layer (a Linear or the embedding) is quantized (`hwq.quant.perplexity.PTQPerplexity`);
+its matmul rows are not listed (a search pins them to the widest pair).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import product
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,8 +28,18 @@ from hwq.torch_threads import one_thread
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = tuple(product(range(1, 9), range(1, 9)))
 
 
+class LossEvaluator(Protocol):
+    """What a loss sensitivity asks of an evaluator (`PTQAccuracy`, `PTQPerplexity`)."""
+
+    names: list[str]
+
+    def loss_of_pairs(self, pairs: Sequence[tuple[int, int]]) -> float: ...
+
+    def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None: ...
+
+
 def measure_sensitivity(
-    evaluator: PTQAccuracy,
+    evaluator: LossEvaluator,
     pairs: Iterable[tuple[int, int]] = DEFAULT_PAIRS,
     *,
     method: str = "loss",
@@ -43,7 +58,7 @@ def measure_sensitivity(
 
 
 def _measure(
-    evaluator: PTQAccuracy,
+    evaluator: LossEvaluator,
     pairs: Iterable[tuple[int, int]],
     method: str,
     hessian_iters: int,
@@ -52,6 +67,8 @@ def _measure(
     pairs = [(int(w), int(a)) for w, a in pairs]
     L = len(evaluator.names)
     if method == "hessian":
+        if not isinstance(evaluator, PTQAccuracy):
+            raise UserError("hessian sensitivity needs a classifier's PTQAccuracy evaluator")
         return _hessian_sensitivity(evaluator, sorted({w for w, _ in pairs}), hessian_iters, seed)
     if method != "loss":
         raise UserError(f"sensitivity method: expected loss or hessian, found {method!r}")
@@ -120,6 +137,17 @@ def sensitivity_objective(
     the trained model (refused without trained weights)."""
     if sensitivity_file is not None:
         return SensitivityTable.read(sensitivity_file)
+    from hwq.models import is_causal_lm
+
+    if is_causal_lm(model, dict(model_args or {})):
+        if method != "loss":
+            raise UserError(f"sensitivity method {method}: a language model's sensitivity is "
+                            "measured by loss (the next-token cross-entropy), not hessian")
+        from hwq.quant.perplexity import perplexity_objective
+
+        lm = perplexity_objective(model, weights=weights, data=data, model_args=model_args,
+                                  seed=seed, calib_batches=calib_batches)
+        return measure_sensitivity(lm, pairs, method=method, seed=seed)
     evaluator = accuracy_objective(
         model,
         weights=weights,

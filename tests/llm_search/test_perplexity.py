@@ -1,0 +1,115 @@
+"""The perplexity objective: the formula by hand, weight-only fake-quant (activations left in
+float), W/A, matmul rows kept in float, and the measured loss sensitivity of a language model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from hwq.errors import UserError
+from hwq.quant.apply import QuantEmbedding, apply_policy
+from hwq.quant.fake_quant import quantize_weight, weight_scale
+from hwq.quant.perplexity import module_pairs, perplexity
+from hwq.quant.sensitivity import measure_sensitivity
+from hwq.text_data import text_loaders
+from hwq.torch_threads import one_thread
+
+
+class FixedLogits(nn.Module):
+    """Every position predicts the same distribution over 4 tokens."""
+
+    def __init__(self, probs: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("logits", torch.log(torch.tensor(probs)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(*x.shape, -1)
+
+
+def test_perplexity_by_hand():
+    model = FixedLogits([0.5, 0.25, 0.125, 0.125])
+    x = torch.tensor([[0, 1, 2, 3]])
+    # tokens 1, 2, 3 are predicted: exp(-(ln 1/4 + ln 1/8 + ln 1/8) / 3) = 256 ** (1/3)
+    assert perplexity(model, [x]) == pytest.approx(256 ** (1 / 3), rel=1e-6)
+    assert perplexity(FixedLogits([0.25] * 4), [x, x[:, :2]]) == pytest.approx(4.0, rel=1e-6)
+
+
+def test_embedding_rows_are_quantized_per_row():
+    torch.manual_seed(0)
+    emb = nn.Sequential(nn.Embedding(10, 6))
+    q = apply_policy(emb, [(4, 16)], layer_names=["0"])
+    assert isinstance(q[0], QuantEmbedding)
+    w = emb[0].weight
+    expected = quantize_weight(w, weight_scale(w, 4), 4)  # one scale per table row
+    ids = torch.tensor([[1, 7, 7, 3]])
+    assert torch.equal(q(ids), expected[ids])
+    assert len(torch.unique(expected[1])) <= 15
+
+
+def test_fp_and_8x16_agree_within_1_percent_and_2x16_is_clearly_worse(tinylm_ppl):
+    ev = tinylm_ppl
+    n = len(ev.names)
+    assert n == 30 and ev.names[0] == "model.embed_tokens" and ev.names[-1] == "lm_head"
+    fp = ev([(16, 16)] * n)
+    assert fp == ev([(32, 32)] * n)
+    assert abs(ev([(8, 16)] * n) / fp - 1) < 0.01
+    assert ev([(2, 16)] * n) > 1.5 * fp
+    assert ev([(3, 16)] * n) > ev([(4, 16)] * n) > fp * 0.999
+
+
+def test_weight_only_is_the_float_model_with_quantized_weights(tinylm_trained, tinylm_ppl):
+    """(4, 16) everywhere = the float model whose Linear and Embedding weights are replaced by
+    their 4-bit per-channel fake-quant: activations stay in float."""
+    net, _info = tinylm_trained
+    ev = tinylm_ppl
+    ref = apply_policy(net, [(32, 32)] * len(ev.names), layer_names=ev.names)  # a deep copy
+    with torch.no_grad():
+        for name in ev.names:
+            layer = ref.get_submodule(name)
+            w = layer.weight
+            w.copy_(quantize_weight(w, weight_scale(w, 4), 4))
+    val = text_loaders()[1]
+    with one_thread():
+        expected = perplexity(ref, val)
+    assert ev([(4, 16)] * len(ev.names)) == pytest.approx(expected, rel=1e-6)
+    ev.set_pairs([(4, 16)] * len(ev.names))
+    assert not any(layer.act_quant.active for layer in ev.layers)
+
+
+def test_w8a8_quantizes_activations(tinylm_ppl):
+    ev = tinylm_ppl
+    n = len(ev.names)
+    w8a8, w8 = ev([(8, 8)] * n), ev([(8, 16)] * n)
+    assert w8a8 != w8 and abs(w8a8 / w8 - 1) < 0.02
+    ev.set_pairs([(8, 8)] * n)
+    assert all(layer.act_quant.active for layer in ev.layers)
+
+
+def test_matmul_rows_must_stay_in_float():
+    rows = ["a", "a.matmul0", "b"]
+    assert module_pairs(rows, [(4, 16), (16, 16), (8, 16)], ["a", "b"]) == [(4, 16), (8, 16)]
+    with pytest.raises(UserError, match=r"a\.matmul0: W8A16 on a product of two activations"):
+        module_pairs(rows, [(4, 16), (8, 16), (8, 16)], ["a", "b"])
+    with pytest.raises(UserError, match="no bits for layer"):
+        module_pairs(rows[:2], [(4, 16), (16, 16)], ["a", "b"])
+
+
+def test_measured_loss_sensitivity_of_a_language_model(tinylm_ppl):
+    ev = tinylm_ppl
+    table = measure_sensitivity(ev, [(2, 16)])
+    frame = table.frame
+    assert sorted(frame["layer"]) == sorted(ev.names)  # weight layers only, no matmul rows
+    base = ev.loss_of_pairs([(16, 16)] * len(ev.names))
+    i = ev.names.index("model.layers.0.mlp.down_proj")
+    one = [(16, 16)] * len(ev.names)
+    one[i] = (2, 16)
+    row = frame[frame["layer"] == "model.layers.0.mlp.down_proj"].iloc[0]
+    assert row["sensitivity"] == pytest.approx(ev.loss_of_pairs(one) - base, rel=1e-9)
+    assert (frame["sensitivity"] > 0).mean() >= 0.8
+    assert math.isfinite(frame["sensitivity"].sum())
+    # the token table and the LM head are the most sensitive (the usual "first and last" rule)
+    top = set(frame.nlargest(2, "sensitivity")["layer"])
+    assert top == {"model.embed_tokens", "lm_head"}
