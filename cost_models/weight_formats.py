@@ -11,7 +11,8 @@ bytes.
 
 * `torchao` (pytorch/ao `torchao/quantization`): bf16; int8 weight-only and int8 dynamic (W8A8)
   per output channel with a bf16 scale; int4 weight-only in groups of 64 with a bf16 scale and a
-  bf16 zero point per group (4.5 bits per weight).
+  bf16 zero point per group (4.5 bits per weight); `uintx` weight-only (`UIntXWeightOnlyConfig`)
+  for 6, 3 and 2 bits, also in groups of 64 with a bf16 scale and zero point (bits + 0.5).
 * `llamacpp` (GGUF block formats, ggml `ggml-common.h`): F16; Q8_0 blocks of 32 with an fp16
   scale (8.5); Q6_K super-blocks of 256 with 16 int8 scales and an fp16 scale (6.5625); Q4_0
   blocks of 32 with an fp16 scale (4.5); Q3_K super-blocks of 256 with 12 bytes of scales and an
@@ -77,7 +78,10 @@ class RuntimeStorage:
 TORCHAO = RuntimeStorage("torchao", {
     16: WeightFormat("bf16", 16),
     8: WeightFormat("int8 weight-only per channel", 8, 0, 16),
+    6: WeightFormat("uint6 weight-only (uintx), group 64", 6, 64, 16, 16),
     4: WeightFormat("int4 weight-only, group 64", 4, 64, 16, 16),
+    3: WeightFormat("uint3 weight-only (uintx), group 64", 3, 64, 16, 16),
+    2: WeightFormat("uint2 weight-only (uintx), group 64", 2, 64, 16, 16),
 })
 LLAMACPP = RuntimeStorage("llamacpp", {
     16: WeightFormat("F16", 16),

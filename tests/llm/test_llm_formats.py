@@ -37,6 +37,7 @@ def graph() -> LayerGraph:
     ("a100-torchao", (8, 16), 8 + 16 / K),
     ("a100-torchao", (8, 8), 8 + 16 / K),
     ("a100-torchao", (16, 16), 16.0),
+    ("a100-torchao", (3, 16), 3 + 32 / 64),  # uintx weight-only, groups of 64
     # llama.cpp GGUF: Q4_0 and Q8_0 blocks of 32 with an fp16 scale; K-quants per 256
     ("rtx4090-llamacpp", (4, 16), 4.5),
     ("rtx4090-llamacpp", (8, 16), 8.5),
@@ -68,13 +69,13 @@ def test_profiles_without_formats_keep_plain_weight_bytes() -> None:
 
 def test_pairs_are_the_allowed_formats() -> None:
     p = hwq.load_profile("a100-torchao")
-    assert p.default_pairs() == [(16, 16), (8, 16), (4, 16)]
+    assert p.default_pairs() == [(16, 16), (8, 16), (4, 16), (3, 16), (2, 16)]
     check_pairs(p, [(16, 16), (8, 16), (4, 16), (8, 8), (32, 32)])
     with pytest.raises(UserError, match="4x8 is not a format of device a100-torchao.*"
-                                        "16x16, 8x16, 4x16, 8x8"):
+                                        "16x16, 8x16, 6x16, 4x16, 3x16, 2x16, 8x8"):
         check_pairs(p, [(4, 8)])
-    with pytest.raises(UserError, match="layer fc: 2x16 is not a format"):
-        check_layers(p, ["emb", "fc"], np.array([[16, 16], [2, 16]]))
+    with pytest.raises(UserError, match="layer fc: 5x16 is not a format"):
+        check_layers(p, ["emb", "fc"], np.array([[16, 16], [5, 16]]))
     with pytest.raises(UserError, match="4x8 is not a format"):
         hwq.cost_table(graph(), p, [(4, 8)])
     with pytest.raises(UserError, match="layer fc: 4x8 is not a format"):
@@ -122,8 +123,8 @@ def test_llm_runtime_profile_rules(tmp_path) -> None:
     problems = "\n".join(_write(tmp_path, BASE.format(runtime="torchao", bits=pairs)))
     assert "p.yaml:4: formats: expected the efficiencies of every format of runtime torchao" \
         in problems
-    assert "bits.pairs[1]: expected weight widths runtime torchao stores (4, 8, 16), found " \
-        "5x16" in problems
+    assert ("bits.pairs[1]: expected weight widths runtime torchao stores (2, 3, 4, 6, 8, 16), "
+            "found 5x16") in problems
     assert "bits.search_default_pairs[1]: expected a pair listed in bits.pairs, found 4x8" \
         in problems
     formats = 'formats:\n  "4x16": {memory: 0.4, compute: 0.5}\n'

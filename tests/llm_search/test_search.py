@@ -1,10 +1,8 @@
-"""A search on a language model end to end: tinylm on a weight-only GPU profile (its front,
-matmul rows kept in float, the exports of a front policy read back), the measured sensitivity
+"""A search on a language model end to end: tinylm on a100-torchao at its default formats (its
+front, matmul rows kept in float, the exports of a front policy read back), the measured sensitivity
 objective, and a user's own causal LM with --weights and --data."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +15,12 @@ from hwq.export.llama_cpp import match_tensor_types, read_tensor_types, type_bit
 from hwq.quant.perplexity import perplexity_objective
 from tests.run_fixtures import run_cmd
 
-PROFILE = str(Path(__file__).parent / "data" / "a100-weight-only.yaml")
-BITS = "2x16,3x16,4x16,8x16,16x16"
+PROFILE = "a100-torchao"  # an LLM runtime profile: weight-only formats, decode latency
 
 
 @pytest.fixture(scope="module")
 def lm_run(tinylm_trained, tmp_path_factory):
-    return hwq.search(PROFILE, "tinylm", bits=BITS, tie="same-input", pin="first,last=8x16",
+    return hwq.search(PROFILE, "tinylm", tie="same-input", pin="first,last=8x16",
                       generations=3, population=12, seed=0, verify_top=2,
                       output_dir=str(tmp_path_factory.mktemp("lm") / "run"))
 
