@@ -205,6 +205,8 @@ def export_llama_cpp(run: Any, policy_id: str, out: str | os.PathLike[str],
     opts = run_model_options(run)
     model_type, n_blocks = model_arch(opts["model"], opts["model_args"])
     ops = list(graph.column("op"))
+    if types is None:
+        types = runtime_types(run.path / "profile.yaml")
     lines = tensor_types(names, ops, _row_lengths(graph), list(graph.column("weight_params")),
                          pairs, model_type, n_blocks, types)
     write_tensor_types(lines, out)
@@ -221,6 +223,20 @@ def export_llama_cpp(run: Any, policy_id: str, out: str | os.PathLike[str],
         "bits_per_weight": round(bpw, 4),
         "usage": f"llama-quantize --tensor-type-file {out} MODEL-F16.gguf OUT.gguf Q8_0",
     }
+
+
+def runtime_types(profile_path: str | os.PathLike[str]) -> dict[int, str] | None:
+    """The GGUF types the run's profile priced, when its runtime is llama.cpp (its Q4_0 at 4 bits,
+    not `GGUF_TYPES`' Q4_K), so that the export deploys what the search costed; None otherwise."""
+    if not Path(profile_path).is_file():
+        return None
+    from hwq.cost_models.weight_formats import storage
+    from hwq.profile import load_profile
+
+    runtime = storage(str(load_profile(str(profile_path)).get("runtime") or ""))
+    if runtime is None or runtime.name != "llamacpp":
+        return None
+    return {int(b): f.name.upper() for b, f in runtime.formats.items()}
 
 
 def _row_lengths(graph: Any) -> list[int]:

@@ -163,3 +163,19 @@ def test_hf_quant_config_warns_when_fused_layers_differ(caplog):
     _warn_unfused(g, pairs)
     [record] = caplog.records
     assert "model.layers.1.self_attn.q_proj, model.layers.1.self_attn.k_proj" in record.message
+
+
+def test_llama_cpp_types_follow_the_llamacpp_profile_the_search_priced():
+    from hwq.export.llama_cpp import runtime_types
+    from hwq.profile import load_profile
+
+    rtx = load_profile("rtx4090-llamacpp")
+    types = runtime_types(rtx.path)
+    assert types is not None and types[4] == "Q4_0" and types[8] == "Q8_0"
+    assert runtime_types(load_profile("a100-torchao").path) is None  # GGUF_TYPES then
+    g = graph()
+    ops, rows, params = list(g.column("op")), _row_lengths(g), list(g.column("weight_params"))
+    four = tensor_types(g.names, ops, rows, params, uniform(g, 4), "llama", 4, types)
+    assert {t.gguf_type for t in four} == {"Q4_0"}  # what rtx4090-llamacpp prices at 4x16
+    default = tensor_types(g.names, ops, rows, params, uniform(g, 4), "llama", 4)
+    assert {t.gguf_type for t in default} == {"Q4_K"}
