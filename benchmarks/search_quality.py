@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-HAWQ_DIR = ROOT / "tests" / "search" / "data"
+HAWQ_DIR = ROOT / "hwq" / "sensitivity_tables"  # the published tables hwq ships
 ALGORITHMS = ("nemo", "nsga2", "random")
 RATIOS = (0.25, 0.5, 0.75)
 

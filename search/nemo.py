@@ -161,7 +161,17 @@ class NEMO(CheckpointSafe, Algorithm):
             ind.set("genome", g)
         return pop
 
-    def _breed(self, s: int, n: int, parents: np.ndarray | None, order_pos: np.ndarray | None):
+    def _breed(
+        self,
+        s: int,
+        n: int,
+        parents: np.ndarray | None,
+        order_pos: np.ndarray | None,
+        taken: set[bytes],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """n children of species s (decisions X, genomes): all decoded at once; children that
+        repeat an evaluated policy, or one already bred this generation (`taken`, updated),
+        are re-varied together, ever more strongly, at most `dedup_retries` times."""
         sp = self.species_list[s]
         rng = self.random_state
         if parents is None or len(parents) == 0:
@@ -169,29 +179,32 @@ class NEMO(CheckpointSafe, Algorithm):
         else:
             genomes = sp.offspring(parents, order_pos, n, rng)
         X = sp.decode(genomes)
-        retries = self.params.ops.dedup_retries
-        batch_keys: set[bytes] = set()
-        for attempt in range(max(retries, 0) + 1):
-            dup = []
-            for i in range(n):
+
+        def repeats(rows: list[int] | range) -> list[int]:
+            out = []
+            for i in rows:
                 k = self._key(X[i])
-                if k in self.seen or k in batch_keys:
-                    dup.append(i)
+                if k in self.seen or k in taken:
+                    out.append(i)
                 else:
-                    batch_keys.add(k)
-            if not dup or attempt == retries:
+                    taken.add(k)
+            return out
+
+        dup = repeats(range(n))
+        for attempt in range(max(self.params.ops.dedup_retries, 0)):
+            if not dup:
                 break
-            for i in dup:
-                genomes[i] = sp.revary(genomes[i], rng, attempt)
+            genomes[dup] = sp.revary(genomes[dup], rng, attempt)
             X[dup] = sp.decode(genomes[dup])
-            batch_keys = set()
+            dup = repeats(dup)
         return X, genomes
 
     # -- pymoo hooks -----------------------------------------------------------------------------
     def _initialize_infill(self) -> Population:
         Xs, species, genomes = [], [], []
+        taken: set[bytes] = set()
         for s, n in enumerate(self.alloc):
-            X, G = self._breed(s, int(n), None, None)
+            X, G = self._breed(s, int(n), None, None, taken)
             Xs.append(X)
             species += [s] * int(n)
             genomes += list(G)
@@ -206,6 +219,7 @@ class NEMO(CheckpointSafe, Algorithm):
         sp_of = self.pop.get("species").astype(np.int64)
         pos = self.pop.get("order_pos").astype(np.int64)
         Xs, species, genomes = [], [], []
+        taken: set[bytes] = set()
         rank = self.pop.get("rank").astype(np.int64)
         for s, n in enumerate(self.alloc):
             mine = np.flatnonzero(sp_of == s)
@@ -220,7 +234,7 @@ class NEMO(CheckpointSafe, Algorithm):
                     genes = sp.genes_of(self.pop.get("X")[pick])
                     parents = np.concatenate([parents, genes])
                     order = np.concatenate([order, pos[pick]])
-            X, G = self._breed(s, int(n), parents, order)
+            X, G = self._breed(s, int(n), parents, order, taken)
             Xs.append(X)
             species += [s] * int(n)
             genomes += list(G)

@@ -48,7 +48,7 @@ def test_gnn_species_decode_and_vary(digits_graph, name):
     # mutation relative to the weights' magnitude: mostly small relative steps, rare large ones
     rel = []
     for _ in range(20):
-        m = sp.revary(W[0], rng)
+        m = sp.revary(W[:1], rng)[0]
         changed = m != W[0]
         rel.append(np.abs(m - W[0])[changed] / np.maximum(np.abs(W[0][changed]), 1e-6))
     rel = np.concatenate(rel)
