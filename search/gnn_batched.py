@@ -25,36 +25,15 @@ thread inside a pass, so a seed gives the same logits whatever the machine's thr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
+
+from hwq.search.blas_threads import one_blas_thread
 
 # members per pass are chunked so that a dense [members, heads, N, N] attention tensor stays
 # below this many elements
 ATTENTION_ELEMENTS = 1 << 23
-_CONTROLLER: list[Any] = []  # threadpoolctl's controller, found once per process
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread inside the block (threadpoolctl, when installed)."""
-    if not _CONTROLLER:
-        try:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController())
-        except ImportError:  # pragma: no cover - scikit-learn brings it
-            _CONTROLLER.append(None)
-    controller = _CONTROLLER[0]
-    if controller is None:  # pragma: no cover
-        yield
-        return
-    with controller.limit(limits=1, user_api="blas"):
-        yield
-
-
 def _offdiag(a: np.ndarray) -> np.ndarray:
     out = np.array(a, copy=True)
     idx = np.arange(out.shape[-1])

@@ -47,6 +47,7 @@ from pymoo.core.population import Population
 from hwq.errors import UserError
 from hwq.search.algorithm_base import CheckpointSafe
 from hwq.search.indicators import front_stats, order_by_rank, r2_indicator, weight_vectors
+from hwq.search.local_moves import LocalImprover
 from hwq.search.species import ALL_SPECIES, Species, SpeciesParams, make_species, parse_species
 
 
@@ -64,6 +65,10 @@ class NemoParams:
     utility: str = "share"  # share: 1 - R2 of the species' share of the front; contribution:
     # how much R2 worsens without the species' front members
     r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
+    local_share: float = 0.2  # share of each generation's evaluations given to the local
+    # improvement of the archive (hwq.search.local_moves) once its additive model is ready;
+    # children that still repeat an evaluated policy are replaced by local moves as well
+    local_pairs: int = 64  # swaps are formed among at most this many single moves per parent
     graph_mode: str = "dataflow"  # GNN input edges: dataflow or chain (NEMO's original)
     gnn_features: str = "graph+costs"  # node features: graph (NEMO's shape features) or
     # graph+costs (plus each choice's per-layer costs and sensitivity, gnn.choice_features)
@@ -98,6 +103,9 @@ def allocate(pop_size: int, scores: np.ndarray, min_size: int) -> np.ndarray:
     for i in order[:left]:
         floor[i] += 1
     return base + floor
+
+
+LOCAL = "local"  # the species column of the local improvement's candidates
 
 
 class NEMO(CheckpointSafe, Algorithm):
@@ -135,14 +143,23 @@ class NEMO(CheckpointSafe, Algorithm):
         self.evals = np.zeros(s, dtype=np.int64)
         self.seen: set[bytes] = set()
         self.weights = weight_vectors(problem.n_obj, p.r2_weights)
+        enc = problem.encoding
+        self.local = LocalImprover(enc.n_groups, enc.n_choices, problem.n_obj,
+                                   problem.n_ieq_constr - 1, pair_limit=p.local_pairs)
+        self.n_local = 0  # local moves planned for the next generation
 
     @property
     def species_names(self) -> list[str]:
         return [sp.name for sp in self.species_list]
 
+    @property
+    def group_names(self) -> list[str]:
+        """The species, then `local` (the local improvement's moves, `LOCAL`)."""
+        return [*self.species_names, LOCAL]
+
     # -- reporting (hwq.search.algorithms.ReportingAlgorithm) ------------------------------------
     def species_of(self, offspring: Population) -> list[str]:
-        names = self.species_names
+        names = self.group_names
         return [names[s] for s in offspring.get("species").astype(np.int64)]
 
     def generation_stats(self, generation: int, offspring: Population) -> pd.DataFrame:
@@ -168,10 +185,11 @@ class NEMO(CheckpointSafe, Algorithm):
         parents: np.ndarray | None,
         order_pos: np.ndarray | None,
         taken: set[bytes],
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """n children of species s (decisions X, genomes): all decoded at once; children that
-        repeat an evaluated policy, or one already bred this generation (`taken`, updated),
-        are re-varied together, ever more strongly, at most `dedup_retries` times."""
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """n children of species s (decisions X, genomes, and the rows that still repeat a
+        policy): all decoded at once; children that repeat an evaluated policy, or one already
+        bred this generation (`taken`, updated), are re-varied together, ever more strongly,
+        at most `dedup_retries` times."""
         sp = self.species_list[s]
         rng = self.random_state
         if parents is None or len(parents) == 0:
@@ -197,53 +215,92 @@ class NEMO(CheckpointSafe, Algorithm):
             genomes[dup] = sp.revary(genomes[dup], rng, attempt)
             X[dup] = sp.decode(genomes[dup])
             dup = repeats(dup)
-        return X, genomes
+        return X, genomes, dup
 
     # -- pymoo hooks -----------------------------------------------------------------------------
     def _initialize_infill(self) -> Population:
-        Xs, species, genomes = [], [], []
-        taken: set[bytes] = set()
-        for s, n in enumerate(self.alloc):
-            X, G = self._breed(s, int(n), None, None, taken)
-            Xs.append(X)
-            species += [s] * int(n)
-            genomes += list(G)
-        pop = self._make_pop(np.concatenate(Xs), np.array(species), genomes)
-        self._note(pop)
-        return pop
+        return self._offspring(first=True)
 
     def _initialize_advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._observe(infills)
         self._select(infills)
 
     def _infill(self) -> Population:
+        return self._offspring(first=False)
+
+    def _parents(self, s: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Species s's parents (genomes) and their order positions; a direct species also
+        draws `migrants` first-front members of the other species."""
         sp_of = self.pop.get("species").astype(np.int64)
         pos = self.pop.get("order_pos").astype(np.int64)
+        rank = self.pop.get("rank").astype(np.int64)
+        mine = np.flatnonzero(sp_of == s)
+        if not len(mine):
+            return None, None
+        parents = np.stack([self.pop[i].get("genome") for i in mine])
+        order = pos[mine]
+        sp = self.species_list[s]
+        if self.params.migrants > 0 and not sp.is_gnn:
+            others = np.flatnonzero((sp_of != s) & (rank == 0))
+            if len(others):
+                k = min(self.params.migrants, len(others))
+                pick = np.sort(self.random_state.choice(others, size=k, replace=False))
+                genes = sp.genes_of(self.pop.get("X")[pick])
+                parents = np.concatenate([parents, genes])
+                order = np.concatenate([order, pos[pick]])
+        return parents, order
+
+    def _offspring(self, first: bool) -> Population:
+        """One generation's candidates: every species' children, then the local moves; a
+        child that still repeats a policy gives its place to a local move, so that every
+        candidate is a new policy."""
+        enc = self.problem.encoding
         Xs, species, genomes = [], [], []
         taken: set[bytes] = set()
-        rank = self.pop.get("rank").astype(np.int64)
+        dups: list[int] = []
         for s, n in enumerate(self.alloc):
-            mine = np.flatnonzero(sp_of == s)
-            parents = np.stack([self.pop[i].get("genome") for i in mine]) if len(mine) else None
-            order = pos[mine] if len(mine) else None
-            sp = self.species_list[s]
-            if self.params.migrants > 0 and not sp.is_gnn and parents is not None:
-                others = np.flatnonzero((sp_of != s) & (rank == 0))
-                if len(others):
-                    k = min(self.params.migrants, len(others))
-                    pick = np.sort(self.random_state.choice(others, size=k, replace=False))
-                    genes = sp.genes_of(self.pop.get("X")[pick])
-                    parents = np.concatenate([parents, genes])
-                    order = np.concatenate([order, pos[pick]])
-            X, G = self._breed(s, int(n), parents, order, taken)
+            parents, order = (None, None) if first else self._parents(s)
+            X, G, dup = self._breed(s, int(n), parents, order, taken)
+            dups += [len(species) + i for i in dup]
             Xs.append(X)
             species += [s] * int(n)
             genomes += list(G)
-        pop = self._make_pop(np.concatenate(Xs), np.array(species), genomes)
+        X = np.concatenate(Xs)
+
+        def is_new(c: np.ndarray) -> bool:
+            k = self._key(enc.X_from_choice_index(c[None, :])[0])
+            if k in self.seen or k in taken:
+                return False
+            taken.add(k)
+            return True
+
+        want = len(dups) + (0 if first else int(self.n_local))
+        C = self.local.propose(want, self.random_state, is_new)
+        moves = enc.X_from_choice_index(C) if len(C) else np.zeros((0, X.shape[1]), np.int64)
+        local = len(self.species_list)
+        for row, x in zip(dups, moves):  # repeats first, the planned moves after
+            X[row] = x
+            species[row] = local
+            genomes[row] = x.astype(np.float64)
+        extra = moves[len(dups):]
+        if len(extra):
+            X = np.concatenate([X, extra])
+            species += [local] * len(extra)
+            genomes += list(extra.astype(np.float64))
+        pop = self._make_pop(X, np.array(species), genomes)
         self._note(pop)
         return pop
 
     def _advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._observe(infills)
         self._select(Population.merge(self.pop, infills))
+
+    def _observe(self, batch: Population) -> None:
+        """Feed an evaluated batch to the local improvement (its model and archive)."""
+        G = np.asarray(batch.get("G"), dtype=np.float64).reshape(len(batch), -1)
+        CV = batch.get("CV").astype(np.float64).reshape(-1)
+        self.local.observe(self.problem.encoding.choice_index(batch.get("X")),
+                           batch.get("F").astype(np.float64), G[:, :-1], CV <= 0)
 
     def _note(self, pop: Population) -> None:
         for x in pop.get("X"):
@@ -262,13 +319,14 @@ class NEMO(CheckpointSafe, Algorithm):
         pos = np.empty(len(order), dtype=np.int64)
         pos[order] = np.arange(len(order))
         s_count = len(self.species_list)
+        groups = s_count + 1  # the species, then the local moves
         r2 = np.array(
-            [r2_indicator(Fn[front & (sp_of == s)], self.weights) for s in range(s_count)]
+            [r2_indicator(Fn[front & (sp_of == s)], self.weights) for s in range(groups)]
         )
         # offspring evaluated this generation, per species (the newest members)
         newest = n_gen == np.max(n_gen)
-        produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(s_count)])
-        self.evals += produced
+        produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(groups)])
+        self.evals += produced[:s_count]
         if p.utility == "contribution":
             whole = r2_indicator(Fn[front], self.weights)
             util = np.array(
@@ -278,22 +336,28 @@ class NEMO(CheckpointSafe, Algorithm):
                 ]
             )
         else:
-            util = 1.0 - r2
+            util = 1.0 - r2[:s_count]
         ucb = ucb_of(util, self.evals, p.ucb_c)
+        # the next generation's local moves, once the local improvement's model is ready
+        self.n_local = 0
+        if self.local.ready and p.local_share > 0:
+            self.n_local = min(int(round(p.local_share * self.pop_size)),
+                               self.pop_size - self.min_size * s_count)
+        bred = self.pop_size - self.n_local
         if p.fixed_sizes:
-            new_alloc = allocate(self.pop_size, np.ones(s_count), self.min_size)
+            new_alloc = allocate(bred, np.ones(s_count), self.min_size)
         else:
-            new_alloc = allocate(self.pop_size, ucb, self.min_size)
+            new_alloc = allocate(bred, ucb, self.min_size)
         generation = int(np.max(n_gen)) - 1
         self.stats = pd.DataFrame(
             {
                 "generation": generation,
-                "species": self.species_names,
+                "species": self.group_names,
                 "size": produced,
                 "r2": r2,
-                "ucb": ucb,
-                "front_members": [int((front & (sp_of == s)).sum()) for s in range(s_count)],
-                "next_size": new_alloc,
+                "ucb": [*ucb, np.nan],
+                "front_members": [int((front & (sp_of == s)).sum()) for s in range(groups)],
+                "next_size": [*new_alloc, self.n_local],
             }
         )
         self.alloc = new_alloc
