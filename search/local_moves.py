@@ -211,8 +211,10 @@ class LocalImprover:
         n_constraints: int,
         max_columns: int = 1024,
         pair_limit: int = 64,
+        guided: bool = True,
     ) -> None:
         self.n_obj = int(n_obj)
+        self.guided = bool(guided)  # False: random single moves only (the --no-local ablation)
         self.model = AdditiveModel(n_groups, n_choices, n_obj + n_constraints)
         self.archive = DecisionArchive(n_groups, n_obj + n_constraints)
         self.max_columns = int(max_columns)
@@ -221,8 +223,8 @@ class LocalImprover:
 
     @property
     def usable(self) -> bool:
-        """The model can be fitted at all (small enough)."""
-        return self.model.columns <= self.max_columns
+        """The model is used (guided) and can be fitted at all (small enough)."""
+        return self.guided and self.model.columns <= self.max_columns
 
     @property
     def ready(self) -> bool:

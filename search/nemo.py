@@ -65,6 +65,7 @@ class NemoParams:
     utility: str = "share"  # share: 1 - R2 of the species' share of the front; contribution:
     # how much R2 worsens without the species' front members
     r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
+    local: bool = True  # ablation switch (--no-local): no model-guided local moves
     local_share: float = 0.2  # share of each generation's evaluations given to the local
     # improvement of the archive (hwq.search.local_moves) once its additive model is ready;
     # children that still repeat an evaluated policy are replaced by local moves as well
@@ -83,6 +84,7 @@ class NemoParams:
         return cls(
             species=parse_species(config.species),
             fixed_sizes=bool(config.fixed_sizes),
+            local=not bool(config.no_local),
             graph_mode=config.graph,
             gnn_features=config.gnn_features,
         )
@@ -145,7 +147,8 @@ class NEMO(CheckpointSafe, Algorithm):
         self.weights = weight_vectors(problem.n_obj, p.r2_weights)
         enc = problem.encoding
         self.local = LocalImprover(enc.n_groups, enc.n_choices, problem.n_obj,
-                                   problem.n_ieq_constr - 1, pair_limit=p.local_pairs)
+                                   problem.n_ieq_constr - 1, pair_limit=p.local_pairs,
+                                   guided=p.local)
         self.n_local = 0  # local moves planned for the next generation
 
     @property
@@ -308,7 +311,21 @@ class NEMO(CheckpointSafe, Algorithm):
 
     # -- ranking, R2, UCB, survival --------------------------------------------------------------
     def _select(self, pool: Population) -> None:
+        """Rank the species' members (local moves set aside: the species compete among
+        themselves, so that R2 and UCB follow the species), size the species, keep the
+        survivors; the local moves are reported by their share of the whole pool's front."""
         p = self.params
+        s_count = len(self.species_list)
+        all_of = pool.get("species").astype(np.int64)
+        is_local = all_of == s_count
+        whole = front_stats(pool.get("F").astype(np.float64),
+                            pool.get("CV").astype(np.float64).reshape(-1))
+        local_front = whole.front & is_local
+        local_r2 = r2_indicator(whole.Fn[local_front], self.weights)
+        gen_max = int(np.max(pool.get("n_gen")))
+        newest_all = pool.get("n_gen") == gen_max
+        local_made = int((is_local & newest_all).sum())
+        pool = pool[np.flatnonzero(~is_local)]
         F = pool.get("F").astype(np.float64)
         CV = pool.get("CV").astype(np.float64).reshape(-1)
         sp_of = pool.get("species").astype(np.int64)
@@ -318,29 +335,27 @@ class NEMO(CheckpointSafe, Algorithm):
         order = order_by_rank(rank, fs.crowd)
         pos = np.empty(len(order), dtype=np.int64)
         pos[order] = np.arange(len(order))
-        s_count = len(self.species_list)
-        groups = s_count + 1  # the species, then the local moves
         r2 = np.array(
-            [r2_indicator(Fn[front & (sp_of == s)], self.weights) for s in range(groups)]
+            [r2_indicator(Fn[front & (sp_of == s)], self.weights) for s in range(s_count)]
         )
         # offspring evaluated this generation, per species (the newest members)
-        newest = n_gen == np.max(n_gen)
-        produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(groups)])
-        self.evals += produced[:s_count]
+        newest = n_gen == gen_max
+        produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(s_count)])
+        self.evals += produced
         if p.utility == "contribution":
-            whole = r2_indicator(Fn[front], self.weights)
+            whole_r2 = r2_indicator(Fn[front], self.weights)
             util = np.array(
                 [
-                    r2_indicator(Fn[front & (sp_of != s)], self.weights) - whole
+                    r2_indicator(Fn[front & (sp_of != s)], self.weights) - whole_r2
                     for s in range(s_count)
                 ]
             )
         else:
-            util = 1.0 - r2[:s_count]
+            util = 1.0 - r2
         ucb = ucb_of(util, self.evals, p.ucb_c)
         # the next generation's local moves, once the local improvement's model is ready
         self.n_local = 0
-        if self.local.ready and p.local_share > 0:
+        if p.local and self.local.ready and p.local_share > 0:
             self.n_local = min(int(round(p.local_share * self.pop_size)),
                                self.pop_size - self.min_size * s_count)
         bred = self.pop_size - self.n_local
@@ -348,15 +363,16 @@ class NEMO(CheckpointSafe, Algorithm):
             new_alloc = allocate(bred, np.ones(s_count), self.min_size)
         else:
             new_alloc = allocate(bred, ucb, self.min_size)
-        generation = int(np.max(n_gen)) - 1
+        generation = gen_max - 1
         self.stats = pd.DataFrame(
             {
                 "generation": generation,
                 "species": self.group_names,
-                "size": produced,
-                "r2": r2,
+                "size": [*produced, local_made],
+                "r2": [*r2, local_r2],
                 "ucb": [*ucb, np.nan],
-                "front_members": [int((front & (sp_of == s)).sum()) for s in range(groups)],
+                "front_members": [*(int((front & (sp_of == s)).sum()) for s in range(s_count)),
+                                  int(local_front.sum())],
                 "next_size": [*new_alloc, self.n_local],
             }
         )

@@ -53,7 +53,7 @@ class SpeciesParams:
     gnn_reset_std: float = 0.1
     gnn_bias_scale: float = 0.04  # 1-D tensors (biases) are picked this much less often
     gnn_weight_limit: float = 1e6  # |w| clamp
-    dedup_retries: int = 2  # re-vary (ever more strongly) a child that decodes to an already
+    dedup_retries: int = 4  # re-vary (ever more strongly) a child that decodes to an already
     # evaluated policy, at most this many times
 
     def to_dict(self) -> dict[str, Any]:
@@ -349,7 +349,7 @@ class GNNSpecies:
         self, children: np.ndarray, rng: np.random.Generator, attempt: int = 0
     ) -> np.ndarray:
         out = np.asarray(children, dtype=np.float32).reshape(-1, self.n_params).copy()
-        self._mutate(out, rng, np.full(len(out), float(2**attempt)))
+        self._mutate(out, rng, np.full(len(out), float(4**attempt)))
         return out
 
     def genes_of(self, X: np.ndarray) -> np.ndarray:
