@@ -28,6 +28,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 from hwq.search.blas_threads import one_blas_thread
 
@@ -76,13 +77,65 @@ class DenseGraph:
         att = _offdiag(counts)
         att[np.arange(n), np.arange(n)] = 1.0
         self.att = att.astype(np.float32)
+        dst, src = np.nonzero(att)  # row-major: grouped by the receiving node
+        self.att_indptr = np.searchsorted(dst, np.arange(n + 1)).astype(np.int64)
+        self.att_indices = src.astype(np.int64)
+        self.att_weights = att[dst, src].astype(np.float32)
         self.augmented = augmented(counts).astype(np.float32)
 
 
+@njit(cache=True)
 def _selu(x: np.ndarray) -> np.ndarray:
-    alpha, scale = 1.6732632423543772, 1.0507009873554805
-    neg = alpha * np.expm1(np.minimum(x, 0.0))
-    return (scale * np.where(x > 0, x, neg)).astype(np.float32)
+    """SELU of a float32 array (a new array)."""
+    alpha, scale = np.float32(1.6732632423543772), np.float32(1.0507009873554805)
+    out = np.empty_like(x)
+    xf, of = x.ravel(), out.ravel()
+    for i in range(xf.size):
+        v = xf[i]
+        of[i] = scale * v if v > 0 else scale * alpha * np.float32(np.expm1(max(v, -80.0)))
+    return out
+
+
+@njit(cache=True)
+def _attend(
+    h: np.ndarray,  # float32 [n, N, H, C] transformed features
+    a_dst: np.ndarray,  # float32 [n, N, H] score halves of the receiving node
+    a_src: np.ndarray,  # float32 [n, N, H] score halves of the sending node
+    indptr: np.ndarray,  # CSR of the neighbourhoods: node i reads indices[indptr[i]:indptr[i+1]]
+    indices: np.ndarray,
+    weights: np.ndarray,  # float32, how often each edge occurs
+) -> np.ndarray:
+    """GAT's aggregation [n, N, H, C]: per head, LeakyReLU (slope 0.2) of a_dst[i] + a_src[j],
+    softmax over i's neighbours j (an edge counted as often as it occurs), the weighted sum of
+    their features."""
+    n, N, H, C = h.shape
+    out = np.zeros((n, N, H, C), dtype=np.float32)
+    e = np.empty(indices.size, dtype=np.float32)
+    for b in range(n):
+        for k in range(H):
+            for i in range(N):
+                lo, hi = indptr[i], indptr[i + 1]
+                m = np.float32(-np.inf)
+                for t in range(lo, hi):
+                    v = a_dst[b, i, k] + a_src[b, indices[t], k]
+                    v = v if v > 0 else np.float32(0.2) * v
+                    e[t] = v
+                    if v > m:
+                        m = v
+                total = np.float32(0.0)
+                for t in range(lo, hi):
+                    # exp(-80) ~ 2e-35 adds nothing to a sum holding 1; the clip keeps exp off
+                    # float32's slow subnormal range
+                    v = weights[t] * np.float32(np.exp(max(e[t] - m, np.float32(-80.0))))
+                    e[t] = v
+                    total += v
+                inv = np.float32(1.0) / (total + np.float32(1e-16))
+                for t in range(lo, hi):
+                    w = e[t] * inv
+                    j = indices[t]
+                    for c in range(C):
+                        out[b, i, k, c] += w * h[b, j, k, c]
+    return out
 
 
 class BatchedNetwork:
@@ -131,11 +184,11 @@ class BatchedNetwork:
         if self.arch == "gcn":
             h = self._gcn(W, "body", x, g.gcn)
         elif self.arch == "gat":
-            h = self._gat(W, "body", x, g.att, heads=2)
+            h = self._gat(W, "body", x, heads=2)
         else:
             h = self._unet(W, x)
         h = _selu(h)
-        h = _selu(self._gat(W, "att", h, g.att, heads=1))
+        h = _selu(self._gat(W, "att", h, heads=1))
         xb = np.broadcast_to(x, (W.shape[0], *x.shape))
         head_w = self._p(W, "head.weight")
         out = np.matmul(np.concatenate([h, xb], axis=2), head_w.transpose(0, 2, 1))
@@ -145,23 +198,17 @@ class BatchedNetwork:
         h = np.matmul(x, self._p(W, f"{prefix}.lin.weight").transpose(0, 2, 1))
         return np.matmul(a_hat, h) + self._p(W, f"{prefix}.bias")[:, None]
 
-    def _gat(
-        self, W: np.ndarray, prefix: str, x: np.ndarray, counts: np.ndarray, heads: int
-    ) -> np.ndarray:
+    def _gat(self, W: np.ndarray, prefix: str, x: np.ndarray, heads: int) -> np.ndarray:
         n = W.shape[0]
         nodes = x.shape[-2]
         lin = self._p(W, f"{prefix}.lin.weight")  # [n, heads * C, F]
         h = np.matmul(x, lin.transpose(0, 2, 1)).reshape(n, nodes, heads, -1)  # [n, N, H, C]
         a_src = (h * self._p(W, f"{prefix}.att_src")).sum(-1)  # [n, N, H]
         a_dst = (h * self._p(W, f"{prefix}.att_dst")).sum(-1)
-        e = a_dst.transpose(0, 2, 1)[:, :, :, None] + a_src.transpose(0, 2, 1)[:, :, None, :]
-        e = np.where(e > 0, e, np.float32(0.2) * e)  # LeakyReLU, [n, H, dst, src]
-        cnt = counts[:, None] if counts.ndim == 3 else counts[None, None]
-        e = np.where(cnt > 0, e, -np.inf)
-        p = cnt * np.exp(e - e.max(axis=3, keepdims=True))
-        alpha = p / (p.sum(axis=3, keepdims=True) + np.float32(1e-16))
-        out = np.matmul(alpha, h.transpose(0, 2, 1, 3))  # [n, H, N, C]
-        out = out.mean(axis=1) if heads > 1 else out[:, 0]
+        g = self.graph
+        out = _attend(np.ascontiguousarray(h), np.ascontiguousarray(a_dst),
+                      np.ascontiguousarray(a_src), g.att_indptr, g.att_indices, g.att_weights)
+        out = out.mean(axis=2) if heads > 1 else out[:, :, 0]  # [n, N, C]
         return out + self._p(W, f"{prefix}.bias")[:, None]
 
     def _pool(

@@ -97,10 +97,27 @@ class DecisionArchive:
 
 @njit(cache=True)
 def _score(f: np.ndarray, Fa: np.ndarray, n_obj: int, floor: float) -> float:
-    """Additive-epsilon gain of a normalised point f over the archive Fa (stops early once it
-    cannot beat `floor`)."""
+    """Additive-epsilon gain of a normalised point f over the archive Fa (rows sorted by the
+    first objective): the smallest, over archive points, of the largest advantage of f. The
+    points nearest f in the first objective are visited first (in two objectives the one just
+    below decides dominance), and the scan stops once the gain cannot beat `floor`."""
+    A = Fa.shape[0]
+    lo, hi = 0, A
+    while lo < hi:  # first row with Fa[row, 0] > f[0]
+        mid = (lo + hi) // 2
+        if Fa[mid, 0] <= f[0]:
+            lo = mid + 1
+        else:
+            hi = mid
+    below, above = lo - 1, lo
     gain = np.inf
-    for a in range(Fa.shape[0]):
+    for _ in range(A):
+        if below >= 0 and (above >= A or f[0] - Fa[below, 0] <= Fa[above, 0] - f[0]):
+            a = below
+            below -= 1
+        else:
+            a = above
+            above += 1
         best = -np.inf
         for j in range(n_obj):
             v = Fa[a, j] - f[j]
@@ -118,7 +135,7 @@ def best_moves(
     Cp: np.ndarray,  # int64 [P, G] parents' choices
     Yp: np.ndarray,  # float64 [P, k] parents' outputs: objectives, then constraints
     theta: np.ndarray,  # float64 [G, K, k] additive model of the outputs
-    Fa: np.ndarray,  # float64 [A, m] archive points (normalised)
+    Fa: np.ndarray,  # float64 [A, m] archive points (normalised, sorted by objective 0)
     lo: np.ndarray,  # float64 [m] normalisation: (F - lo) / span
     span: np.ndarray,
     n_obj: int,
@@ -273,33 +290,36 @@ class LocalImprover:
         lo, hi = F.min(axis=0), F.max(axis=0)
         span = np.where(hi > lo, hi - lo, 1.0)
         Fa = (F - lo) / span
+        Fa = Fa[np.argsort(Fa[:, 0], kind="stable")]
         parents = rng.permutation(len(a))[: max(2 * n, 1)]
         moves, gains = best_moves(a.C[parents], a.F[parents], self.model.theta, Fa, lo, span,
                                   m, self.pair_limit, 4)
         chosen: list[np.ndarray] = []
-        extra: list[np.ndarray] = []  # predicted points of the proposals so far
+        ref = np.empty((len(Fa) + n, m))  # the archive, then the proposals' predicted points
+        ref[: len(Fa)] = Fa
+        filled = len(Fa)
+        theta = self.model.theta
         for p in np.argsort(-gains[:, 0], kind="stable"):
             if len(chosen) >= n or not gains[p, 0] > 0:
                 break
+            parent = a.C[parents[p]]
             for r in range(moves.shape[1]):
                 if not gains[p, r] > 0:
                     break
                 g1, c1, g2, c2 = moves[p, r]
-                c = a.C[parents[p]].copy()
+                c = parent.copy()
                 c[g1] = c1
+                pred = a.F[parents[p], :m] + theta[g1, c1, :m] - theta[g1, parent[g1], :m]
                 if g2 >= 0:
                     c[g2] = c2
-                pred = a.F[parents[p], :m].copy()
-                pred += self.model.theta[g1, c1, :m] - self.model.theta[g1, a.C[parents[p], g1], :m]
-                if g2 >= 0:
-                    pred += (self.model.theta[g2, c2, :m]
-                             - self.model.theta[g2, a.C[parents[p], g2], :m])
+                    pred += theta[g2, c2, :m] - theta[g2, parent[g2], :m]
                 f = (pred - lo) / span
-                ref = np.concatenate([Fa, np.array(extra).reshape(-1, m)])
-                if np.min(np.max(ref - f[None, :], axis=1)) <= 0 or not is_new(c):
+                # still ahead of the archive and of the proposals so far, and a new policy
+                if np.min(np.max(ref[:filled] - f[None, :], axis=1)) <= 0 or not is_new(c):
                     continue
                 chosen.append(c)
-                extra.append(f)
+                ref[filled] = f
+                filled += 1
                 break
         return chosen
 

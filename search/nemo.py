@@ -69,7 +69,7 @@ class NemoParams:
     local_share: float = 0.2  # share of each generation's evaluations given to the local
     # improvement of the archive (hwq.search.local_moves) once its additive model is ready;
     # children that still repeat an evaluated policy are replaced by local moves as well
-    local_pairs: int = 64  # swaps are formed among at most this many single moves per parent
+    local_pairs: int = 32  # swaps are formed among at most this many single moves per parent
     graph_mode: str = "dataflow"  # GNN input edges: dataflow or chain (NEMO's original)
     gnn_features: str = "graph+costs"  # node features: graph (NEMO's shape features) or
     # graph+costs (plus each choice's per-layer costs and sensitivity, gnn.choice_features)
@@ -144,6 +144,7 @@ class NEMO(CheckpointSafe, Algorithm):
         self.alloc = allocate(self.pop_size, np.ones(s), self.min_size)
         self.evals = np.zeros(s, dtype=np.int64)
         self.seen: set[bytes] = set()
+        self.key_dtype = np.uint8 if int(np.max(problem.xu, initial=0)) < 256 else np.int64
         self.weights = weight_vectors(problem.n_obj, p.r2_weights)
         enc = problem.encoding
         self.local = LocalImprover(enc.n_groups, enc.n_choices, problem.n_obj,
@@ -170,7 +171,13 @@ class NEMO(CheckpointSafe, Algorithm):
 
     # -- helpers ---------------------------------------------------------------------------------
     def _key(self, x: np.ndarray) -> bytes:
-        return np.asarray(x, dtype=np.int64).tobytes()
+        """A policy's decisions as a compact key (one byte a gene where the genes fit)."""
+        return np.asarray(x).astype(self.key_dtype).tobytes()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["off"] = None  # the last offspring: evaluated, in the pool and the archive
+        return state
 
     def _make_pop(
         self, X: np.ndarray, species: np.ndarray, genomes: list[np.ndarray]

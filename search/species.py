@@ -53,7 +53,7 @@ class SpeciesParams:
     gnn_reset_std: float = 0.1
     gnn_bias_scale: float = 0.04  # 1-D tensors (biases) are picked this much less often
     gnn_weight_limit: float = 1e6  # |w| clamp
-    dedup_retries: int = 4  # re-vary (ever more strongly) a child that decodes to an already
+    dedup_retries: int = 1  # re-vary (ever more strongly) a child that decodes to an already
     # evaluated policy, at most this many times
 
     def to_dict(self) -> dict[str, Any]:
