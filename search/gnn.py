@@ -4,7 +4,11 @@ A GNN species' member is the flat weight vector of one network; the network read
 graph and outputs, for every layer, logits over the weight widths and over the activation widths
 (product layout) or over the allowed pairs (pairs layout); argmax decodes the policy (NEMO,
 patent: the bit-width with the highest probability is selected). Tied layers average their
-logits before the argmax. All members of a species share one architecture:
+logits before the argmax. The networks are defined by torch-geometric (`build_network`, the
+reference the tests hold the batched pass to); a search evaluates them for all members of a
+call at once in numpy (`GNNDecoder.logits`, `hwq.search.gnn_batched`), initialised as
+torch-geometric initialises them (`parameter_layout`), so a NEMO search imports neither
+torch-geometric nor torch. All members of a species share one architecture:
 
 * ``gcn``  — GCNConv -> SELU -> GATConv -> SELU -> Linear   (NEMO's "Sequential Graph - GCN")
 * ``gat``  — GATConv (2 heads, averaged) -> SELU -> GATConv -> SELU -> Linear

@@ -5,32 +5,48 @@ The population (`pop_size`, the total over species) is split into structurally d
 (`hwq.search.species`): direct-search species and GNN species. One generation:
 
 1. every species s breeds `alloc[s]` offspring from its own members only (binary tournament on
-   the global order, then the species' own crossover and mutation); a child that decodes to an
-   already evaluated policy is varied again, at most `dedup_retries` times;
-2. the offspring of all species are evaluated together (the problem is vectorised);
-3. the pool (survivors + offspring of every species) is ranked as one population by constrained
-   non-dominated sorting with crowding distance;
-4. each species' share of the first front is scored with the R2 indicator against the ideal
+   the global order, then the species' own crossover and mutation; a GNN species decodes all
+   its children in one batched pass); children that decode to an already evaluated policy (or
+   one bred this generation) are varied again together, at most `dedup_retries` times;
+2. the local improvement (`hwq.search.local_moves`) adds `n_local` candidates, and takes the
+   place of every child that still repeats a policy: so each generation evaluates exactly
+   `pop_size` new policies, `pop_size` x generations in all;
+3. the offspring of all species and the local moves are evaluated together (the problem is
+   vectorised); every evaluation feeds the local improvement's additive model and archive;
+4. the species' pool (survivors + offspring; local moves set aside, so that the species compete
+   among themselves) is ranked as one population by constrained non-dominated sorting with
+   crowding distance;
+5. each species' share of that first front is scored with the R2 indicator against the ideal
    point (objectives normalised to [0, 1] over the pool's feasible members; Das-Dennis weight
    vectors; an empty share scores 1.0, the worst); utility v = 1 - R2;
-5. species are resized by UCB on that utility (after CERL's rule): v is rescaled to [0, 1] over
+6. species are resized by UCB on that utility (after CERL's rule): v is rescaled to [0, 1] over
    the species (best 1, worst 0), ``ucb_s = v_s + ucb_c * sqrt(ln(sum_k y_k) / y_s)`` with y_s
-   the evaluations spent on species s so far, and the population is shared out as `min_size`
-   each plus the rest in proportion to ucb (largest remainder, deterministic where CERL samples
-   a roulette wheel). CERL normalises v by its sum, which with five species lets the exploration
-   term swamp the utility and freezes the sizes; the range rescaling keeps sizes following R2.
-   `fixed_sizes` keeps equal sizes (ablation);
-6. each species keeps its best `alloc[s]` members by the global order.
+   the evaluations spent on species s so far, and the population less the next generation's
+   local moves is shared out as `min_size` each plus the rest in proportion to ucb (largest
+   remainder, deterministic where CERL samples a roulette wheel). CERL normalises v by its sum,
+   which with five species lets the exploration term swamp the utility and freezes the sizes;
+   the range rescaling keeps sizes following R2. `fixed_sizes` keeps equal sizes (ablation);
+7. each species keeps its best `alloc[s]` members by the global order (local moves are not
+   members of any species: what they find lives on in the archives).
 
-An hwq extension (NEMO is silent; `migrants`, 0 turns it off): each generation a direct
-species also draws `migrants` members of other species' first front into its parents (their
-decisions are exactly representable as direct genes), so that SBX and polynomial mutation can
-refine what the GNN species found; GNN species breed only from their own members.
+Two hwq extensions (NEMO is silent about both):
+
+* migrants (`migrants`, 0 turns it off): each generation a direct species also draws `migrants`
+  members of other species' first front into its parents (their decisions are exactly
+  representable as direct genes), so that SBX and polynomial mutation can refine what the GNN
+  species found; GNN species breed only from their own members;
+* local improvement of the archive (`local`, `--no-local` turns it off): once its additive model
+  has seen twice as many policies as it has (group, choice) values, `local_share` of every
+  generation are the best predicted single-layer moves and swaps of archive members. On table
+  objectives (sensitivities, BOPs, memory) the model is exact, and this is what brings every
+  seed's front to the integer-program optimum (benchmarks/search_quality.py; tests in
+  tests/search/test_nemo_local.py). The candidates are logged as species `local`, with a
+  `local` row in species.parquet (its share of the whole pool's front; ucb empty).
 
 The global Pareto archive is kept by the driver (every evaluated candidate counts). All
-randomness comes from the algorithm's generator, seeded once by pymoo from the run's seed
-(GNN initialisation draws its torch seeds from it too). The algorithm pickles (without its
-problem) for checkpoints; GNN networks are rebuilt on demand.
+randomness comes from the algorithm's generator, seeded once by pymoo from the run's seed (GNN
+initialisation included). The algorithm pickles (without its problem and last offspring) for
+checkpoints.
 """
 
 from __future__ import annotations
@@ -65,7 +81,8 @@ class NemoParams:
     utility: str = "share"  # share: 1 - R2 of the species' share of the front; contribution:
     # how much R2 worsens without the species' front members
     r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
-    local: bool = True  # ablation switch (--no-local): no model-guided local moves
+    local: bool = True  # False (--no-local): no model-guided moves; repeats are replaced by
+    # random single-layer moves of archive members
     local_share: float = 0.2  # share of each generation's evaluations given to the local
     # improvement of the archive (hwq.search.local_moves) once its additive model is ready;
     # children that still repeat an evaluated policy are replaced by local moves as well

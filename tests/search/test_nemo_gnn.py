@@ -120,3 +120,20 @@ def test_batched_revary_changes_every_member_and_keeps_the_rest(digits_graph):
     mild = sp.revary(W, rng, attempt=0)
     # a stronger attempt changes more entries
     assert (strong != W).sum() > 3 * (mild != W).sum()
+
+
+def test_a_nemo_search_on_tables_imports_neither_torch_nor_torch_geometric(tmp_path, r18_layers):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hwq.search as hs\n"
+        "from hwq.sensitivity_files import PUBLISHED\n"
+        f"hs(device='bitfusion', model={r18_layers!r}, sensitivity=str(PUBLISHED['resnet18']),"
+        " objectives='sensitivity,bops', bits='4x4,8x8', pin='first,last=8', population=10,"
+        f" generations=2, verify_top=0, output_dir={str(tmp_path / 'run')!r})\n"
+        "print('torch' in sys.modules, 'torch_geometric' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]
