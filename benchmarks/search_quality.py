@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-HAWQ_DIR = ROOT / "hwq" / "sensitivity_tables"  # the published tables hwq ships
+HAWQ_DIR = ROOT / "hwq" / "sensitivity_tables"  # the published tables shipped with hwq
 ALGORITHMS = ("nemo", "nsga2", "random")
 RATIOS = (0.25, 0.5, 0.75)
 
@@ -162,50 +162,53 @@ def summarise(values: list[float]) -> dict:
     }
 
 
-def problems(args: argparse.Namespace, tmp: Path) -> list[dict]:
+def problem_def(
+    name: str, device: str, population: int, generations: int, tmp: Path, hawq_dir: str | Path
+) -> dict:
+    """One benchmark problem (digits, resnet18 or resnet50) at a budget: its name, objectives,
+    the HAWQ-V3 file (b) and the `hwq.search` options."""
     from hwq.model_source import load_graph
 
-    out = []
+    if name == "digits":
+        return {
+            "name": "digits_resnet",
+            "objectives": ["accuracy", "latency", "energy", "weight_memory"],
+            "search": dict(
+                device=device, model="digits_resnet", population=population,
+                generations=generations,
+            ),
+        }
+    if name in ("resnet18", "resnet50"):
+        layers = tmp / f"{name}.parquet"
+        if not layers.exists():
+            load_graph(name).to_parquet(layers)
+        hawq = Path(hawq_dir) / f"hawq_v3_sensitivity_{name}.csv"
+        return {
+            "name": name,
+            "objectives": ["sensitivity", "bops"],
+            "hawq": hawq,
+            "search": dict(
+                device=device,
+                model=str(layers),
+                sensitivity=str(hawq),
+                objectives="sensitivity,bops",
+                bits="4x4,8x8",
+                pin="first,last=8",
+                population=population,
+                generations=generations,
+            ),
+        }
+    raise SystemExit(f"unknown problem {name!r} (digits, resnet18, resnet50)")
+
+
+def problems(args: argparse.Namespace, tmp: Path) -> list[dict]:
     pa, ga = (int(x) for x in args.digits_budget.split("x"))
     pb, gb = (int(x) for x in args.hawq_budget.split("x"))
-    for name in args.problems.split(","):
-        if name == "digits":
-            out.append(
-                {
-                    "name": "digits_resnet",
-                    "objectives": ["accuracy", "latency", "energy", "weight_memory"],
-                    "search": dict(
-                        device=args.device,
-                        model="digits_resnet",
-                        population=pa,
-                        generations=ga,
-                    ),
-                }
-            )
-        elif name in ("resnet18", "resnet50"):
-            layers = tmp / f"{name}.parquet"
-            load_graph(name).to_parquet(layers)
-            hawq = Path(args.hawq_dir) / f"hawq_v3_sensitivity_{name}.csv"
-            out.append(
-                {
-                    "name": name,
-                    "objectives": ["sensitivity", "bops"],
-                    "hawq": hawq,
-                    "search": dict(
-                        device=args.device,
-                        model=str(layers),
-                        sensitivity=str(hawq),
-                        objectives="sensitivity,bops",
-                        bits="4x4,8x8",
-                        pin="first,last=8",
-                        population=pb,
-                        generations=gb,
-                    ),
-                }
-            )
-        else:
-            raise SystemExit(f"unknown problem {name!r} (digits, resnet18, resnet50)")
-    return out
+    return [
+        problem_def(name, args.device, *((pa, ga) if name == "digits" else (pb, gb)), tmp,
+                    args.hawq_dir)
+        for name in args.problems.split(",")
+    ]
 
 
 def main() -> None:

@@ -40,8 +40,20 @@ CSV = (Path(__file__).resolve().parents[1] / "tests" / "cost_models" / "data"
        / "t4_resnet18_layer_latency.csv")
 END_TO_END_S = {"resnet18": (3.3e-3, 2.2e-3), "resnet50": (8.5e-3, 5.8e-3)}  # batch 8
 GRID_MN = (16, 32, 64, 128)
-EFF = slice(gpu.EFFICIENCY, gpu.EFFICIENCY + 3)  # compute, memory, overlap
 GRID_K = (16, 32, 64, 128)
+
+
+def with_efficiency(base: np.ndarray, compute: float, memory: float, overlap: float) -> np.ndarray:
+    """`base` with one compute efficiency for every precision (the tvm runtime's fit)."""
+    prm = base.copy()
+    prm[gpu.EFF_COMPUTE:gpu.EFF_COMPUTE + 4] = compute
+    prm[gpu.EFFICIENCY], prm[gpu.EFFICIENCY + 1] = memory, overlap
+    return prm
+
+
+def efficiency_of(prm: np.ndarray) -> tuple[float, float, float]:
+    return (float(prm[gpu.EFF_COMPUTE + gpu.PREC["int8"]]), float(prm[gpu.EFFICIENCY]),
+            float(prm[gpu.EFFICIENCY + 1]))
 
 
 def networks(batch: int) -> dict[str, Network]:
@@ -58,8 +70,7 @@ def with_tile(base: np.ndarray, m: int, n: int, k8: int, k4: int) -> np.ndarray:
 
 def fit(base: np.ndarray, graph, measured, idx, nets) -> tuple[np.ndarray, float]:
     def resid(x: np.ndarray) -> np.ndarray:
-        prm = base.copy()
-        prm[EFF] = np.exp(x[0]), np.exp(x[1]), x[2]
+        prm = with_efficiency(base, np.exp(x[0]), np.exp(x[1]), x[2])
         return residuals(prm, graph, measured, idx, nets)
 
     best = None
@@ -68,9 +79,7 @@ def fit(base: np.ndarray, graph, measured, idx, nets) -> tuple[np.ndarray, float
         r = least_squares(resid, x0, bounds=([np.log(1e-4), np.log(1e-4), 0.0], [0, 0, 1]))
         if best is None or r.cost < best.cost:
             best = r
-    prm = base.copy()
-    prm[EFF] = np.exp(best.x[0]), np.exp(best.x[1]), best.x[2]
-    return prm, float(best.cost)
+    return with_efficiency(base, np.exp(best.x[0]), np.exp(best.x[1]), best.x[2]), float(best.cost)
 
 
 def main() -> None:
@@ -98,9 +107,8 @@ def main() -> None:
         cost, (m, n, k8, k4), base = trials[0]
         report["fit"] = {
             "gemm_tile": {"m": m, "n": n, "k": {"int8": k8, "int4": k4, "fp16": k8}},
-            "efficiency": {"compute": round(float(base[EFF][0]), 5),
-                           "memory": round(float(base[EFF][1]), 5),
-                           "overlap": round(float(base[EFF][2]), 4)},
+            "efficiency": dict(zip(("compute", "memory", "overlap"),
+                                   (round(v, 5) for v in efficiency_of(base)))),
             "cost": cost,
             "runner_ups": [
                 {"tile": list(t), "cost": c,

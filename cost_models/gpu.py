@@ -13,14 +13,29 @@ An `embedding` row is a gather: no compute (K = 0), memory time for its looked-u
   when the device has no int4 tensor cores); 1–3 → `fallback.below_int4` (default int4 if present,
   else int8). A fallback changes the compute rate only: bytes moved stay at the true widths.
 * Tile and wave quantization: tiles = ceil(M/tm)·ceil(N/tn)·groups, waves = ceil(tiles/sm_count);
-  compute time = waves · (2·tm·tn·ceil(K/tk)·tk) / (peak/sm_count) / efficiency.compute.
+  compute time = max(waves, s) · (2·tm·tn·ceil(K/tk)·tk) / (peak/sm_count) / e_c(precision).
+  s = `saturation_ctas_per_sm` (default 1, today's pure wave model) is the number of CTAs an SM
+  must hold for the runtime's kernels to reach their saturated rate (Little's law: latency is
+  hidden by parallel work): a layer with fewer tiles per SM than s (batch 1) runs at waves/s of
+  that rate, so its time does not shrink below s tile times. At a large batch waves >> s and the
+  layer saturates at e_c of the peak; that is why a batch-256 throughput is not 256 times the
+  batch-1 one (with the launch, which a batch amortises too).
+  `efficiency.compute` (e_c) is one fraction for every precision or one per precision
+  ({int8, int4?, fp16}; int4 defaults to int8's, fp32 on the CUDA cores uses fp16's): the
+  tensor-core kernels of one precision are one kernel class of a runtime.
   `gemm_tile.k` is one number or one per precision ({fp16, int8, int4}): a tensor-core MMA step
   is twice as deep in K at int4 as at int8 (Turing mma m8n8k32 vs m8n8k16), so int4 kernels pad
   short reductions (K = 576, 64) to a coarser multiple.
 * Memory time = (weights·w + input·a + output·a) / 8 / (dram_bytes_per_s · efficiency.memory)
   (the output is requantized to the layer's activation width; fp16 for 16/32-bit layers).
 * time = max(tc, tm) + (1 − efficiency.overlap)·min(tc, tm) + launch_overhead_s.
-  The three global parameters are `efficiency.{compute, memory, overlap}` (no per-layer constants).
+  The global parameters are `efficiency.{compute, memory, overlap}` and `saturation_ctas_per_sm`
+  (no per-layer constants).
+* `runtime` names whose kernels those parameters describe (`tvm`, `tensorrt`, or `generic`: the
+  default, datasheet figures with assumed efficiencies, calibrated on nothing). It is provenance,
+  not a switch: a runtime's behaviour is its parameter values, fitted on one GPU's measured rows
+  and carried to other GPUs unchanged as fractions of their datasheet peaks (docs/profiles.md,
+  "GPU runtimes"); `calibration` records what was fitted on what (hwq.profile_schema).
 * cycles = time · clock_hz; compute_cycles = tc · clock_hz (capped at cycles); stall = rest.
 * energy = (idle_w + (max_w − idle_w)·utilisation)·time + dram_pj_per_bit·bits, utilisation =
   true ops / (peak · time) of the chosen precision. Core energy is the power term.
@@ -33,17 +48,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hwq.cost_models.kind import DeviceKind, Priced, register_kind
+from hwq.cost_models.kind import DeviceKind, Priced, RuntimeInfo, register_kind
 from hwq.errors import CostModelError
-from hwq.profile_rules import RuleSource, is_number, widths
-from hwq.profile_schema import FRACTION, NONNEG, POS, POSINT, obj
+from hwq.profile_rules import RuleSource, calibration_problems, is_number, widths
+from hwq.profile_schema import CALIBRATION, FRACTION, NONNEG, POS, POSINT, obj
 
 if TYPE_CHECKING:
     from hwq.graph import LayerGraph
     from hwq.profile import DeviceProfile
 
 GPU_PRECISIONS = ["int4", "int8", "fp16"]
+RUNTIMES = ("generic", "tvm", "tensorrt")
+DEFAULT_RUNTIME = "generic"
 PROPERTIES = {
+    "runtime": {"enum": list(RUNTIMES)},
     "sm_count": POSINT,
     "tensor_core": obj({"fp16_ops_per_s": POS, "int8_ops_per_s": POS, "int4_ops_per_s": POS},
                        optional=("int4_ops_per_s",)),
@@ -52,11 +70,16 @@ PROPERTIES = {
         POSINT, obj({"int4": POSINT, "int8": POSINT, "fp16": POSINT}, optional=("int4",))]}}),
     "memory": obj({"dram_bytes_per_s": POS, "l2_bytes": POSINT, "dram_pj_per_bit": POS}),
     "launch_overhead_s": POS,
-    "efficiency": obj({"compute": FRACTION, "memory": FRACTION,
+    "efficiency": obj({"compute": {"anyOf": [FRACTION, obj(
+                           {"int4": FRACTION, "int8": FRACTION, "fp16": FRACTION},
+                           optional=("int4",))]},
+                       "memory": FRACTION,
                        "overlap": {"type": "number", "minimum": 0, "maximum": 1}}),
+    "saturation_ctas_per_sm": {"type": "number", "minimum": 1},
     "power": obj({"idle_w": NONNEG, "max_w": POS}),
     "fallback": obj({"int4": {"enum": GPU_PRECISIONS[1:]},
                      "below_int4": {"enum": GPU_PRECISIONS}}, optional=("int4", "below_int4")),
+    "calibration": CALIBRATION,
 }
 
 PREC = {"int4": 0, "int8": 1, "fp16": 2, "fp32": 3}
@@ -69,12 +92,16 @@ PARAM_NAMES = (
     "peak_int4_ops_per_s", "peak_int8_ops_per_s", "peak_fp16_ops_per_s", "peak_fp32_ops_per_s",
     "tile_k_int4", "tile_k_int8", "tile_k_fp16", "tile_k_fp32",
     "sm_count", "tile_m", "tile_n", "dram_bytes_per_s", "dram_pj_per_bit", "launch_overhead_s",
-    "efficiency_compute", "efficiency_memory", "efficiency_overlap",
+    "efficiency_memory", "efficiency_overlap",
     "idle_w", "max_w", "clock_hz", "int4_precision", "below_int4_precision",
+    "efficiency_compute_int4", "efficiency_compute_int8", "efficiency_compute_fp16",
+    "efficiency_compute_fp32", "saturation_ctas_per_sm",
 )
 PEAK, TILE_K, SM, TILE_M, TILE_N = 0, 4, 8, 9, 10
-DRAM_BW, DRAM_PJ, LAUNCH, EFFICIENCY = 11, 12, 13, 14  # EFFICIENCY: compute, memory, overlap
-IDLE_W, MAX_W, CLOCK, INT4_PREC, BELOW_INT4_PREC = 17, 18, 19, 20, 21
+DRAM_BW, DRAM_PJ, LAUNCH, EFFICIENCY = 11, 12, 13, 14  # EFFICIENCY: memory, overlap
+IDLE_W, MAX_W, CLOCK, INT4_PREC, BELOW_INT4_PREC = 16, 17, 18, 19, 20
+EFF_COMPUTE = PARAM_NAMES.index("efficiency_compute_int4")  # by precision code (PREC)
+SATURATION = PARAM_NAMES.index("saturation_ctas_per_sm")
 
 
 def tile_k(profile: DeviceProfile) -> tuple[float, float, float]:
@@ -84,6 +111,33 @@ def tile_k(profile: DeviceProfile) -> tuple[float, float, float]:
         k8 = float(k["int8"])
         return float(k.get("int4", k8)), k8, float(k.get("fp16", k8))
     return float(k), float(k), float(k)
+
+
+def compute_efficiency(profile: DeviceProfile) -> tuple[float, float, float, float]:
+    """efficiency.compute per precision (int4, int8, fp16, fp32): one number for all, or a
+    mapping (int4 defaults to int8's; fp32 on the CUDA cores uses fp16's)."""
+    e = profile.get("efficiency.compute", 1.0)
+    if isinstance(e, Mapping):
+        e8, e16 = float(e["int8"]), float(e["fp16"])
+        return float(e.get("int4", e8)), e8, e16, e16
+    return float(e), float(e), float(e), float(e)
+
+
+def runtime(profile: DeviceProfile) -> str:
+    """The runtime whose kernels the profile's efficiencies describe (default `generic`)."""
+    return str(profile.get("runtime", DEFAULT_RUNTIME))
+
+
+def runtime_info(profile: DeviceProfile) -> RuntimeInfo:
+    """The runtime of a profile and its fit report (`hwq profile list` / `show`)."""
+    from hwq.profile_summary import calibration_lines
+
+    name = runtime(profile)
+    lines = calibration_lines(profile)
+    if not lines:
+        lines = (f"figures: datasheet figures with the profile's efficiencies (runtime {name}; "
+                 "not calibrated by hwq)",)
+    return RuntimeInfo(name, profile.get("runtime", None) is not None, lines)
 
 
 def params_from_profile(profile: DeviceProfile) -> np.ndarray:
@@ -97,6 +151,7 @@ def params_from_profile(profile: DeviceProfile) -> np.ndarray:
         raise CostModelError(f"profile {profile.name}: int4 fallback without int4 tensor cores")
     eff = g("efficiency")
     k4, k8, k16 = tile_k(profile)
+    c4, c8, c16, c32 = compute_efficiency(profile)
     values = {
         "peak_int4_ops_per_s": tc.get("int4_ops_per_s", tc["int8_ops_per_s"]),
         "peak_int8_ops_per_s": tc["int8_ops_per_s"],
@@ -107,11 +162,13 @@ def params_from_profile(profile: DeviceProfile) -> np.ndarray:
         "dram_bytes_per_s": g("memory.dram_bytes_per_s"),
         "dram_pj_per_bit": g("memory.dram_pj_per_bit"),
         "launch_overhead_s": g("launch_overhead_s"),
-        "efficiency_compute": eff.get("compute", 1.0),
         "efficiency_memory": eff.get("memory", 1.0),
         "efficiency_overlap": eff.get("overlap", 1.0),
         "idle_w": g("power.idle_w"), "max_w": g("power.max_w"), "clock_hz": profile.clock_hz,
         "int4_precision": PREC[fb4], "below_int4_precision": PREC[fbl],
+        "efficiency_compute_int4": c4, "efficiency_compute_int8": c8,
+        "efficiency_compute_fp16": c16, "efficiency_compute_fp32": c32,
+        "saturation_ctas_per_sm": g("saturation_ctas_per_sm", 1.0),
     }
     return np.array([float(values[n]) for n in PARAM_NAMES], dtype=np.float64)
 
@@ -156,7 +213,7 @@ def price(graph: LayerGraph, profile: DeviceProfile, w_bits: np.ndarray,
 
 
 def rules(src: RuleSource) -> list[str]:
-    data, out = src.data, []
+    data, out = src.data, calibration_problems(src)
     listed = {b for side in widths(data).values() for b in side}
     tc = data.get("tensor_core") if isinstance(data.get("tensor_core"), dict) else {}
     fallback = data.get("fallback") if isinstance(data.get("fallback"), dict) else {}
@@ -182,10 +239,11 @@ def rules(src: RuleSource) -> list[str]:
 KIND = register_kind(DeviceKind(
     name="gpu",
     properties=PROPERTIES,
-    optional=("cuda_core", "fallback"),
+    optional=("cuda_core", "fallback", "runtime", "saturation_ctas_per_sm", "calibration"),
     price=price,
     rules=rules,
     param_names=PARAM_NAMES,
     params=params_from_profile,
     columns=("precision",),
+    runtime=runtime_info,
 ))

@@ -1,15 +1,23 @@
-"""How well a `gpu` parameter vector reproduces a measured per-layer latency table (issue 4).
+"""How well a `gpu` parameter vector reproduces measured latencies (issues 4 and 17).
 
-The measured table (e.g. HAWQ-V3's T4 ResNet-18 table) gives int4 and int8 latencies per layer at
-an unstated batch, so per-layer agreement is judged up to one common scale factor; whole networks
-are judged absolutely against published end-to-end latencies. No torch here: graphs come in.
+* A per-layer table (HAWQ-V3's T4 ResNet-18 table, the `tvm` runtime) gives int4 and int8
+  latencies per layer at an unstated batch, so per-layer agreement is judged up to one common
+  scale factor; whole networks are judged absolutely against published end-to-end latencies.
+* Whole-network MLPerf figures (the `tensorrt` runtime): a batch-1 latency is `latency_s` of a
+  batch-1 graph summed over layers (compare with SingleStream's p90), a throughput is
+  batch / `latency_s` of the graph at that batch (compare with Offline). `network_figures`
+  computes them from a parameter vector (the fit's inner loop) or a profile (through
+  `hwq.cost_table`, the public path); both are the same model.
+
+No torch here: graphs come in.
 
     check(prm, graph, measured, networks) -> CalibrationReport (a plain dict)
+    network_figures(latency) -> {figure name: value}
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,3 +109,54 @@ def check(prm: np.ndarray, graph: Any, measured: pd.DataFrame,
             for i, name in enumerate(measured["layer"])
         ],
     }
+
+
+# -- whole-network figures as MLPerf measures them (issue 17) ------------------------------------
+THROUGHPUT_BATCH = 256
+# name -> (unit, precision, batch): "int4" is INT4 everywhere but the first layer (conv1) at INT8,
+# as NVIDIA's INT4 ResNet-50 submission ran it
+FIGURES: dict[str, tuple[str, str, int]] = {
+    "resnet50_int8_batch1_latency": ("ms", "int8", 1),
+    "resnet50_int8_batch256_throughput": ("images/s", "int8", THROUGHPUT_BATCH),
+    "resnet50_int4_batch256_throughput": ("images/s", "int4", THROUGHPUT_BATCH),
+}
+# latency(batch) -> float64 [layers, 2]: latency_s of every layer at W8A8 and W4A4
+Latency = Callable[[int], np.ndarray]
+
+
+def network_figures(latency: Latency, names: Sequence[str] = tuple(FIGURES)) -> dict[str, float]:
+    """Each FIGURES entry of a network whose per-layer latencies `latency(batch)` gives."""
+    cache: dict[int, np.ndarray] = {}
+    out = {}
+    for name in names:
+        unit, precision, batch = FIGURES[name]
+        if batch not in cache:
+            cache[batch] = np.asarray(latency(batch), dtype=np.float64)
+        t = cache[batch]
+        if precision == "int8":
+            total = float(t[:, 0].sum())
+        else:
+            total = float(t[0, 0] + t[1:, 1].sum())
+        out[name] = total * 1e3 if unit == "ms" else batch / total
+    return out
+
+
+def params_latency(prm: np.ndarray, graph: Any) -> Latency:
+    """`latency(batch)` of a parameter vector on `graph` re-batched (the fit's inner loop)."""
+    rows = {}
+
+    def latency(batch: int) -> np.ndarray:
+        if batch not in rows:
+            rows[batch] = gpu.layer_rows(graph.with_batch(batch))
+        b = np.array([8, 4], np.int64)
+        return simulate(rows[batch], b, b, prm)[:, :, 3]
+    return latency
+
+
+def profile_latency(profile: Any, graph: Any) -> Latency:
+    """`latency(batch)` of a profile through `hwq.cost_table(graph, profile, batch=...)`."""
+    from hwq.tables import cost_table
+
+    def latency(batch: int) -> np.ndarray:
+        return cost_table(graph, profile, bits=[(8, 8), (4, 4)], batch=batch).values["latency_s"]
+    return latency

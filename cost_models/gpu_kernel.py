@@ -11,12 +11,14 @@ from hwq.cost_models.gpu import (
     CLOCK,
     DRAM_BW,
     DRAM_PJ,
+    EFF_COMPUTE,
     EFFICIENCY,
     IDLE_W,
     INT4_PREC,
     LAUNCH,
     MAX_W,
     PEAK,
+    SATURATION,
     SM,
     TILE_K,
     TILE_M,
@@ -34,13 +36,13 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
     out = np.zeros((n_l, n_p, 11))
     sm, tm, tn = prm[SM], prm[TILE_M], prm[TILE_N]
     bw, dram_pj, launch = prm[DRAM_BW], prm[DRAM_PJ], prm[LAUNCH]
-    e_c, e_m, ovl = prm[EFFICIENCY], prm[EFFICIENCY + 1], prm[EFFICIENCY + 2]
+    e_m, ovl, sat = prm[EFFICIENCY], prm[EFFICIENCY + 1], prm[SATURATION]
     idle, pmax, clock = prm[IDLE_W], prm[MAX_W], prm[CLOCK]
     for i in range(n_l):
         m, n, k, g = layers[i, 0], layers[i, 1], layers[i, 2], layers[i, 3]
         wp, ie, oe = layers[i, 4], layers[i, 5], layers[i, 6]
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * g
-        waves = np.ceil(tiles / sm)
+        waves = max(np.ceil(tiles / sm), sat)  # under `sat` CTAs per SM: not saturated
         true_ops = 2.0 * m * n * k * g
         for j in range(n_p):
             w = float(w_bits[j])
@@ -58,6 +60,7 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
                 prec = int(prm[BELOW_INT4_PREC])
             peak = prm[PEAK + prec]
             tk = prm[TILE_K + prec]
+            e_c = prm[EFF_COMPUTE + prec]
             tc = waves * 2.0 * tm * tn * np.ceil(k / tk) * tk / (peak / sm) / e_c
             a_out = a if a > 16 else (16.0 if a > 8 else a)
             rd = wp * w + ie * a

@@ -14,7 +14,9 @@ A kind declares, in one place, everything the rest of hwq needs to know about it
   kind that reads a file the sha256 does not cover is not);
 * `columns`: its own detail columns in a CostTable, beyond the common ones;
 * `measured_pairs` / `summary`: hooks of a measured kind (`lut`): the pairs its table measured
-  (its widths and default pairs when the profile lists none) and its own `hwq profile show` figures.
+  (its widths and default pairs when the profile lists none) and its own `hwq profile show` figures;
+* `runtime`: for a kind whose figures belong to a runtime (mcu), which runtime a profile prices
+  with and where its figures come from (`hwq profile list` / `show`).
 
 A kind registers itself with `register_kind(KIND)` at the end of its module; the shipped kinds are
 imported on first lookup (`SHIPPED_MODULES`). Importing a kind's module must stay light (no Numba,
@@ -117,6 +119,17 @@ class KindSummary:
     figures: Sequence[PairFigures]
 
 
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """The runtime a profile's figures belong to: `name`, whether the profile names it (else it
+    is the kind's documented default), and `provenance`: lines saying where the figures come from
+    (what was fitted on what, with its residuals), for `hwq profile show`."""
+
+    name: str
+    named: bool
+    provenance: tuple[str, ...] = ()
+
+
 class Summarizer(Protocol):
     def __call__(self, profile: DeviceProfile,
                  pairs: Sequence[tuple[int, int]]) -> KindSummary: ...
@@ -139,6 +152,7 @@ class DeviceKind:
     columns: tuple[str, ...] = ()
     measured_pairs: Callable[[DeviceProfile], frozenset[tuple[int, int]]] | None = None
     summary: Summarizer | None = None
+    runtime: Callable[[DeviceProfile], RuntimeInfo] | None = None
 
     def schema(self) -> dict[str, Any]:
         """The JSON schema of this kind's profiles: the common keys plus its own."""

@@ -70,8 +70,10 @@ class _Counter(TorchDispatchMode):
         return out
 
 
-def reference_macs(model: nn.Module, args: tuple[Any, ...]) -> dict[str, int]:
-    """aten-level MACs of one forward pass, per innermost module (`<model>` for the root)."""
+def reference_macs(model: nn.Module, args: tuple[Any, ...],
+                   kwargs: dict[str, Any] | None = None) -> dict[str, int]:
+    """aten-level MACs of the forward pass `model(*args, **kwargs)`, per innermost module
+    (`<model>` for the root)."""
     from hwq.tracing import fast_paths_disabled
 
     stack: list[str] = []
@@ -92,7 +94,7 @@ def reference_macs(model: nn.Module, args: tuple[Any, ...]) -> dict[str, int]:
     counter = _Counter(stack)
     try:
         with torch.no_grad(), fast_paths_disabled(), counter:
-            model(*args)
+            model(*args, **(kwargs or {}))
     finally:
         for h in handles:
             h.remove()
@@ -121,10 +123,12 @@ def missing_modules(graph: LayerGraph, by_module: dict[str, int], modules: set[s
     return ranked[:top]
 
 
-def with_coverage(graph: LayerGraph, model: nn.Module, args: tuple[Any, ...]) -> LayerGraph:
-    """The graph with its `coverage`; warns, naming the modules, when below 0.99."""
+def with_coverage(graph: LayerGraph, model: nn.Module, args: tuple[Any, ...],
+                  kwargs: dict[str, Any] | None = None) -> LayerGraph:
+    """The graph with its `coverage` on the call `model(*args, **kwargs)`; warns, naming the
+    modules, when below 0.99."""
     try:
-        by_module = reference_macs(model, args)
+        by_module = reference_macs(model, args, kwargs)
     except Exception as exc:  # the count is a check: a model it cannot run keeps its graph
         log.warning("hwq could not count the model's MACs at the aten level (%s: %s); "
                     "the graph has no coverage figure", type(exc).__name__, exc)

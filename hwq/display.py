@@ -97,6 +97,14 @@ def format_mapping(doc: Mapping[str, Any]) -> list[str]:
 
 
 # -- units -----------------------------------------------------------------------------------------
+# The one unit rule for people (files and JSON keep the logged base units: seconds, picojoules,
+# bytes, counts, accuracy as a fraction): a quantity is shown in the step of its ladder that puts
+# the median of the values shown together (a table column, or a single value alone) between 1 and
+# 1000 (1024 for bytes), to 4 significant digits; accuracies in %. A table names the unit in its
+# header (`latency_ms`), a single value after the number (`7.448 ms`). Every command formats
+# through `display_unit`, so one value of one run prints alike in `hwq search`, `hwq runs show`,
+# the report, `hwq compare` and `hwq cost`.
+
 # (divisor, unit) ladders from the logged unit (seconds, picojoules, bytes, counts), largest first
 TIME_LADDER = ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns"))
 ENERGY_LADDER = ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
@@ -109,14 +117,9 @@ LADDERS: dict[str, tuple[tuple[float, str], ...]] = {
     "peak_activation_bytes": BYTES_LADDER,
     "bops": COUNT_LADDER,
 }
-# the units of the CLI's limits (`--max latency=2ms`): one fixed unit per cost column
-FIXED_UNITS: dict[str, tuple[float, str]] = {
-    "latency_s": (1e-3, "ms"),
-    "energy_pj": (1e6, "µJ"),
-    "weight_bytes": (1024.0, "KiB"),
-    "peak_activation_bytes": (1024.0, "KiB"),
-    "bops": (1e9, "G"),
-}
+# any other column by its unit suffix (`energy_core_pj`, `overflow_bytes`, `wall_s`)
+SUFFIX_LADDERS = (("_s", TIME_LADDER), ("_pj", ENERGY_LADDER), ("_bytes", BYTES_LADDER))
+PERCENT = (0.01, "%")
 
 LABELS = {
     "accuracy": "accuracy",
@@ -129,18 +132,35 @@ LABELS = {
 }
 
 
+def ladder_of(column: str) -> tuple[tuple[float, str], ...] | None:
+    """The unit ladder of a logged column (None: not a scaled quantity)."""
+    if column in LADDERS:
+        return LADDERS[column]
+    return next((lad for suffix, lad in SUFFIX_LADDERS if column.endswith(suffix)), None)
+
+
+def is_accuracy(column: str) -> bool:
+    """Accuracies (`accuracy`, `qat_accuracy`, ...) are fractions shown in %."""
+    return column == "accuracy" or column.endswith("_accuracy")
+
+
+def is_quantity(column: str) -> bool:
+    """Whether `column` is shown in a display unit (a cost, a time, a size or an accuracy)."""
+    return is_accuracy(column) or column == "sensitivity" or ladder_of(column) is not None
+
+
 def display_unit(column: str, values: Any = None) -> tuple[float, str]:
-    """(divisor, unit) to show `column` in: accuracy in %, times/energies/sizes/BOPs scaled so the
-    typical value is between 1 and 1000 (or 1024)."""
-    if column == "accuracy":
-        return 0.01, "%"
+    """(divisor, unit) to show `column` in: accuracy in %, times/energies/sizes/BOPs in the step
+    that puts the median of `values` between 1 and 1000 (or 1024)."""
+    if is_accuracy(column):
+        return PERCENT
     if column == "sensitivity":
         return 1.0, "a.u."
-    ladder = LADDERS.get(column)
+    ladder = ladder_of(column)
     if ladder is None:
         return 1.0, ""
-    arr = np.asarray(values if values is not None else [], dtype=np.float64)
-    arr = arr[np.isfinite(arr) & (arr > 0)]
+    arr = np.asarray(values if values is not None else [], dtype=np.float64).reshape(-1)
+    arr = np.abs(arr[np.isfinite(arr) & (arr != 0)])
     typical = float(np.median(arr)) if len(arr) else ladder[-1][0]
     for div, unit in ladder:
         if typical >= div:
@@ -153,23 +173,26 @@ def in_unit(value: float, divisor: float) -> float:
     return float(f"{value / divisor:.4g}")
 
 
-def format_quantity(column: str, value: float | None) -> str:
-    """`value` of `column` in its own display unit, e.g. `1.234 ms`; `-` when missing."""
+def format_quantity(column: str, value: float | None, among: Any = None) -> str:
+    """`value` of `column` with its unit, e.g. `1.234 ms`, `58.05 GBOPs`, `98.6 %`; the unit is
+    the one `among` (the values it is shown with, e.g. its column of the front) is shown in,
+    else its own. `-` when missing."""
+    value = plain(value)
     if value is None:
         return "-"
-    div, unit = display_unit(column, [value])
+    div, unit = display_unit(column, [value] if among is None else among)
+    if column == "bops":
+        unit += "BOPs"
     return f"{value / div:.4g} {unit}".strip()
 
 
 def format_limit(column: str, value: float) -> str:
-    """`value` of `column` written as a CLI limit is (`2ms`, `1.5uJ`, `256KiB`; others plain)."""
-    if column == "latency_s":
-        return f"{value * 1e3:.4g}ms"
-    if column == "energy_pj":
-        return f"{value / 1e6:.4g}uJ"
-    if column in ("weight_bytes", "peak_activation_bytes"):
-        return f"{value / 1024:.4g}KiB"
-    return f"{value:.6g}"
+    """`value` of `column` written as a CLI limit is (`2ms`, `1.5uJ`, `256KiB`; others plain),
+    in its display unit."""
+    div, unit = display_unit(column, [value])
+    if ladder_of(column) is None or column == "bops" or not unit:
+        return f"{value:.6g}"
+    return f"{value / div:.4g}{unit.replace('µ', 'u')}"
 
 
 def axis_label(column: str, unit: str) -> str:
@@ -180,9 +203,10 @@ def axis_label(column: str, unit: str) -> str:
 
 
 def table_header(column: str, unit: str) -> str:
-    """A column header with its unit, ASCII only: `latency_ms`, `act_peak_KiB`, `GBOPs`."""
-    if column == "accuracy":
-        return "accuracy_%"
+    """A column header with its unit, ASCII only: `latency_ms`, `act_peak_KiB`, `GBOPs`,
+    `qat_accuracy_%`."""
+    if is_accuracy(column):
+        return f"{column}_%"
     if column == "bops":
         return f"{unit}BOPs"
     if not unit or unit == "a.u.":
@@ -190,6 +214,49 @@ def table_header(column: str, unit: str) -> str:
     base = column.rsplit("_", 1)[0] if column.endswith(("_s", "_pj", "_bytes")) else column
     base = {"weight": "weight", "peak_activation": "act_peak"}.get(base, base)
     return f"{base}_{unit.replace('µ', 'u')}"
+
+
+def mapping_label(column: str) -> str:
+    """A quantity's name beside its value (`latency`, `weight memory`, `qat_accuracy`)."""
+    if column in LABELS:
+        return LABELS[column]
+    ladder_suffix = next((s for s, _ in SUFFIX_LADDERS if column.endswith(s)), None)
+    return column[: -len(ladder_suffix)] if ladder_suffix else column
+
+
+def display_rows(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows for a table: each quantity column in its display unit (chosen over the column) under
+    a header naming the unit; other columns as they are. `columns` picks and orders them."""
+    cols = list(columns if columns is not None else (rows[0].keys() if rows else []))
+    units = {
+        c: display_unit(c, [r.get(c) if plain(r.get(c)) is not None else np.nan for r in rows])
+        for c in cols
+        if is_quantity(c)
+    }
+    out = []
+    for r in rows:
+        row: dict[str, Any] = {}
+        for c in cols:
+            v = plain(r.get(c))
+            if c in units:
+                div, unit = units[c]
+                row[table_header(c, unit)] = None if v is None else in_unit(float(v), div)
+            else:
+                row[c] = v
+        out.append(row)
+    return out
+
+
+def display_mapping(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A `key  value` document for people: each quantity as `value unit` under its label."""
+    return {
+        (mapping_label(k) if is_quantity(k) else k): (
+            format_quantity(k, v) if is_quantity(k) else v
+        )
+        for k, v in doc.items()
+    }
 
 
 # -- bits ------------------------------------------------------------------------------------------
@@ -212,35 +279,29 @@ def bits_summary(pairs: np.ndarray) -> str:
 
 
 # -- the front table -------------------------------------------------------------------------------
+# the costs `hwq search` prints beside the run's quality, in this order
+SUMMARY_COSTS = ("latency_s", "energy_pj", "weight_bytes", "peak_activation_bytes", "bops")
+
+
 @dataclass(frozen=True)
 class FrontStyle:
-    """How `front_table` lays a front out.
+    """How `front_table` lays a front out (its units are always those of `display_unit`).
 
-    `fixed_units`: every cost column in these units (None: the run's objectives, each in the
-    display unit of its values on this front); `quality_digits`: quality as a fraction rounded to
-    that many decimals (None: in its display unit, accuracy in %); `species`: a species column;
-    `sort`: best quality first; `max_bits_layers`: longer policies show their mean bits;
-    `verified_percent`: PTQ and QAT accuracies in % (else the QAT accuracy as a fraction).
+    `all_costs`: the quality and every cost of SUMMARY_COSTS the front logged (else the run's
+    objectives); `species`: a species column; `sort`: best quality first; `max_bits_layers`:
+    longer policies show their mean bits.
     """
 
-    fixed_units: Mapping[str, tuple[float, str]] | None = None
-    quality_digits: int | None = None
+    all_costs: bool = False
     species: bool = True
     sort: bool = True
     max_bits_layers: int | None = None
-    verified_percent: bool = True
 
 
 RUN_FRONT = FrontStyle()  # `hwq runs show`, the HTML report
-SEARCH_FRONT = FrontStyle(  # what `hwq search` prints
-    fixed_units=FIXED_UNITS,
-    quality_digits=4,
-    species=False,
-    sort=False,
-    max_bits_layers=16,
-    verified_percent=False,
-)
+SEARCH_FRONT = FrontStyle(all_costs=True, species=False, sort=False, max_bits_layers=16)
 QUALITY_COLUMNS = tuple(OBJECTIVES[o][0] for o in QUALITY_OBJECTIVES)
+VERIFIED_COLUMNS = ("ptq_accuracy", "qat_accuracy")
 
 
 def front_table(
@@ -249,15 +310,14 @@ def front_table(
     objective_columns: Sequence[str],
     style: FrontStyle = RUN_FRONT,
 ) -> list[dict[str, Any]]:
-    """The front as display rows: id, (species,) bits, objective values in display units, and
-    the verification accuracies when there are any. `objective_columns` are the logged columns
-    of the run's objectives, in order."""
-    if style.fixed_units is None:
-        values = [(c, *display_unit(c, front.get(c))) for c in objective_columns]
+    """The front as display rows: id, (species,) bits, objective values in display units (one
+    unit per column, chosen over this front), and the verification accuracies in % when there
+    are any. `objective_columns` are the logged columns of the run's objectives, in order."""
+    if style.all_costs:
+        shown = [c for c in (*QUALITY_COLUMNS, *SUMMARY_COSTS) if c in front.columns]
     else:
-        values = [(c, 1.0, "") for c in QUALITY_COLUMNS if c in front.columns]
-        values += [(c, *u) for c, u in style.fixed_units.items()]
-    quality = next((c for c in objective_columns if c in QUALITY_COLUMNS), None)
+        shown = [c for c in objective_columns if c in front.columns]
+    quality = next((c for c in (objective_columns or shown) if c in QUALITY_COLUMNS), None)
     if style.sort and quality is not None and len(front):
         front = front.sort_values(quality, ascending=quality != "accuracy", kind="stable")
     vmap = {r["policy_id"]: r for r in verify.to_dict("records")} if len(verify) else {}
@@ -268,20 +328,9 @@ def front_table(
             row["species"] = r["species"]
         row["w_bits"] = compact_bits(r["w_bits"], style.max_bits_layers)
         row["a_bits"] = compact_bits(r["a_bits"], style.max_bits_layers)
-        for col, div, unit in values:
-            if col not in r:
-                continue
-            if style.quality_digits is not None and col in QUALITY_COLUMNS:
-                row[col] = round(float(r[col]), style.quality_digits)
-            else:
-                row[table_header(col, unit)] = in_unit(float(r[col]), div)
+        row.update({c: r[c] for c in shown})
         if vmap:
-            v = vmap.get(r["policy_id"])
-            if style.verified_percent:
-                for k in ("ptq_accuracy", "qat_accuracy"):
-                    val = v.get(k) if v else None
-                    row[f"{k}_%"] = None if pd.isna(val) else round(100 * float(val), 2)
-            else:
-                row["qat_accuracy"] = v.get("qat_accuracy") if v else None
+            v = vmap.get(r["policy_id"]) or {}
+            row.update({k: v.get(k) for k in VERIFIED_COLUMNS})
         rows.append(row)
-    return rows
+    return display_rows(rows)

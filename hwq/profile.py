@@ -394,6 +394,19 @@ def _error_messages(err: Any, res: _Resolved) -> list[str]:
         what = err.schema.get("description", f"a key matching {err.schema.get('pattern')}")
         return [f"{res.at((*path, val))}: {dotted((*path, val))}: expected {what}, "
                 f"found {val!r}"]
+    if v == "anyOf" and err.context:  # e.g. a number or a mapping: the branch of the value's type
+        branches: dict[Any, list[Any]] = {}
+        for sub in err.context:
+            branches.setdefault(sub.schema_path[0], []).append(sub)
+        typed = [subs for subs in branches.values()
+                 if not any(s.validator == "type" and not s.path for s in subs)]
+        if len(typed) == 1:
+            return [m for sub in typed[0] for m in _error_messages(sub, res)]
+        kinds_of = [s.validator_value for subs in branches.values() for s in subs
+                    if s.validator == "type" and not s.path]
+        if not typed and kinds_of:
+            expected = " or ".join(_TYPE_NAMES.get(t, t) for t in kinds_of)
+            return [f"{res.at(path)}: {dotted(path)}: expected {expected}, found {_describe(val)}"]
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return [f"{res.at((*path, missing))}: {dotted((*path, missing))}: expected a value, "

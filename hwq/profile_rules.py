@@ -92,3 +92,29 @@ def max_width_problems(src: RuleSource, limit: int, why: str) -> list[str]:
             out.append(f"{src.at(('bits', side))}: bits.{side}: expected widths <= {limit} "
                        f"({why}), found {over}")
     return out
+
+
+def calibration_problems(src: RuleSource) -> list[str]:
+    """A `calibration` block (hwq.profile_schema.CALIBRATION) names fitted keys the profile has,
+    and a target is measured exactly when it is not a prediction."""
+    cal = src.data.get("calibration")
+    if not isinstance(cal, dict):
+        return []
+    out = []
+    for i, key in enumerate(cal.get("fitted") or []):
+        node: Any = src.data
+        for part in str(key).split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or str(key).split(".")[0] == "calibration":
+            out.append(f"{src.at(('calibration', 'fitted', i))}: calibration.fitted[{i}]: "
+                       f"expected the key path of a figure in this profile, found {key!r}")
+    for i, target in enumerate(cal.get("targets") or []):
+        if not isinstance(target, dict):
+            continue
+        predicted, measured = target.get("role") == "predicted", "measured" in target
+        if predicted == measured:
+            want = "no measured value (a prediction)" if predicted else "a measured value"
+            out.append(f"{src.at(('calibration', 'targets', i))}: calibration.targets[{i}]: "
+                       f"expected {want} for role {target.get('role')}, found "
+                       f"{'one' if measured else 'none'}")
+    return out

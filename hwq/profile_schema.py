@@ -30,6 +30,21 @@ def obj(props: dict[str, Any], optional: tuple[str, ...] = ()) -> dict[str, Any]
 BUFFER = obj({"size_bytes": POSINT, "read_pj_per_bit": NONNEG, "write_pj_per_bit": NONNEG})
 OFFCHIP = obj({"bandwidth_bits_per_cycle": POS, "energy_pj_per_bit": POS})
 CORE = obj({"energy_pj_per_cycle": POS})
+TEXT: dict[str, Any] = {"type": "string", "minLength": 1}
+# A calibrated profile's provenance (a kind adds it to its keys as `calibration`; the rules are
+# hwq.profile_rules.calibration_problems, `hwq profile show` prints the targets with residuals):
+# which keys were fitted, on what data, how; `carried_from` names the profile whose fitted values
+# a profile reuses on another device. Each target is one figure of a network: `measured` (with
+# its `source`) for a fitted or held-out row, absent for a prediction made before any comparison;
+# `model` is what the profile prices it at (tests hold it to the cost model).
+CALIBRATION_TARGET = obj({"name": TEXT, "unit": TEXT, "role": {"enum": ["fitted", "held_out",
+                                                                       "predicted"]},
+                          "model": POS, "measured": POS, "source": TEXT},
+                         optional=("measured", "source"))
+CALIBRATION = obj({"fitted": {"type": "array", "minItems": 1, "items": TEXT}, "data": TEXT,
+                   "method": TEXT, "carried_from": TEXT,
+                   "targets": {"type": "array", "items": CALIBRATION_TARGET}},
+                  optional=("carried_from", "targets"))
 
 COMMON: dict[str, Any] = {
     "schema_version": {"const": 1},

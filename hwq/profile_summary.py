@@ -27,6 +27,11 @@ model or to a profile shows up here too.
 
 The pairs are all supported pairs when there are at most `MAX_ALL_PAIRS` of them, else all
 combinations of `bits.search_default` (the pairs a search uses by default).
+
+A calibrated profile (any kind with a `calibration` block, hwq.profile_schema.CALIBRATION) also
+has a fit report: `calibration_targets` lists each target with its residual (model / measured - 1;
+none for a prediction) and `calibration_lines` says it in words, for a kind's `runtime` hook
+(`hwq profile show` prints those lines).
 """
 
 from __future__ import annotations
@@ -186,3 +191,37 @@ def _pair_from(
     core = _finite(float(values["energy_core_pj"][0, k]) / macs)
     total = _finite(float(values["energy_pj"][0, k]) / macs)
     return PairSummary(w, a, _finite(peak), core, total, note)
+
+
+def calibration_targets(profile: DeviceProfile) -> list[dict[str, Any]]:
+    """The `calibration.targets` of a profile, each with `residual` = model / measured - 1 (None
+    for a prediction, which has no measured value); [] for a profile without calibration."""
+    cal = profile.to_dict().get("calibration")
+    if not isinstance(cal, dict):
+        return []
+    out = []
+    for target in cal.get("targets") or []:
+        row = {k: target.get(k) for k in ("name", "role", "unit", "measured", "model")}
+        measured = row["measured"]
+        row["residual"] = float(row["model"]) / float(measured) - 1 if measured else None
+        out.append(row)
+    return out
+
+
+def calibration_lines(profile: DeviceProfile) -> tuple[str, ...]:
+    """The fit report of a profile's `calibration` block: what was fitted on what and how, then
+    one line per target with its residual; () for a profile without calibration."""
+    cal = profile.to_dict().get("calibration")
+    if not isinstance(cal, dict):
+        return ()
+    carried = f" (carried unchanged from {cal['carried_from']})" if "carried_from" in cal else ""
+    lines = [f"fitted: {', '.join(cal['fitted'])}{carried}", f"on: {cal['data']}",
+             f"method: {cal['method']}"]
+    for t in calibration_targets(profile):
+        if t["residual"] is None:
+            lines.append(f"  {t['name']} ({t['role']}): {t['model']:.5g} {t['unit']}, no "
+                         "measured row")
+        else:
+            lines.append(f"  {t['name']} ({t['role']}): measured {t['measured']:.5g} "
+                         f"{t['unit']}, model {t['model']:.5g} ({t['residual']:+.1%})")
+    return tuple(lines)

@@ -35,6 +35,7 @@ from hwq.atomic import write_text_atomic
 from hwq.display import (
     LABELS,
     axis_label,
+    display_rows,
     display_unit,
     format_cell,
     format_quantity,
@@ -160,6 +161,17 @@ def _front_size_fast(path: Path) -> int | None:
 def objective_columns(run: Run) -> list[str]:
     """The logged columns of the run's objectives, in order."""
     return [OBJECTIVES[o][0] for o in run_objectives(run)]
+
+
+def best_quantities(run: Run, best: Mapping[str, float | None]) -> dict[str, str]:
+    """`best` ({objective: value}, as `run_summary` has it) for people: each value with the unit
+    its column of the front table is shown in (`hwq.display.format_quantity`)."""
+    front = run.pareto
+    out = {}
+    for name, value in best.items():
+        col = OBJECTIVES[name][0]
+        out[name] = format_quantity(col, value, among=front[col] if col in front else None)
+    return out
 
 
 def front_rows(run: Run) -> list[dict[str, Any]]:
@@ -535,10 +547,7 @@ def write_html(run: Run, outdir: Path, images: Mapping[str, str]) -> Path:
 
     meta = run.meta
     summary = run_summary(run)
-    best = {
-        name: format_quantity(OBJECTIVES[name][0], value)
-        for name, value in summary["best"].items()
-    }
+    best = best_quantities(run, summary["best"])
     meta_rows = pd.DataFrame(
         [
             {"key": k, "value": json.dumps(v) if isinstance(v, dict | list) else str(v)}
@@ -576,7 +585,7 @@ def write_html(run: Run, outdir: Path, images: Mapping[str, str]) -> Path:
         "<p class='muted'>bits are listed per layer in execution order; accuracies in %.</p>",
         _html_table(front),
         "<h2>Verification (QAT with distillation, test split)</h2>",
-        _html_table(verify),
+        _html_table(pd.DataFrame(display_rows(records(verify)))),
         "<h2>Species (last generation)</h2>",
         _html_table(
             species[species["generation"] == species["generation"].max()]

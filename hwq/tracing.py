@@ -34,6 +34,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from hwq.errors import GraphError
+from hwq.example_call import ExampleCall, forward_failure
 from hwq.graph import SHAPE_COLUMNS, LayerGraph, UnsupportedLayer
 from hwq.tracing_rows import (
     ATTENTION,
@@ -136,13 +137,10 @@ def unsupported_macs(
     return 0
 
 
-def sample_count(example: Any) -> int:
-    """`batch` of every row: dim 0 of the example's first tensor (1 when it has none)."""
-    items = example if isinstance(example, tuple | list) else (example,)
-    for item in items:
-        if isinstance(item, torch.Tensor):
-            return int(item.shape[0]) if item.dim() > 0 else 1
-    return 1
+def sample_count(example: Any, example_kwargs: dict[str, Any] | None = None) -> int:
+    """`batch` of every row: dim 0 of the first tensor among the positional, then the keyword
+    inputs (1 when there is none)."""
+    return ExampleCall.of(example, example_kwargs).samples()
 
 
 # -- data flow tracking shared by both tracers -----------------------------------------
@@ -263,10 +261,6 @@ def fast_paths_disabled() -> Iterator[None]:
         mha.set_fastpath_enabled(was)
 
 
-def _args(example: Any) -> tuple[Any, ...]:
-    return example if isinstance(example, tuple) else (example,)
-
-
 # -- fx --------------------------------------------------------------------------------------
 class _ForwardFailed(Exception):
     """fx traced the model, but its forward pass fails on the example input (a wrong input
@@ -287,14 +281,17 @@ class _Tracer(torch.fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
 
-def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> LayerGraph:
-    """LayerGraph by torch.fx symbolic tracing (raises what fx raises when it cannot trace)."""
+def trace_fx(model: nn.Module, example: Any, model_name: str | None = None, *,
+             example_kwargs: dict[str, Any] | None = None) -> LayerGraph:
+    """LayerGraph by torch.fx symbolic tracing (raises what fx raises when it cannot trace);
+    keyword inputs are bound through the forward's signature."""
     from torch.fx.passes.shape_prop import ShapeProp
 
+    call = ExampleCall.of(example, example_kwargs)
+    concrete, args = call.fx_binding(model)
     tracer = _Tracer()
-    fx_graph = tracer.trace(model)
+    fx_graph = tracer.trace(model, concrete_args=concrete)
     gm = torch.fx.GraphModule(tracer.root, fx_graph)
-    args = _args(example)
     try:
         # ShapeProp prints the traceback of a failing node itself: keep it off the user's stderr
         with torch.no_grad(), fast_paths_disabled(), contextlib.redirect_stderr(io.StringIO()):
@@ -304,7 +301,7 @@ def trace_fx(model: nn.Module, example: Any, model_name: str | None = None) -> L
     modules = dict(gm.named_modules())
     by_id = param_owners(model.named_parameters(remove_duplicate=False))
     params = {n: by_id[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
-    flow = _Flow(sample_count(example))
+    flow = _Flow(call.samples())
     sources: dict[Any, frozenset[str]] = {}
     # nodes computed only from parameters -> (the modules owning the parameter, its first owner):
     # the one a call names is the innermost owner running at that call (fx shares one get_attr
@@ -577,9 +574,11 @@ class _CallMode(TorchFunctionMode):
         return module_row(mod, self.entry_shapes[owner], out_shape, self.flow.samples)
 
 
-def trace_hooks(model: nn.Module, example: Any, model_name: str | None = None) -> LayerGraph:
+def trace_hooks(model: nn.Module, example: Any, model_name: str | None = None, *,
+                example_kwargs: dict[str, Any] | None = None) -> LayerGraph:
     """LayerGraph from one forward pass on the example (the graph is `specialised` to it)."""
-    flow = _Flow(sample_count(example))
+    call = ExampleCall.of(example, example_kwargs)
+    flow = _Flow(call.samples())
     stack: list[str] = []
     prov = _Provenance(model, stack)
     stock = {n or "<model>": m for n, m in model.named_modules() if stock_layer(m)}
@@ -638,40 +637,43 @@ def trace_hooks(model: nn.Module, example: Any, model_name: str | None = None) -
         qual = name or "<model>"
         handles.append(mod.register_forward_pre_hook(pre_hook(qual), with_kwargs=True))
         handles.append(mod.register_forward_hook(post_hook(qual), with_kwargs=True))
-    args = _args(example)
     try:
         with torch.no_grad(), fast_paths_disabled(), mode:
-            prov.assign(list(args), frozenset({INPUT}))
-            model(*args)
+            prov.assign([*call.args, *call.kwargs.values()], frozenset({INPUT}))
+            call.run(model)
     except Exception as exc:  # the user's forward failed: name the innermost module
         where = stack[-1] if stack else "<model>"
-        raise GraphError(
-            f"module {where}: forward pass on input shape "
-            f"{[tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+        failed = model if where == "<model>" else model.get_submodule(where)
+        raise forward_failure(where, failed, call, exc) from None
     finally:
         for h in handles:
             h.remove()
     return flow.graph(True, model_name)
 
 
-def trace(model: nn.Module, example_input: Any, *, model_name: str | None = None) -> LayerGraph:
-    """LayerGraph of `model` on `example_input` (a tensor or a tuple of tensors), with its
-    `coverage` against an aten-level count of the same forward pass."""
+def trace(model: nn.Module, example_input: Any, *, example_kwargs: dict[str, Any] | None = None,
+          model_name: str | None = None) -> LayerGraph:
+    """LayerGraph of `model` on the call `model(*example_input, **example_kwargs)`, with its
+    `coverage` against an aten-level count of the same forward pass.
+
+    `example_input` is a tensor (one positional input) or a tuple of positional inputs (`()`
+    for none); `example_kwargs` the keyword inputs of a model called as `model(input_ids=...)`.
+    Every row's `batch` is dim 0 of the first tensor among the positional, then the keyword
+    inputs."""
     from hwq.coverage import with_coverage
 
     if not isinstance(model, nn.Module):
         raise GraphError(f"expected a torch.nn.Module, found {type(model).__name__}")
+    call = ExampleCall.of(example_input, example_kwargs)
     was_training = model.training
     model.eval()
     try:
         try:
-            graph = trace_fx(model, example_input, model_name)
+            graph = trace_fx(model, call.args, model_name, example_kwargs=call.kwargs)
         except GraphError:
             raise
         except _ForwardFailed:  # no fx problem: the forward names its failing module
-            graph = trace_hooks(model, example_input, model_name)
+            graph = trace_hooks(model, call.args, model_name, example_kwargs=call.kwargs)
         except Exception as exc:  # fx cannot trace this model: fall back to hooks
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.warning(
@@ -679,7 +681,7 @@ def trace(model: nn.Module, example_input: Any, *, model_name: str | None = None
                 "example input: the graph is specialised to that input",
                 reason[:200],
             )
-            graph = trace_hooks(model, example_input, model_name)
-        return with_coverage(graph, model, _args(example_input))
+            graph = trace_hooks(model, call.args, model_name, example_kwargs=call.kwargs)
+        return with_coverage(graph, model, call.args, call.kwargs)
     finally:
         model.train(was_training)

@@ -4,9 +4,10 @@ Modules: `config` (every option, once), `prepare` (options -> problem), `encodin
 <-> per-layer pairs, pins, ties), `problem` (the pymoo Problem), `quality_sources` (sensitivity
 tables, PTQ accuracy jobs), `algorithms` (every algorithm by name) and `algorithm_base`,
 `species` and `gnn` (NEMO's species), `nemo` (the pymoo Algorithm), `baselines` (NSGA-II,
-random, ILP, greedy), `indicators`, `driver` (the one loop), `run_log` (the run directory as a
-pymoo Callback), `archive` (the Pareto archive), `executors` (serial / process / ray), `api`
-(`hwq.search()`).
+random, ILP, greedy), `env` and `env_budget` (the precision environment, a Gymnasium
+`Env`), `rl` (the RL agent), `indicators`, `driver` (the one loop), `run_log` (the run
+directory as a pymoo Callback), `archive` (the Pareto archive), `executors` (serial /
+process / ray), `api` (`hwq.search()`).
 
 `hwq.search` is also the function of DESIGN.md §9: this package is callable, so
 ``hwq.search(device, ...)`` runs a search (`hwq.search.api.search`) whether `hwq.search`

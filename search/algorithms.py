@@ -72,6 +72,19 @@ def _random(config: SearchConfig) -> Any:
     return RandomSearch(pop_size=int(config.population), seed=int(config.seed))
 
 
+def _bo(config: SearchConfig) -> Any:
+    from hwq.search.bo import BayesOpt, BOParams
+
+    return BayesOpt(pop_size=int(config.population), params=BOParams.of(config),
+                    seed=int(config.seed))
+
+
+def _bo_params(config: SearchConfig) -> dict[str, Any]:
+    from hwq.search.bo import BOParams
+
+    return BOParams.of(config).to_dict()
+
+
 def _ilp(config: SearchConfig) -> Any:
     from hwq.search.baselines import OneShot, ilp_choice
 
@@ -82,6 +95,19 @@ def _greedy(config: SearchConfig) -> Any:
     from hwq.search.baselines import OneShot, greedy_path
 
     return OneShot("greedy", greedy_path, seed=int(config.seed))
+
+
+def _rl(config: SearchConfig) -> Any:
+    from hwq.search.rl import RLParams, RLSearch
+
+    return RLSearch(pop_size=int(config.population), params=RLParams.of(config),
+                    seed=int(config.seed))
+
+
+def _rl_params(config: SearchConfig) -> dict[str, Any]:
+    from hwq.search.rl import RLParams
+
+    return RLParams.of(config).to_dict()
 
 
 def _check_ilp(problem: SearchProblem) -> None:
@@ -107,8 +133,10 @@ SPECS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec("nemo", _nemo, params=_nemo_params),
         AlgorithmSpec("nsga2", _nsga2),
         AlgorithmSpec("random", _random),
+        AlgorithmSpec("bo", _bo, params=_bo_params),
         AlgorithmSpec("ilp", _ilp, one_shot=True, check=_check_ilp),
         AlgorithmSpec("greedy", _greedy, one_shot=True, check=_check_greedy),
+        AlgorithmSpec("rl", _rl, params=_rl_params),
     )
 }
 ALGORITHMS: tuple[str, ...] = tuple(SPECS)

@@ -61,10 +61,11 @@ class ParetoArchive:
     def no_feasible_message(self, constraints: dict[str, float]) -> str:
         """What to say when no evaluated policy met `constraints` (name -> limit): the limits,
         and how close the least-violating policy came."""
-        from hwq.display import bits_summary
+        from hwq.display import bits_summary, format_limit, format_quantity
         from hwq.objectives import OBJECTIVES
 
-        limits = ", ".join(f"--max {k}={v:.6g}" for k, v in constraints.items())
+        limits = ", ".join(f"--max {k}={format_limit(OBJECTIVES[k][0], v)}"
+                           for k, v in constraints.items())
         msg = f"no evaluated policy meets the constraints ({limits or 'device feasibility'})"
         if self.closest is None:
             return msg
@@ -73,7 +74,9 @@ class ParetoArchive:
         parts = []
         for name, limit in constraints.items():
             v = float(rec.get(OBJECTIVES[name][0], math.nan))
-            parts.append(f"{name} {v:.6g} (limit {limit:.6g})")
+            col = OBJECTIVES[name][0]
+            shown = format_quantity(col, v, among=[limit])
+            parts.append(f"{name} {shown} (limit {format_quantity(col, limit)})")
         if not rec.get("feasible", True):
             parts.append(str(rec.get("infeasible_reason") or "not feasible on the device"))
         return msg + f"; the closest is {rec['policy_id']} ({bits_summary(pairs)}): " + ", ".join(

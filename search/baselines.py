@@ -1,8 +1,11 @@
 """Baselines on the same problem, budget and logs as NEMO.
 
 * `make_nsga2` — pymoo's NSGA-II with its integer-variable recipe (integer random sampling,
-  SBX and polynomial mutation with eta 3 on floats, rounded; duplicates eliminated).
-* `RandomSearch` — `pop_size` uniformly random decisions per generation (a pymoo Algorithm).
+  SBX and polynomial mutation with eta 3 on floats, rounded; duplicates eliminated, against
+  every policy proposed so far as well, and a generation the mating leaves short is topped up
+  with random new decisions: `History`).
+* `RandomSearch` — `pop_size` uniformly random new decisions per generation (a pymoo
+  Algorithm; a draw repeating an earlier policy is drawn again).
 * `solve_ilp` — HAWQ-V3's integer program: one choice per group, minimise the summed
   sensitivity subject to budgets on additive costs (`scipy.optimize.milp`, exact).
 * `greedy_path` — a knapsack-style greedy (MPQNNCO): start at the least sensitive choice of
@@ -19,15 +22,54 @@ from typing import Any
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.algorithm import Algorithm
+from pymoo.core.duplicate import DefaultDuplicateElimination
 from pymoo.core.population import Population
 
 from hwq.errors import UserError
-from hwq.search.algorithm_base import CheckpointSafe, SingleSpecies
+from hwq.search.algorithm_base import CheckpointSafe, History, SingleSpecies
 from hwq.search.indicators import order_by_rank, rank_and_crowding
 
 
+class SeenElimination(DefaultDuplicateElimination):
+    """pymoo's duplicate elimination that also drops a policy proposed in an earlier
+    generation (`History`), so the mating breeds again instead of re-proposing it."""
+
+    def __init__(self, history: History) -> None:
+        super().__init__()
+        self.history = history
+
+    def _do(self, pop: Any, other: Any, is_duplicate: np.ndarray) -> np.ndarray:
+        is_duplicate = super()._do(pop, other, is_duplicate)
+        if other is None and self.history.seen:
+            X = np.rint(np.asarray(pop.get("X"), dtype=np.float64)).astype(np.int64)
+            is_duplicate |= np.array([History.key(x) in self.history.seen for x in X])
+        return is_duplicate
+
+
 class CheckpointableNSGA2(CheckpointSafe, SingleSpecies, NSGA2):
+    """NSGA-II proposing exactly `n_offsprings` new policies every generation."""
+
     name = "nsga2"
+
+    def __init__(self, history: History, **kwargs: Any) -> None:
+        super().__init__(eliminate_duplicates=SeenElimination(history), **kwargs)
+        self.history = history
+
+    def _exact(self, pop: Population | None, n: int) -> Population:
+        """`pop` as it is when it holds n new policies; else its new ones topped up."""
+        p = self.problem
+        X = np.zeros((0, p.n_var)) if pop is None else np.asarray(pop.get("X"))
+        Xi = np.rint(X.astype(np.float64)).astype(np.int64)
+        if len(Xi) == n and self.history.is_new(Xi).all():
+            self.history.note(Xi)
+            return pop
+        return Population.new("X", self.history.top_up(Xi, n, p.xl, p.xu, self.random_state))
+
+    def _initialize_infill(self) -> Population:
+        return self._exact(super()._initialize_infill(), self.pop_size)
+
+    def _infill(self) -> Population:
+        return self._exact(super()._infill(), self.n_offsprings)
 
 
 def make_nsga2(pop_size: int, seed: int) -> Algorithm:
@@ -37,12 +79,12 @@ def make_nsga2(pop_size: int, seed: int) -> Algorithm:
     from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
     return CheckpointableNSGA2(
+        History(),
         pop_size=pop_size,
         n_offsprings=pop_size,
         sampling=IntegerRandomSampling(),
         crossover=SBX(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
         mutation=PM(prob=1.0, eta=3.0, vtype=float, repair=RoundingRepair()),
-        eliminate_duplicates=True,
         seed=seed,
     )
 
@@ -55,11 +97,12 @@ class RandomSearch(CheckpointSafe, SingleSpecies, Algorithm):
     def __init__(self, pop_size: int = 20, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pop_size = int(pop_size)
+        self.history = History()
 
     def _sample(self) -> Population:
-        p = self.problem
-        X = self.random_state.integers(p.xl, p.xu + 1, size=(self.pop_size, p.n_var))
-        return Population.new("X", X.astype(np.int64))
+        p, rng = self.problem, self.random_state
+        X = rng.integers(p.xl, p.xu + 1, size=(self.pop_size, p.n_var)).astype(np.int64)
+        return Population.new("X", self.history.top_up(X, self.pop_size, p.xl, p.xu, rng))
 
     def _initialize_infill(self) -> Population:
         return self._sample()
@@ -232,9 +275,11 @@ def solve_ilp(problem: Any, budgets: dict[str, float] | None = None) -> np.ndarr
         for col, o in over.items():
             if o > 0:
                 margin[col] += o + 1e-9 * abs(budgets[col])
+    from hwq.display import format_quantity, mapping_label
+
     raise UserError(
         "--algorithm ilp: no policy meets "
-        + ", ".join(f"{k} <= {v:.6g}" for k, v in budgets.items())
+        + ", ".join(f"{mapping_label(k)} <= {format_quantity(k, v)}" for k, v in budgets.items())
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hwq.errors import UserError
+from hwq.model_source import INPUT_DTYPE_HELP, INPUT_DTYPES
 from hwq.search.algorithms import ALGORITHMS, SPECS
 from hwq.search.executors import EXECUTORS
 
@@ -27,6 +28,8 @@ DEFAULT_OBJECTIVES = ("accuracy", "latency", "energy", "weight_memory")
 TIES = ("none", "same-input")
 GRAPH_MODES = ("dataflow", "chain")
 GNN_FEATURES = ("graph", "graph+costs")
+RL_AGENTS = ("ddpg", "td3")  # stable-baselines3 agents of --algorithm rl (hwq.search.rl.AGENTS)
+BO_MODES = ("ehvi", "bomp")  # --bo-mode (hwq.search.bo)
 
 
 # -- how a given value becomes its stored form -----------------------------------------------------
@@ -143,7 +146,12 @@ class SearchConfig:
         multiple=True, coerce=_model_args, show_default="",
     )
     input_shape: list[int] | None = option(
-        None, "Example input shape.", metavar="N,C,H,W", coerce=_input_shape
+        None, "Example input shape, any rank, samples first.", metavar="N,...",
+        coerce=_input_shape
+    )
+    input_dtype: str | None = option(
+        None, INPUT_DTYPE_HELP, choices=INPUT_DTYPES,
+        coerce=_opt_str, show_default="float32",
     )
     weights: str | None = option(
         None, "State dict of the trained model.", path="file", coerce=_opt_str
@@ -245,6 +253,23 @@ class SearchConfig:
         choices=GNN_FEATURES,
         coerce=str,
     )
+    rl_agent: str = option(
+        "ddpg", "Agent of --algorithm rl (stable-baselines3): DDPG as HAQ, or TD3",
+        choices=RL_AGENTS, coerce=str,
+    )
+    bo_mode: str = option(
+        "ehvi",
+        "BO acquisition: ehvi (expected hypervolume improvement on all objectives) or bomp "
+        "(BOMP-NAS: UCB on its scalarised score)",
+        choices=BO_MODES,
+        coerce=str,
+    )
+    finetune_epochs: int = option(
+        0,
+        "Fine-tune each candidate this many epochs (QAT with distillation) before measuring "
+        "its accuracy; 0: post-training quantization",
+        coerce=_int,
+    )
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -286,14 +311,16 @@ class SearchConfig:
             raise UserError(
                 f"--algorithm: expected one of {', '.join(SPECS)}, found {self.algorithm!r}"
             )
-        for name, low in (("generations", 1), ("population", 1), ("verify_top", 0)):
+        for name, low in (("generations", 1), ("population", 1), ("verify_top", 0),
+                          ("finetune_epochs", 0)):
             if int(getattr(self, name)) < low:
                 what = "a positive integer" if low else "0 or more"
                 raise UserError(
                     f"--{name.replace('_', '-')}: expected {what}, found {getattr(self, name)}"
                 )
         for name, allowed in (("tie", TIES), ("graph", GRAPH_MODES),
-                              ("gnn_features", GNN_FEATURES)):
+                              ("gnn_features", GNN_FEATURES), ("rl_agent", RL_AGENTS),
+                              ("bo_mode", BO_MODES)):
             if getattr(self, name) not in allowed:
                 raise UserError(
                     f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, found "

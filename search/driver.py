@@ -140,11 +140,19 @@ def _open_writer(prep: Prepared, writer: Any, quality: Any = None) -> Any:
         if writer.meta.get("profile_sha256") != prep.profile.sha256:
             raise UserError(f"--resume {writer.path}: the device profile changed since the run")
         writer.write_meta(status="running")
+    import pyarrow as pa
+
+    from hwq.search.quality_sources import DetailedQuality
+
     problem = prep.problem
-    writer.schema = candidates_schema(
+    schema = candidates_schema(
         [problem.quality.column] if problem.quality else [],
         list(problem.logged_columns[1 if problem.quality else 0 :]),
     )
+    if isinstance(problem.quality, DetailedQuality):  # e.g. ptq_accuracy, finetune_epochs
+        for col, dtype in problem.quality.detail_columns().items():
+            schema = schema.append(pa.field(col, pa.int32() if dtype == "int32" else pa.float64()))
+    writer.schema = schema
     return writer
 
 
@@ -233,9 +241,13 @@ def _seed_quality_cache(problem: Any, path: Path, upto: int) -> None:
     q = problem.quality
     if q is None:
         return
+    from hwq.search.quality_sources import DetailedQuality
+
     done = read_candidates_upto(path, upto)
     if len(done) and q.column in done:
         q.seed_cache(dict(zip(done["policy_id"], done[q.column])))
+        if isinstance(q, DetailedQuality):
+            q.seed_details(done)
 
 
 def _finish(prep: Prepared, writer: Any, logger: RunLogger, executor: Any) -> None:

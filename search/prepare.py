@@ -66,6 +66,7 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
         dict(config.model_args or {}),
         tuple(config.input_shape) if config.input_shape else None,
         config.weights,
+        config.input_dtype,
     )
     if len(graph) == 0:
         raise UserError(f"model {config.model}: no quantizable layers to search")
@@ -85,6 +86,12 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
             weights=config.weights,
             data=config.data,
             model_args=config.model_args,
+            finetune_epochs=int(config.finetune_epochs),
+        )
+    elif int(config.finetune_epochs) > 0:
+        raise UserError(
+            "--finetune-epochs: fine-tuning applies to hwq's accuracy jobs on a trained model, "
+            "not to a given quality function or source"
         )
     elif not isinstance(quality, QualitySource):
         if qname is None:

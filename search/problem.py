@@ -38,6 +38,7 @@ from hwq.objectives import (
     QUALITY_OBJECTIVES,
 )
 from hwq.policy import policy_id_from_pairs
+from hwq.search.quality_sources import DetailedQuality
 
 if TYPE_CHECKING:
     from hwq.search.quality_sources import QualitySource
@@ -230,6 +231,9 @@ class SearchProblem(Problem):
             values, q_wall = self.quality.evaluate(pairs, ids, self.executor)
             q_total = time.perf_counter() - tq
             records[self.quality.column] = np.asarray(values, dtype=np.float64)
+            if isinstance(self.quality, DetailedQuality):
+                for col, vals in self.quality.details(ids).items():
+                    records[col] = vals
             wall = wall + np.asarray(q_wall, dtype=np.float64)
         for col in COST_COLUMNS:
             records[col] = costs[col].to_numpy(dtype=np.float64)

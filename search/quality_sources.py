@@ -16,7 +16,11 @@ quality is a sum over layers, else None).
   encoding takes on); a table that lists them makes them decisions like any layer.
 * `AccuracyQuality` — post-training fake-quant accuracy of the trained model on its validation
   split (`hwq.quant.ptq.PTQAccuracy`); one job per new policy id, run by the executor,
-  cached by policy id.
+  cached by policy id. With `--finetune-epochs N` (N > 0) each job first fine-tunes the
+  candidate N epochs with distillation (`finetune_job`: `hwq.quant.finetune.finetune` with the
+  verification settings, on the training split, measured on the validation split), and the
+  candidates also log `ptq_accuracy` (before fine-tuning) and `finetune_epochs`
+  (`DetailedQuality`).
 * `CallableQuality` — a user's own function pairs [P, L, 2] -> [P] (Python API).
 
 Trained weights and data (`hwq.trained`): a zoo model that comes trained, or any model with
@@ -66,6 +70,31 @@ class QualitySource(Protocol):
     def table_values(self, table: Any) -> np.ndarray | None:
         """float64 [L, K] per-layer values aligned with `table.pairs` where the quality is a sum
         over layers; None otherwise."""
+        ...
+
+
+@runtime_checkable
+class DetailedQuality(Protocol):
+    """A quality source that logs more per-candidate columns than its value."""
+
+    def detail_columns(self) -> dict[str, str]:
+        """Column name -> "float64" or "int32" (empty: none)."""
+        ...
+
+    def details(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Those columns for policies `ids` (evaluated before)."""
+        ...
+
+    def seed_details(self, frame: Any) -> None:
+        """A resumed run's logged candidates (policy_id and the detail columns)."""
+        ...
+
+
+@runtime_checkable
+class FP32Reference(Protocol):
+    """A quality source that can measure the unquantized model's accuracy."""
+
+    def fp32_accuracy(self, n_layers: int, executor: Any) -> float:
         ...
 
 
@@ -183,14 +212,55 @@ class AccuracyQuality:
     name = "accuracy"
     column = "accuracy"
 
-    def __init__(self, spec: Any, description: Mapping[str, Any] | None = None) -> None:
-        self.spec = spec
+    def __init__(
+        self,
+        spec: Any,
+        description: Mapping[str, Any] | None = None,
+        *,
+        finetune_epochs: int = 0,
+        reference_spec: Any = None,
+    ) -> None:
+        self.spec = spec  # PTQ accuracy jobs, or fine-tune jobs with finetune_epochs > 0
+        self.finetune_epochs = int(finetune_epochs)
+        self.reference_spec = reference_spec if reference_spec is not None else spec  # PTQ
         self.cache: dict[str, float] = {}
+        self.ptq_cache: dict[str, float] = {}
         self.jobs = 0
         self._description = dict(description or {})
+        self._fp32: float | None = None
 
     def seed_cache(self, values: Mapping[str, float]) -> None:
         self.cache.update({str(k): float(v) for k, v in values.items() if np.isfinite(v)})
+
+    def detail_columns(self) -> dict[str, str]:
+        if self.finetune_epochs <= 0:
+            return {}
+        return {"ptq_accuracy": "float64", "finetune_epochs": "int32"}
+
+    def details(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if self.finetune_epochs <= 0:
+            return {}
+        return {
+            "ptq_accuracy": np.array([self.ptq_cache.get(i, np.nan) for i in ids]),
+            "finetune_epochs": np.full(len(ids), self.finetune_epochs, dtype=np.int32),
+        }
+
+    def seed_details(self, frame: Any) -> None:
+        if self.finetune_epochs > 0 and "ptq_accuracy" in frame:
+            self.ptq_cache.update(
+                {str(k): float(v) for k, v in zip(frame["policy_id"], frame["ptq_accuracy"])}
+            )
+
+    def fp32_accuracy(self, n_layers: int, executor: Any) -> float:
+        """The validation accuracy of the unquantized model (a PTQ job at W32A32 everywhere;
+        once per process)."""
+        from hwq.search.executors import SerialExecutor
+
+        if self._fp32 is None:
+            executor = executor or SerialExecutor()
+            [(acc, _wall)] = executor.map(self.reference_spec, [[[32, 32]] * int(n_layers)])
+            self._fp32 = float(acc)
+        return self._fp32
 
     def evaluate(
         self, pairs: np.ndarray, ids: Sequence[str], executor: Any
@@ -207,8 +277,11 @@ class AccuracyQuality:
             items = [pairs[p].tolist() for p in todo.values()]
             results = executor.map(self.spec, items)
             self.jobs += len(items)
-            for (pid, p), (acc, w) in zip(todo.items(), results):
-                self.cache[pid] = float(acc)
+            for (pid, p), (result, w) in zip(todo.items(), results):
+                if isinstance(result, Mapping):  # a fine-tune job: accuracy after, ptq before
+                    self.ptq_cache[pid] = float(result["ptq_accuracy"])
+                    result = result["accuracy"]
+                self.cache[pid] = float(result)
                 wall[p] = float(w)
         vals = np.array([self.cache[pid] for pid in ids], dtype=np.float64)
         return vals, wall
@@ -281,6 +354,50 @@ def accuracy_job(
     return run
 
 
+def _reseed_loader(loader: Any, seed: int) -> None:
+    """Restart the shuffling of a DataLoader with its own generator, so each job's epochs
+    see the same order whatever ran before it in this process."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(loader, DataLoader) and loader.generator is not None:
+        loader.generator.manual_seed(seed)
+
+
+def finetune_job(
+    model: str,
+    weights: str | None = None,
+    data: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    epochs: int = 1,
+) -> Callable[[Any], dict[str, float]]:
+    """A function pairs [L, 2] -> {accuracy, ptq_accuracy}: the candidate fine-tuned `epochs`
+    epochs with distillation from the FP32 model (`hwq.quant.finetune.finetune`, the settings
+    of verification and `hwq finetune`: `VERIFY_SETTINGS`) on the training split, its accuracy
+    measured on the validation split (the search's), and before fine-tuning (ptq)."""
+    from hwq.quant.apply import quantizable_layers
+    from hwq.quant.finetune import accuracy, finetune
+    from hwq.quant.verification import VERIFY_SETTINGS
+    from hwq.trained import calibration_batches, load_trained
+
+    net, (train, val, _test), _info = load_trained(
+        model, weights=weights, data=data, model_args=model_args, seed=seed
+    )
+    calib = calibration_batches(model, data, train, VERIFY_SETTINGS["calib_batches"])
+    names = quantizable_layers(net, next(iter(val))[0][:1])
+    fp32 = accuracy(net, val)
+
+    def run(pairs: Any) -> dict[str, float]:
+        _reseed_loader(train, seed)
+        rec = finetune(
+            net, [(int(w), int(a)) for w, a in pairs], train, val, epochs=int(epochs),
+            calib=calib, layer_names=names, seed=seed, fp32_accuracy=fp32, **VERIFY_SETTINGS,
+        )
+        return {"accuracy": float(rec["qat_accuracy"]), "ptq_accuracy": float(rec["ptq_accuracy"])}
+
+    return run
+
+
 # -- choosing the quality source of a search -------------------------------------------------------
 def resolve_quality(
     name: str | None,
@@ -292,9 +409,17 @@ def resolve_quality(
     weights: str | None = None,
     data: str | None = None,
     model_args: Mapping[str, Any] | None = None,
+    finetune_epochs: int = 0,
 ) -> QualitySource | None:
-    """The quality source of objective `name` (None: none), or a UserError saying what to supply."""
+    """The quality source of objective `name` (None: none), or a UserError saying what to supply.
+    `finetune_epochs` > 0: accuracy after that many epochs of QAT with distillation."""
     from hwq.search.executors import JobSpec
+
+    if finetune_epochs > 0 and name != "accuracy":
+        raise UserError(
+            f"--finetune-epochs {finetune_epochs}: fine-tuning applies to the accuracy objective "
+            f"of a trained model; this search's quality is {name or 'none (costs only)'}"
+        )
 
     if name is None:
         if sensitivity_file:
@@ -330,8 +455,22 @@ def resolve_quality(
         if not has_trained_model(model, weights, data):
             raise UserError(no_quality_message("accuracy", model))
         kwargs = trained_model_kwargs(model, weights, data, model_args)
+        ptq = JobSpec("hwq.search.quality_sources:accuracy_job", kwargs)
+        if finetune_epochs > 0:
+            return AccuracyQuality(
+                JobSpec("hwq.search.quality_sources:finetune_job",
+                        {**kwargs, "epochs": int(finetune_epochs)}),
+                {
+                    "model": model,
+                    "split": "validation",
+                    "method": f"QAT with distillation, {int(finetune_epochs)} epoch(s) "
+                    "(hwq.quant.finetune.finetune, verification settings), then accuracy",
+                },
+                finetune_epochs=int(finetune_epochs),
+                reference_spec=ptq,
+            )
         return AccuracyQuality(
-            JobSpec("hwq.search.quality_sources:accuracy_job", kwargs),
+            ptq,
             {
                 "model": model,
                 "split": "validation",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 from pymoo.core.callback import Callback
@@ -22,6 +22,16 @@ from hwq.runs import empty_species
 from hwq.search.archive import ParetoArchive
 
 log = logging.getLogger("hwq.search")
+
+
+@runtime_checkable
+class TimedAlgorithm(Protocol):
+    """An algorithm that reports its own per-generation time (e.g. BO's surrogate), logged
+    in meta.json `timing` beside the generation and quality wall times."""
+
+    def generation_timing(self) -> dict[str, float]:
+        """Seconds by key (e.g. surrogate_wall_s) spent in the generation just proposed."""
+        ...
 
 
 class RunLogger(Callback):
@@ -39,10 +49,9 @@ class RunLogger(Callback):
         self.species_rows = empty_species()
         self.evaluations = 0
         timing = dict(writer.meta.get("timing") or {})
-        self.timing = {
-            "generation_wall_s": list(timing.get("generation_wall_s", [])),
-            "quality_wall_s": list(timing.get("quality_wall_s", [])),
-        }
+        self.timing = {k: list(v) for k, v in timing.items() if isinstance(v, list)}
+        for key in ("generation_wall_s", "quality_wall_s"):
+            self.timing.setdefault(key, [])
         self._pending: tuple[int, Any, Any] | None = None
         self._t0 = time.perf_counter()
 
@@ -101,8 +110,10 @@ class RunLogger(Callback):
         )
         wall = time.perf_counter() - self._t0
         quality_wall = float(ev.quality_wall_s)
-        for key, value in (("generation_wall_s", wall), ("quality_wall_s", quality_wall)):
-            self.timing[key] = self.timing[key][:gen] + [round(value, 6)]
+        own = algorithm.generation_timing() if isinstance(algorithm, TimedAlgorithm) else {}
+        for key, value in (("generation_wall_s", wall), ("quality_wall_s", quality_wall),
+                           *own.items()):
+            self.timing[key] = self.timing.get(key, [])[:gen] + [round(float(value), 6)]
         self.writer.write_meta(
             evaluations=self.evaluations, generations_done=gen + 1, timing=self.timing
         )

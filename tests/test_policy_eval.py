@@ -49,26 +49,11 @@ def test_pair_missing_from_table_names_the_layer(table):
 def _token_graph():
     """2 samples of 4 tokens: an embedding (32 x 8), q/k/v, scores and context (2 heads of 4),
     o and an LM head (8 -> 32)."""
-    import pandas as pd
 
     from hwq.graph import LayerGraph
+    from tests.token_graphs import token_frame
 
-    rows = [{"name": "emb", "op": "embedding", "in_channels": 32, "out_channels": 8,
-             "inputs": ""}]
-    rows += [{"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "emb"}
-             for n in ("q", "k", "v")]
-    rows += [
-        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
-         "out_channels": 4, "inputs": "q", "second_inputs": "k"},
-        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 4,
-         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
-        {"name": "o", "op": "linear", "in_channels": 8, "out_channels": 8,
-         "inputs": "attn.matmul1"},
-        {"name": "head", "op": "linear", "in_channels": 8, "out_channels": 32, "inputs": "o"},
-    ]
-    df = pd.DataFrame(rows)
-    df["out_h"] = 4
-    df["batch"] = 2
+    df = token_frame(batch=2)
     return LayerGraph.from_frame(df)
 
 

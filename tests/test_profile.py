@@ -369,17 +369,29 @@ def test_shipped_figures_cite_a_source_and_unknowns_name_their_default(name):
     p = load_profile(name)
     cited = {tuple(k.split(".")) for k in p.sources}
     for path, value in _leaves(p.data):
-        if path[0] in ("schema_version", "bits", "sources") or isinstance(value, str):
+        provenance = ("schema_version", "bits", "sources", "calibration")
+        if path[0] in provenance or isinstance(value, str):
             continue
         assert any(path[:n] in cited for n in range(1, len(path) + 1)), (name, path)
-    lines = load_with_lines(p.path.read_text(), str(p.path))[1]
-    text = p.path.read_text().splitlines()
     for key, source in p.sources.items():
         if not source.startswith("unknown"):
             continue
         parts = tuple(key.split("."))
-        marked = [text[lines[parts[:n]] - 1] for n in range(1, len(parts) + 1)]
+        text, lines = _file_setting(p.path, parts)  # the file of the extends chain that sets it
+        marked = [text[lines[parts[:n]] - 1] for n in range(1, len(parts) + 1)
+                  if parts[:n] in lines]
         assert any("#" in line for line in marked), (name, key, "needs a YAML comment")
+
+
+def _file_setting(path, parts):
+    """(lines of text, key path -> line) of the file in `path`'s extends chain that sets the key
+    path `parts` (the profile itself first, then its bases)."""
+    while True:
+        raw = path.read_text()
+        data, lines, _ = load_with_lines(raw, str(path))
+        if parts in lines or "extends" not in data:
+            return raw.splitlines(), lines
+        path = ROOT / "device_profiles" / f"{data['extends']}.yaml"
 
 
 def test_profiles_hash_and_compare_by_content():

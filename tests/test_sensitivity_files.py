@@ -96,22 +96,9 @@ def _token_graph():
     """An embedding, an attention block of 2 heads over 4 tokens (scores and context are matmul
     rows) and an LM head."""
     from hwq.graph import LayerGraph
+    from tests.token_graphs import token_frame
 
-    rows = [{"name": "emb", "op": "embedding", "in_channels": 32, "out_channels": 8,
-             "inputs": ""}]
-    rows += [{"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "emb"}
-             for n in ("q", "k", "v")]
-    rows += [
-        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
-         "out_channels": 4, "inputs": "q", "second_inputs": "k"},
-        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 4,
-         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
-        {"name": "o", "op": "linear", "in_channels": 8, "out_channels": 8,
-         "inputs": "attn.matmul1"},
-        {"name": "head", "op": "linear", "in_channels": 8, "out_channels": 32, "inputs": "o"},
-    ]
-    df = pd.DataFrame(rows)
-    df["out_h"] = 4  # tokens
+    df = token_frame()
     return LayerGraph.from_frame(df)
 
 

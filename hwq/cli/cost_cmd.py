@@ -11,7 +11,7 @@ import numpy as np
 
 from hwq.cli.options import json_option, model_options, resolve_graph
 from hwq.cli.output import emit_json, emit_mapping, emit_table
-from hwq.display import records
+from hwq.display import display_mapping, display_rows, records
 from hwq.errors import UserError
 
 PER_LAYER_COLUMNS = (
@@ -53,6 +53,7 @@ def cost(
     model: str,
     model_args: tuple[str, ...],
     input_shape: str | None,
+    input_dtype: str | None,
     weights: str | None,
     bits: str | None,
     policy_file: str | None,
@@ -73,7 +74,7 @@ def cost(
         raise UserError("give exactly one of --bits W,A or --policy FILE")
     prof = load_profile(device)
     policy = Policy.read(policy_file) if policy_file else Policy.uniform(*parse_pair(bits or ""))
-    g = resolve_graph(model, model_args, input_shape, weights)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
     if policy_file and policy.graph_hash and policy.graph_hash != g.graph_hash and not force:
         raise UserError(
             f"--policy {policy_file}: graph_hash {policy.graph_hash} is not the graph_hash of "
@@ -106,9 +107,12 @@ def cost(
         emit_json(doc)
         return
     if rows:
-        emit_table(rows, PER_LAYER_COLUMNS)
+        emit_table(display_rows(rows, PER_LAYER_COLUMNS))
         click.echo("")
-    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g), **totals})
+    if totals.get("feasible") and not totals.get("infeasible_reason"):
+        totals.pop("infeasible_reason", None)  # nothing to say
+    emit_mapping({"device": prof.name, "model": doc["model"], "policy_id": policy.id(g),
+                  **display_mapping(totals)})
 
 
 @click.command()
@@ -142,6 +146,7 @@ def table(
     model: str,
     model_args: tuple[str, ...],
     input_shape: str | None,
+    input_dtype: str | None,
     weights: str | None,
     bits: str | None,
     batch: int | None,
@@ -161,7 +166,7 @@ def table(
         ".parquet", ".csv"):
         raise UserError(f"-o {output}: expected a .parquet or .csv file (or --format haq|apq)")
     prof = load_profile(device)
-    g = resolve_graph(model, model_args, input_shape, weights)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
     fmt = "json" if as_json and fmt is None else fmt
     pairs = parse_pairs(bits) if bits else None
     if fmt == "haq" and pairs is None:

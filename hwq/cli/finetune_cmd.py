@@ -130,6 +130,7 @@ def finetune(
     """Fine-tune MODEL under one policy with distillation from its FP32 weights; report FP32,
     post-training and fine-tuned test accuracy."""
     from hwq.cli.output import emit_json, emit_mapping
+    from hwq.display import display_mapping
     from hwq.models.loading import parse_model_args
     from hwq.policy import Policy
     from hwq.units import parse_pair
@@ -216,7 +217,7 @@ def finetune(
     if as_json:
         emit_json(doc)
     else:
-        emit_mapping({"model": model, "device": device_name, **doc})
+        emit_mapping({"model": model, "device": device_name, **display_mapping(doc)})
 
 
 def _example_input(loader: Any) -> Any:

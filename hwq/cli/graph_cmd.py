@@ -38,6 +38,7 @@ def graph(
     model: str,
     model_args: tuple[str, ...],
     input_shape: str | None,
+    input_dtype: str | None,
     weights: str | None,
     output: str | None,
     as_json: bool,
@@ -47,7 +48,7 @@ def graph(
         from hwq.writable import check_file
 
         check_file(output, "-o")
-    g = resolve_graph(model, model_args, input_shape, weights)
+    g = resolve_graph(model, model_args, input_shape, weights, input_dtype)
     if output:
         g.save(output)
         click.echo(f"hwq: wrote {len(g)} layers to {output}", err=True)

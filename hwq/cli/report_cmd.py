@@ -86,9 +86,8 @@ def runs_show(run_dir: str, as_json: bool) -> None:
     import sys
 
     from hwq.cli.output import emit_json, emit_mapping, emit_table
-    from hwq.display import format_quantity
-    from hwq.objectives import OBJECTIVES
-    from hwq.report import front_rows, run_summary
+    from hwq.display import display_rows
+    from hwq.report import best_quantities, front_rows, run_summary
     from hwq.runs import Run
 
     run = Run.open(run_dir)
@@ -106,14 +105,14 @@ def runs_show(run_dir: str, as_json: bool) -> None:
     head["front_size"] = summary["front_size"]
     head["started_at"] = meta.get("started_at")
     head["finished_at"] = meta.get("finished_at")
-    for name, value in summary["best"].items():
-        head[f"best {name}"] = format_quantity(OBJECTIVES[name][0], value)
+    for name, text in best_quantities(run, summary["best"]).items():
+        head[f"best {name}"] = text
     emit_mapping(head)
     sys.stdout.write("\nfront:\n")
     emit_table(front_rows(run))
     if summary["verified"]:
         sys.stdout.write("\nverified:\n")
-        emit_table(summary["verified"])
+        emit_table(display_rows(summary["verified"]))
 
 
 @click.command("compare")

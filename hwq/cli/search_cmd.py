@@ -78,8 +78,6 @@ def search(ctx: click.Context, resume: bool, as_json: bool, **opts: Any) -> None
     _print_front(run, as_json)
 
 
-
-
 def _print_front(run: Any, as_json: bool) -> None:
     from hwq.cli.output import emit_json, emit_table
     from hwq.display import SEARCH_FRONT, front_table, records

@@ -6,7 +6,7 @@ import click
 
 from hwq.cli.options import json_option
 from hwq.cli.output import emit_json, emit_table
-from hwq.display import records
+from hwq.display import display_rows, records
 from hwq.search.config import SearchConfig
 from hwq.search.executors import EXECUTORS
 
@@ -29,4 +29,4 @@ def verify(run_dir: str, top: int, epochs: int | None, executor: str, address: s
     if as_json:
         emit_json(rows)
     else:
-        emit_table(rows)
+        emit_table(display_rows(rows))

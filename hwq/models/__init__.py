@@ -98,6 +98,26 @@ _REGISTRY: dict[str, ZooEntry] = {
         (1, 3, 32, 32),
         "ResNet-20, CIFAR-10 (1x1-conv projection shortcuts)",
     ),
+    "mlperf_tiny_ic": ZooEntry(
+        _Lazy("hwq.models.mlperf_tiny", "mlperf_tiny_ic"),
+        (1, 3, 32, 32),
+        "MLPerf Tiny image classification: ResNet-8, CIFAR-10, 16 filters (as measured)",
+    ),
+    "mlperf_tiny_vww": ZooEntry(
+        _Lazy("hwq.models.mlperf_tiny", "mlperf_tiny_vww"),
+        (1, 3, 96, 96),
+        "MLPerf Tiny visual wake words: MobileNetV1 alpha 0.25, 96x96",
+    ),
+    "mlperf_tiny_kws": ZooEntry(
+        _Lazy("hwq.models.mlperf_tiny", "mlperf_tiny_kws"),
+        (1, 1, 49, 10),
+        "MLPerf Tiny keyword spotting: DS-CNN on 49x10 MFCC features",
+    ),
+    "mlperf_tiny_ad": ZooEntry(
+        _Lazy("hwq.models.mlperf_tiny", "mlperf_tiny_ad"),
+        (1, 640),
+        "MLPerf Tiny anomaly detection: 640-128-128-128-128-8-...-640 dense autoencoder",
+    ),
     "digits_resnet": ZooEntry(
         _Lazy("hwq.models.digits", "digits_resnet"),
         (1, 1, 8, 8),

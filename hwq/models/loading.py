@@ -1,4 +1,4 @@
-"""Parsing of `--model-arg K=V` and `--input-shape N,C,H,W`, and loading a state dict file."""
+"""Parsing of `--model-arg K=V` and `--input-shape N,...`, and loading a state dict file."""
 
 from __future__ import annotations
 
@@ -51,13 +51,13 @@ def parse_model_args(pairs: Iterable[str]) -> dict[str, Any]:
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """`"1,3,224,224"` -> `(1, 3, 224, 224)`. Accepts N,C,H,W, N,C,L (1-d) and N,F; positive
-    integers only."""
+    """`"1,3,224,224"` -> `(1, 3, 224, 224)`. Any rank from 2 up: N first (the samples), then
+    the sizes of one sample (C,H,W; C,L; T tokens; C,D,H,W ...); positive integers only."""
     parts = [p.strip() for p in text.split(",")]
-    if not 2 <= len(parts) <= 4 or not all(p.isascii() and p.isdigit() for p in parts):
+    if len(parts) < 2 or not all(p.isascii() and p.isdigit() for p in parts):
         raise UserError(
-            f"--input-shape: expected 2 to 4 positive integers N,C,H,W / N,C,L / N,F, "
-            f"found {text!r}"
+            f"--input-shape: expected 2 or more positive integers N,... (N,C,H,W; N,C,L; "
+            f"N,T tokens; N,C,D,H,W), found {text!r}"
         )
     shape = tuple(int(p) for p in parts)
     if any(s <= 0 for s in shape):

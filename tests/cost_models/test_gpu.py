@@ -75,7 +75,8 @@ def test_tile_depth_per_precision_or_one_number(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from(["t4", "a100", "h100", "jetson-orin"]), st.integers(1, 16),
+@given(st.sampled_from(["t4", "a100", "h100", "jetson-orin", "t4-tensorrt", "h100-tensorrt"]),
+       st.integers(1, 16),
        st.integers(1, 512), st.integers(1, 512), st.integers(1, 64), st.sampled_from([1, 3]),
        st.sampled_from([4, 8, 16, 32]), st.sampled_from([4, 8, 16, 32]))
 def test_finite_non_negative(device, batch, ic, oc, oh, k, w, a):

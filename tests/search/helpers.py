@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 SLEEP_S = 0.0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kill_inside_generation(argv: list[str], out: Path, part: int, deadline_s: float) -> None:
+    """Run `python -m ARGV...` (a search writing to `out`) and SIGKILL it just after it wrote
+    candidates part `part` (inside the next generation's work)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + deadline_s
+        path = out / "candidates" / f"part-{part:05d}.parquet"
+        while not path.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.time() < deadline, f"the search did not reach generation {part}"
+            time.sleep(0.02)
+        time.sleep(0.05)  # inside the next generation (its proposals or their 0.25 s evaluation)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def fake_accuracy(pairs: np.ndarray) -> np.ndarray:

@@ -33,18 +33,13 @@ def test_embedded_default_digits_accuracy_and_verification(tmp_path, hwq_cli):
     )
     assert code == 0, err
     header = stdout.splitlines()[0].split()
-    for col in (
-        "policy_id",
-        "w_bits",
-        "a_bits",
-        "accuracy",
-        "latency_ms",
-        "energy_uJ",
-        "weight_KiB",
-        "qat_accuracy",
-    ):
-        assert col in header
     run = Run.open(out)
+    from hwq.display import display_unit, table_header
+
+    units = {c: table_header(c, display_unit(c, run.pareto[c])[1])
+             for c in ("latency_s", "energy_pj", "weight_bytes")}
+    for col in ("policy_id", "w_bits", "a_bits", "accuracy_%", *units.values(), "qat_accuracy_%"):
+        assert col in header
     assert run.meta["model"] == "digits_resnet"
     assert run.meta["objectives"] == ["accuracy", "latency", "energy", "weight_memory"]
     front = run.pareto

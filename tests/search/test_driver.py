@@ -4,11 +4,6 @@ numbers, determinism, atomic parts, and resume after SIGKILL."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -143,28 +138,8 @@ def test_existing_directory_is_refused(small_run, hwq_cli):
 
 def test_sigkill_then_resume_gives_the_same_front(tmp_path, small_run, r18_layers):
     out = tmp_path / "killed"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.search.helpers", r18_layers, str(out), DEVICE],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.time() + 90
-        part = out / "candidates" / "part-00002.parquet"
-        while not part.exists():
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, "the search did not reach generation 2"
-            time.sleep(0.02)
-        time.sleep(0.05)  # inside generation 3's quality evaluation (0.25 s)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    helpers.kill_inside_generation(
+        ["tests.search.helpers", r18_layers, str(out), DEVICE], out, 2, 90)
     assert json.loads((out / "meta.json").read_text())["status"] == "running"
     assert not (out / "candidates" / "part-00005.parquet").exists()
     resumed = hs(device=DEVICE, output_dir=str(out), resume=True, quality=helpers.fake_accuracy)

@@ -89,20 +89,9 @@ def _token_graph(tail_matmul: bool = False):
     import pandas as pd
 
     from hwq.graph import LayerGraph
+    from tests.token_graphs import token_rows
 
-    rows = [{"name": "emb", "op": "embedding", "in_channels": 32, "out_channels": 8,
-             "inputs": ""}]
-    rows += [{"name": n, "op": "linear", "in_channels": 8, "out_channels": 8, "inputs": "emb"}
-             for n in ("q", "k", "v")]
-    rows += [
-        {"name": "attn.matmul0", "op": "matmul", "groups": 2, "in_channels": 4,
-         "out_channels": 5, "inputs": "q", "second_inputs": "k"},
-        {"name": "attn.matmul1", "op": "matmul", "groups": 2, "in_channels": 5,
-         "out_channels": 4, "inputs": "attn.matmul0", "second_inputs": "v"},
-        {"name": "o", "op": "linear", "in_channels": 8, "out_channels": 8,
-         "inputs": "attn.matmul1"},
-        {"name": "head", "op": "linear", "in_channels": 8, "out_channels": 32, "inputs": "o"},
-    ]
+    rows = token_rows(keys=5)
     if tail_matmul:
         rows.append({"name": "sim.matmul0", "op": "matmul", "in_channels": 32,
                      "out_channels": 5, "inputs": "head", "second_inputs": "head"})
