@@ -119,8 +119,11 @@ class State:
     def __init__(self, path: str | None) -> None:
         self.path = Path(path) if path else None
         self.cells: dict[tuple, dict] = {}
-        if self.path and self.path.exists():
-            self.cells = pickle.loads(self.path.read_bytes())
+        if self.path:
+            for part in sorted(self.path.parent.glob(self.path.name + ".part*")):
+                self.cells.update(pickle.loads(part.read_bytes()))  # other processes' cells
+            if self.path.exists():
+                self.cells.update(pickle.loads(self.path.read_bytes()))
 
     def get(self, key: tuple, *cell: object) -> dict:
         """The finished cell `key`, or run_cell(*cell) now."""
@@ -191,6 +194,8 @@ def plot(doc: dict, path: str) -> None:
         for label in labels:
             bs = [int(b) for b, cells in pdoc["results"].items() if label in cells]
             cells = [pdoc["results"][str(b)][label] for b in bs]
+            if not cells:
+                continue
             hv = [c["hypervolume"] for c in cells]
             c = colours[label]
             row[0].plot(bs, [h["median"] for h in hv], "o-", color=c, ms=3, label=label)
@@ -199,8 +204,7 @@ def plot(doc: dict, path: str) -> None:
             if "ilp_gap_percent" in cells[0]:
                 gaps = [mean_gap(x) for x in cells]
                 ok = [i for i, g in enumerate(gaps) if g is not None]
-                row[1].plot([bs[i] for i in ok], [max(gaps[i], 1e-3) for i in ok], "o-",
-                            color=c, ms=3)
+                row[1].plot([bs[i] for i in ok], [gaps[i] for i in ok], "o-", color=c, ms=3)
             row[2].plot(bs, [x["wall_s"]["median"] for x in cells], "o-", color=c, ms=3)
         ref = pdoc.get("reference", {}).get(REFERENCE)
         if ref:
@@ -208,15 +212,15 @@ def plot(doc: dict, path: str) -> None:
                            label=REFERENCE)
             g = mean_gap(ref)
             if g is not None:
-                row[1].axhline(max(g, 1e-3), color="k", ls=":", lw=1)
+                row[1].axhline(g, color="k", ls=":", lw=1)
         row[0].set_ylabel(f"{pname}\nhypervolume")
         row[1].set_ylabel("gap to ILP, % (mean r)")
         row[2].set_ylabel("wall time, s")
-        if "ilp_gap_percent" not in next(iter(pdoc["results"].values()))[labels[0]]:
+        if "ilp_optimum" not in pdoc:
             row[1].text(0.5, 0.5, "no ILP (accuracy objective)", ha="center", va="center",
                         transform=row[1].transAxes, fontsize=8)
         else:
-            row[1].set_yscale("log")
+            row[1].set_yscale("symlog", linthresh=0.1)  # 0 % (the optimum) drawn
         row[2].set_yscale("log")
         for ax in row:
             ax.set_xscale("log")
@@ -257,6 +261,9 @@ def main() -> None:
                     help="BUDGET=POPULATIONxGENERATIONS,... (a budget not listed: "
                          "--population x BUDGET/--population)")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="Seeds --first-seed .. --seeds - 1 (split one problem over processes, "
+                         "each with its own --state; the states' cells merge into one)")
     ap.add_argument("--algorithms", default=None,
                     help="comma list of NAME or NAME:K=V (default: every non-one-shot one)")
     ap.add_argument("--max-budget", default=None,
@@ -268,6 +275,8 @@ def main() -> None:
     ap.add_argument("--plot", help="Draw the figure into this PNG")
     ap.add_argument("--keep", help="Keep the run directories here (default: a temporary dir)")
     ap.add_argument("--state", help="Keep finished cells in this pickle and resume from it")
+    ap.add_argument("--finished-only", action="store_true",
+                    help="Run nothing new: summarise the cells --state holds")
     ap.add_argument("--merge", nargs="+", metavar="JSON",
                     help="Run nothing: merge documents of disjoint problems (e.g. run in "
                          "parallel, one process per problem), draw --plot, print the merge")
@@ -296,9 +305,9 @@ def main() -> None:
         tmp = Path(args.keep or tmpname)
         tmp.mkdir(parents=True, exist_ok=True)
         doc: dict = {
-            "budgets": budgets,
+            "budgets": sorted(budgets),
             "shapes": {str(b): f"{shapes[b][0]}x{shapes[b][1]}" for b in budgets},
-            "seeds": list(range(args.seeds)),
+            "seeds": list(range(args.first_seed, args.seeds)),
             "algorithms": labels,
             "max_budget": caps,
             "device": args.device,
@@ -309,13 +318,16 @@ def main() -> None:
             prob = None
             for budget in budgets:
                 prob = problem_def(pname, args.device, *shapes[budget], tmp, args.hawq_dir)
-                for label in labels:
-                    if budget > caps.get(parse_algorithm(label)[0], budget):
-                        continue
-                    out = tmp / f"b{budget}" / label.replace(":", "_").replace("=", "-")
-                    for seed in range(args.seeds):
-                        res = dict(state.get((pname, budget, label, seed),
-                                             prob, label, seed, out))
+                # seed by seed, so that an interrupted run leaves every algorithm the same seeds
+                for seed in range(args.first_seed, args.seeds):
+                    for label in labels:
+                        if budget > caps.get(parse_algorithm(label)[0], budget):
+                            continue
+                        key = (pname, budget, label, seed)
+                        if args.finished_only and key not in state.cells:
+                            continue
+                        out = tmp / f"b{budget}" / label.replace(":", "_").replace("=", "-")
+                        res = dict(state.get(key, prob, label, seed, out))
                         res["budget"] = budget
                         log(f"{prob['name']} B={budget} {label} seed {seed}: "
                             f"{res['evaluations']} evaluations, front {len(res['run'].pareto)}, "
@@ -334,7 +346,7 @@ def main() -> None:
             if hawq:
                 pdoc["ilp_optimum"] = ilp_gaps(everything, prob["hawq"])
                 pdoc["reference"] = {REFERENCE: cell_summary(refs, True)}
-            for budget in budgets:
+            for budget in sorted(budgets):
                 cells = {}
                 for label in labels:
                     rs = [r for r in results if r["budget"] == budget and r["algorithm"] == label]
