@@ -219,8 +219,10 @@ def plot(doc: dict, path: str) -> None:
         if "ilp_optimum" not in pdoc:
             row[1].text(0.5, 0.5, "no ILP (accuracy objective)", ha="center", va="center",
                         transform=row[1].transAxes, fontsize=8)
+            row[1].set_axis_off()
         else:
             row[1].set_yscale("symlog", linthresh=0.1)  # 0 % (the optimum) drawn
+            row[1].set_ylim(bottom=0)
         row[2].set_yscale("log")
         for ax in row:
             ax.set_xscale("log")
