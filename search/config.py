@@ -254,6 +254,10 @@ class SearchConfig:
     fixed_sizes: bool = option(
         False, "NEMO ablation: equal species sizes (no UCB).", is_flag=True, coerce=bool
     )
+    no_local: bool = option(
+        False, "NEMO ablation: no local improvement of the archive (children that repeat a "
+        "policy give their place to random single-layer moves).", is_flag=True, coerce=bool
+    )
     graph: str = option(
         "dataflow", "Edges the GNN species read: the data flow, or NEMO's chain",
         choices=GRAPH_MODES, coerce=str,
@@ -338,8 +342,10 @@ class SearchConfig:
                     f"--{name.replace('_', '-')}: expected {' or '.join(allowed)}, found "
                     f"{getattr(self, name)!r}"
                 )
-        if self.algorithm != "nemo" and (self.species or self.fixed_sizes):
-            raise UserError("--species and --fixed-sizes apply to --algorithm nemo only")
+        if self.algorithm != "nemo" and (self.species or self.fixed_sizes or self.no_local):
+            raise UserError(
+                "--species, --fixed-sizes and --no-local apply to --algorithm nemo only"
+            )
 
 
 def default_text(f: dataclasses.Field[Any]) -> str:

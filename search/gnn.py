@@ -4,7 +4,11 @@ A GNN species' member is the flat weight vector of one network; the network read
 graph and outputs, for every layer, logits over the weight widths and over the activation widths
 (product layout) or over the allowed pairs (pairs layout); argmax decodes the policy (NEMO,
 patent: the bit-width with the highest probability is selected). Tied layers average their
-logits before the argmax. All members of a species share one architecture:
+logits before the argmax. The networks are defined by torch-geometric (`build_network`, the
+reference the tests hold the batched pass to); a search evaluates them for all members of a
+call at once in numpy (`GNNDecoder.logits`, `hwq.search.gnn_batched`), initialised as
+torch-geometric initialises them (`parameter_layout`), so a NEMO search imports neither
+torch-geometric nor torch. All members of a species share one architecture:
 
 * ``gcn``  — GCNConv -> SELU -> GATConv -> SELU -> Linear   (NEMO's "Sequential Graph - GCN")
 * ``gat``  — GATConv (2 heads, averaged) -> SELU -> GATConv -> SELU -> Linear
@@ -28,7 +32,7 @@ chain in execution order; both directions.
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -156,8 +160,51 @@ def build_network(arch: str, in_dim: int, out_dim: int, hidden: int = 32) -> Any
     return PolicyGNN()
 
 
+def parameter_layout(
+    arch: str, in_dim: int, out_dim: int, hidden: int = 32
+) -> list[tuple[str, tuple[int, ...], float]]:
+    """(name, shape, init bound) of every parameter of `build_network(arch, ...)`, in the order
+    of its `parameters()` (the flat weight vector's layout). The bound is that of the layer's
+    default initialisation, uniform in [-bound, bound] (0: zeros): glorot for the graph
+    layers' weights and attention vectors, 1/sqrt(channels) for TopK's projection and for
+    torch's Linear head."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown GNN architecture {arch!r} (known: {ARCHS})")
+
+    def glorot(shape: tuple[int, ...]) -> float:
+        return math.sqrt(6.0 / (shape[-2] + shape[-1]))
+
+    def gcn(prefix: str, fan_in: int, fan_out: int) -> list[tuple[str, tuple[int, ...], float]]:
+        return [(f"{prefix}.bias", (fan_out,), 0.0),
+                (f"{prefix}.lin.weight", (fan_out, fan_in), glorot((fan_out, fan_in)))]
+
+    def gat(prefix: str, fan_in: int, heads: int) -> list[tuple[str, tuple[int, ...], float]]:
+        att, lin = (1, heads, hidden), (heads * hidden, fan_in)
+        return [(f"{prefix}.att_src", att, glorot(att)), (f"{prefix}.att_dst", att, glorot(att)),
+                (f"{prefix}.bias", (hidden,), 0.0), (f"{prefix}.lin.weight", lin, glorot(lin))]
+
+    if arch == "gcn":
+        body = gcn("body", in_dim, hidden)
+    elif arch == "gat":
+        body = gat("body", in_dim, 2)
+    else:
+        u = "body"
+        body = [*gcn(f"{u}.down_convs.0", in_dim, hidden),
+                *gcn(f"{u}.down_convs.1", hidden, hidden),
+                *gcn(f"{u}.down_convs.2", hidden, hidden)]
+        body += [(f"{u}.pools.{i}.select.weight", (1, hidden), 1.0 / math.sqrt(hidden))
+                 for i in range(2)]
+        body += [*gcn(f"{u}.up_convs.0", hidden, hidden), *gcn(f"{u}.up_convs.1", hidden, hidden)]
+    fan = hidden + in_dim
+    head = [("head.weight", (out_dim, fan), 1.0 / math.sqrt(fan)),
+            ("head.bias", (out_dim,), 1.0 / math.sqrt(fan))]
+    return [*body, *gat("att", hidden, 1), *head]
+
+
 class GNNDecoder:
-    """Evaluates flat weight vectors of one architecture on one layer graph -> choice logits."""
+    """Evaluates flat weight vectors of one architecture on one layer graph -> choice logits,
+    all vectors of a call in one batched numpy pass (`hwq.search.gnn_batched`); the dense
+    adjacency and the node features are built once, here."""
 
     def __init__(
         self,
@@ -167,62 +214,41 @@ class GNNDecoder:
         out_dim: int,
         hidden: int = 32,
     ) -> None:
+        from hwq.search.gnn_batched import BatchedNetwork, DenseGraph
+
         self.arch = arch
         self.features = np.asarray(features, dtype=np.float32)
         self.edges = np.asarray(edges, dtype=np.int64)
         self.out_dim = int(out_dim)
         self.hidden = int(hidden)
-        self._net: Any = None
-        self.shapes: list[tuple[int, ...]] = [tuple(p.shape) for p in self.net.parameters()]
+        self.layout = parameter_layout(arch, self.features.shape[1], self.out_dim, self.hidden)
+        self.shapes: list[tuple[int, ...]] = [shape for _, shape, _ in self.layout]
         self.n_params = int(sum(int(np.prod(s)) for s in self.shapes))
+        graph = DenseGraph(self.edges, self.features.shape[0])
+        self.batched = BatchedNetwork(
+            arch, self.features, graph, [(name, shape) for name, shape, _ in self.layout]
+        )
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_net"] = None  # rebuilt on demand; members are plain numpy vectors
-        return state
-
-    @property
-    def net(self) -> Any:
-        if self._net is None:
-            self._net = build_network(self.arch, self.features.shape[1], self.out_dim, self.hidden)
-            self._net.eval()
-        return self._net
+    def reference_network(self) -> Any:
+        """The torch-geometric network of this architecture (what the batched pass computes)."""
+        return build_network(self.arch, self.features.shape[1], self.out_dim, self.hidden)
 
     def init_weights(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """float32 [n, D]: the layers' default initialisation, seeded from `rng`."""
-        import torch
-        from torch.nn.utils import parameters_to_vector
-
-        out = np.empty((n, self.n_params), dtype=np.float32)
-        with torch.random.fork_rng(devices=[]):
-            for i in range(n):
-                torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
-                net = build_network(self.arch, self.features.shape[1], self.out_dim, self.hidden)
-                out[i] = parameters_to_vector(net.parameters()).detach().numpy()
-        return out
+        """float32 [n, D]: the layers' default initialisation (`parameter_layout`), drawn from
+        `rng`."""
+        parts = []
+        for _, shape, bound in self.layout:
+            size = int(np.prod(shape))
+            parts.append(rng.uniform(-bound, bound, size=(n, size)) if bound > 0
+                         else np.zeros((n, size)))
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
     def logits(self, weights: np.ndarray) -> np.ndarray:
-        """float32 [n, L, out_dim] for flat weight vectors [n, D]."""
-        import torch
-        from torch.nn.utils import vector_to_parameters
-
-        net = self.net
-        x = torch.from_numpy(self.features)
-        ei = torch.from_numpy(self.edges)
-        out = np.empty((weights.shape[0], self.features.shape[0], self.out_dim), dtype=np.float32)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # bitwise-reproducible across machines' thread counts
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                for i, w in enumerate(np.asarray(weights, dtype=np.float32)):
-                    vector_to_parameters(
-                        torch.from_numpy(np.ascontiguousarray(w)), net.parameters()
-                    )
-                    out[i] = net(x, ei).numpy()
-        finally:
-            torch.set_num_threads(threads)
-        return out
+        """float32 [n, L, out_dim] for flat weight vectors [n, D], in one batched pass."""
+        W = np.asarray(weights, dtype=np.float32).reshape(-1, self.n_params)
+        if not len(W):
+            return np.zeros((0, self.features.shape[0], self.out_dim), dtype=np.float32)
+        return self.batched.forward(W)
 
 
 def tensor_slices(shapes: Sequence[tuple[int, ...]]) -> list[tuple[slice, tuple[int, ...]]]:

@@ -5,32 +5,48 @@ The population (`pop_size`, the total over species) is split into structurally d
 (`hwq.search.species`): direct-search species and GNN species. One generation:
 
 1. every species s breeds `alloc[s]` offspring from its own members only (binary tournament on
-   the global order, then the species' own crossover and mutation); a child that decodes to an
-   already evaluated policy is varied again, at most `dedup_retries` times;
-2. the offspring of all species are evaluated together (the problem is vectorised);
-3. the pool (survivors + offspring of every species) is ranked as one population by constrained
-   non-dominated sorting with crowding distance;
-4. each species' share of the first front is scored with the R2 indicator against the ideal
+   the global order, then the species' own crossover and mutation; a GNN species decodes all
+   its children in one batched pass); children that decode to an already evaluated policy (or
+   one bred this generation) are varied again together, at most `dedup_retries` times;
+2. the local improvement (`hwq.search.local_moves`) adds `n_local` candidates, and takes the
+   place of every child that still repeats a policy: so each generation evaluates exactly
+   `pop_size` new policies, `pop_size` x generations in all;
+3. the offspring of all species and the local moves are evaluated together (the problem is
+   vectorised); every evaluation feeds the local improvement's additive model and archive;
+4. the species' pool (survivors + offspring; local moves set aside, so that the species compete
+   among themselves) is ranked as one population by constrained non-dominated sorting with
+   crowding distance;
+5. each species' share of that first front is scored with the R2 indicator against the ideal
    point (objectives normalised to [0, 1] over the pool's feasible members; Das-Dennis weight
    vectors; an empty share scores 1.0, the worst); utility v = 1 - R2;
-5. species are resized by UCB on that utility (after CERL's rule): v is rescaled to [0, 1] over
+6. species are resized by UCB on that utility (after CERL's rule): v is rescaled to [0, 1] over
    the species (best 1, worst 0), ``ucb_s = v_s + ucb_c * sqrt(ln(sum_k y_k) / y_s)`` with y_s
-   the evaluations spent on species s so far, and the population is shared out as `min_size`
-   each plus the rest in proportion to ucb (largest remainder, deterministic where CERL samples
-   a roulette wheel). CERL normalises v by its sum, which with five species lets the exploration
-   term swamp the utility and freezes the sizes; the range rescaling keeps sizes following R2.
-   `fixed_sizes` keeps equal sizes (ablation);
-6. each species keeps its best `alloc[s]` members by the global order.
+   the evaluations spent on species s so far, and the population less the next generation's
+   local moves is shared out as `min_size` each plus the rest in proportion to ucb (largest
+   remainder, deterministic where CERL samples a roulette wheel). CERL normalises v by its sum,
+   which with five species lets the exploration term swamp the utility and freezes the sizes;
+   the range rescaling keeps sizes following R2. `fixed_sizes` keeps equal sizes (ablation);
+7. each species keeps its best `alloc[s]` members by the global order (local moves are not
+   members of any species: what they find lives on in the archives).
 
-An hwq extension (NEMO is silent; `migrants`, 0 turns it off): each generation a direct
-species also draws `migrants` members of other species' first front into its parents (their
-decisions are exactly representable as direct genes), so that SBX and polynomial mutation can
-refine what the GNN species found; GNN species breed only from their own members.
+Two hwq extensions (NEMO is silent about both):
+
+* migrants (`migrants`, 0 turns it off): each generation a direct species also draws `migrants`
+  members of other species' first front into its parents (their decisions are exactly
+  representable as direct genes), so that SBX and polynomial mutation can refine what the GNN
+  species found; GNN species breed only from their own members;
+* local improvement of the archive (`local`, `--no-local` turns it off): once its additive model
+  has seen twice as many policies as it has (group, choice) values, `local_share` of every
+  generation are the best predicted single-layer moves and swaps of archive members. On table
+  objectives (sensitivities, BOPs, memory) the model is exact, and this is what brings every
+  seed's front to the integer-program optimum (benchmarks/search_quality.py; tests in
+  tests/search/test_nemo_local.py). The candidates are logged as species `local`, with a
+  `local` row in species.parquet (its share of the whole pool's front; ucb empty).
 
 The global Pareto archive is kept by the driver (every evaluated candidate counts). All
-randomness comes from the algorithm's generator, seeded once by pymoo from the run's seed
-(GNN initialisation draws its torch seeds from it too). The algorithm pickles (without its
-problem) for checkpoints; GNN networks are rebuilt on demand.
+randomness comes from the algorithm's generator, seeded once by pymoo from the run's seed (GNN
+initialisation included). The algorithm pickles (without its problem and last offspring) for
+checkpoints.
 """
 
 from __future__ import annotations
@@ -47,6 +63,7 @@ from pymoo.core.population import Population
 from hwq.errors import UserError
 from hwq.search.algorithm_base import CheckpointSafe
 from hwq.search.indicators import front_stats, order_by_rank, r2_indicator, weight_vectors
+from hwq.search.local_moves import LocalImprover
 from hwq.search.species import ALL_SPECIES, Species, SpeciesParams, make_species, parse_species
 
 
@@ -64,6 +81,12 @@ class NemoParams:
     utility: str = "share"  # share: 1 - R2 of the species' share of the front; contribution:
     # how much R2 worsens without the species' front members
     r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
+    local: bool = True  # False (--no-local): no model-guided moves; repeats are replaced by
+    # random single-layer moves of archive members
+    local_share: float = 0.2  # share of each generation's evaluations given to the local
+    # improvement of the archive (hwq.search.local_moves) once its additive model is ready;
+    # children that still repeat an evaluated policy are replaced by local moves as well
+    local_pairs: int = 32  # swaps are formed among at most this many single moves per parent
     graph_mode: str = "dataflow"  # GNN input edges: dataflow or chain (NEMO's original)
     gnn_features: str = "graph+costs"  # node features: graph (NEMO's shape features) or
     # graph+costs (plus each choice's per-layer costs and sensitivity, gnn.choice_features)
@@ -78,6 +101,7 @@ class NemoParams:
         return cls(
             species=parse_species(config.species),
             fixed_sizes=bool(config.fixed_sizes),
+            local=not bool(config.no_local),
             graph_mode=config.graph,
             gnn_features=config.gnn_features,
         )
@@ -98,6 +122,9 @@ def allocate(pop_size: int, scores: np.ndarray, min_size: int) -> np.ndarray:
     for i in order[:left]:
         floor[i] += 1
     return base + floor
+
+
+LOCAL = "local"  # the species column of the local improvement's candidates
 
 
 class NEMO(CheckpointSafe, Algorithm):
@@ -134,15 +161,26 @@ class NEMO(CheckpointSafe, Algorithm):
         self.alloc = allocate(self.pop_size, np.ones(s), self.min_size)
         self.evals = np.zeros(s, dtype=np.int64)
         self.seen: set[bytes] = set()
+        self.key_dtype = np.uint8 if int(np.max(problem.xu, initial=0)) < 256 else np.int64
         self.weights = weight_vectors(problem.n_obj, p.r2_weights)
+        enc = problem.encoding
+        self.local = LocalImprover(enc.n_groups, enc.n_choices, problem.n_obj,
+                                   problem.n_ieq_constr - 1, pair_limit=p.local_pairs,
+                                   guided=p.local)
+        self.n_local = 0  # local moves planned for the next generation
 
     @property
     def species_names(self) -> list[str]:
         return [sp.name for sp in self.species_list]
 
+    @property
+    def group_names(self) -> list[str]:
+        """The species, then `local` (the local improvement's moves, `LOCAL`)."""
+        return [*self.species_names, LOCAL]
+
     # -- reporting (hwq.search.algorithms.ReportingAlgorithm) ------------------------------------
     def species_of(self, offspring: Population) -> list[str]:
-        names = self.species_names
+        names = self.group_names
         return [names[s] for s in offspring.get("species").astype(np.int64)]
 
     def generation_stats(self, generation: int, offspring: Population) -> pd.DataFrame:
@@ -150,7 +188,13 @@ class NEMO(CheckpointSafe, Algorithm):
 
     # -- helpers ---------------------------------------------------------------------------------
     def _key(self, x: np.ndarray) -> bytes:
-        return np.asarray(x, dtype=np.int64).tobytes()
+        """A policy's decisions as a compact key (one byte a gene where the genes fit)."""
+        return np.asarray(x).astype(self.key_dtype).tobytes()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["off"] = None  # the last offspring: evaluated, in the pool and the archive
+        return state
 
     def _make_pop(
         self, X: np.ndarray, species: np.ndarray, genomes: list[np.ndarray]
@@ -161,7 +205,18 @@ class NEMO(CheckpointSafe, Algorithm):
             ind.set("genome", g)
         return pop
 
-    def _breed(self, s: int, n: int, parents: np.ndarray | None, order_pos: np.ndarray | None):
+    def _breed(
+        self,
+        s: int,
+        n: int,
+        parents: np.ndarray | None,
+        order_pos: np.ndarray | None,
+        taken: set[bytes],
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """n children of species s (decisions X, genomes, and the rows that still repeat a
+        policy): all decoded at once; children that repeat an evaluated policy, or one already
+        bred this generation (`taken`, updated), are re-varied together, ever more strongly,
+        at most `dedup_retries` times."""
         sp = self.species_list[s]
         rng = self.random_state
         if parents is None or len(parents) == 0:
@@ -169,67 +224,110 @@ class NEMO(CheckpointSafe, Algorithm):
         else:
             genomes = sp.offspring(parents, order_pos, n, rng)
         X = sp.decode(genomes)
-        retries = self.params.ops.dedup_retries
-        batch_keys: set[bytes] = set()
-        for attempt in range(max(retries, 0) + 1):
-            dup = []
-            for i in range(n):
+
+        def repeats(rows: list[int] | range) -> list[int]:
+            out = []
+            for i in rows:
                 k = self._key(X[i])
-                if k in self.seen or k in batch_keys:
-                    dup.append(i)
+                if k in self.seen or k in taken:
+                    out.append(i)
                 else:
-                    batch_keys.add(k)
-            if not dup or attempt == retries:
+                    taken.add(k)
+            return out
+
+        dup = repeats(range(n))
+        for attempt in range(max(self.params.ops.dedup_retries, 0)):
+            if not dup:
                 break
-            for i in dup:
-                genomes[i] = sp.revary(genomes[i], rng, attempt)
+            genomes[dup] = sp.revary(genomes[dup], rng, attempt)
             X[dup] = sp.decode(genomes[dup])
-            batch_keys = set()
-        return X, genomes
+            dup = repeats(dup)
+        return X, genomes, dup
 
     # -- pymoo hooks -----------------------------------------------------------------------------
     def _initialize_infill(self) -> Population:
-        Xs, species, genomes = [], [], []
-        for s, n in enumerate(self.alloc):
-            X, G = self._breed(s, int(n), None, None)
-            Xs.append(X)
-            species += [s] * int(n)
-            genomes += list(G)
-        pop = self._make_pop(np.concatenate(Xs), np.array(species), genomes)
-        self._note(pop)
-        return pop
+        return self._offspring(first=True)
 
     def _initialize_advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._observe(infills)
         self._select(infills)
 
     def _infill(self) -> Population:
+        return self._offspring(first=False)
+
+    def _parents(self, s: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Species s's parents (genomes) and their order positions; a direct species also
+        draws `migrants` first-front members of the other species."""
         sp_of = self.pop.get("species").astype(np.int64)
         pos = self.pop.get("order_pos").astype(np.int64)
-        Xs, species, genomes = [], [], []
         rank = self.pop.get("rank").astype(np.int64)
+        mine = np.flatnonzero(sp_of == s)
+        if not len(mine):
+            return None, None
+        parents = np.stack([self.pop[i].get("genome") for i in mine])
+        order = pos[mine]
+        sp = self.species_list[s]
+        if self.params.migrants > 0 and not sp.is_gnn:
+            others = np.flatnonzero((sp_of != s) & (rank == 0))
+            if len(others):
+                k = min(self.params.migrants, len(others))
+                pick = np.sort(self.random_state.choice(others, size=k, replace=False))
+                genes = sp.genes_of(self.pop.get("X")[pick])
+                parents = np.concatenate([parents, genes])
+                order = np.concatenate([order, pos[pick]])
+        return parents, order
+
+    def _offspring(self, first: bool) -> Population:
+        """One generation's candidates: every species' children, then the local moves; a
+        child that still repeats a policy gives its place to a local move, so that every
+        candidate is a new policy."""
+        enc = self.problem.encoding
+        Xs, species, genomes = [], [], []
+        taken: set[bytes] = set()
+        dups: list[int] = []
         for s, n in enumerate(self.alloc):
-            mine = np.flatnonzero(sp_of == s)
-            parents = np.stack([self.pop[i].get("genome") for i in mine]) if len(mine) else None
-            order = pos[mine] if len(mine) else None
-            sp = self.species_list[s]
-            if self.params.migrants > 0 and not sp.is_gnn and parents is not None:
-                others = np.flatnonzero((sp_of != s) & (rank == 0))
-                if len(others):
-                    k = min(self.params.migrants, len(others))
-                    pick = np.sort(self.random_state.choice(others, size=k, replace=False))
-                    genes = sp.genes_of(self.pop.get("X")[pick])
-                    parents = np.concatenate([parents, genes])
-                    order = np.concatenate([order, pos[pick]])
-            X, G = self._breed(s, int(n), parents, order)
+            parents, order = (None, None) if first else self._parents(s)
+            X, G, dup = self._breed(s, int(n), parents, order, taken)
+            dups += [len(species) + i for i in dup]
             Xs.append(X)
             species += [s] * int(n)
             genomes += list(G)
-        pop = self._make_pop(np.concatenate(Xs), np.array(species), genomes)
+        X = np.concatenate(Xs)
+
+        def is_new(c: np.ndarray) -> bool:
+            k = self._key(enc.X_from_choice_index(c[None, :])[0])
+            if k in self.seen or k in taken:
+                return False
+            taken.add(k)
+            return True
+
+        want = len(dups) + (0 if first else int(self.n_local))
+        C = self.local.propose(want, self.random_state, is_new)
+        moves = enc.X_from_choice_index(C) if len(C) else np.zeros((0, X.shape[1]), np.int64)
+        local = len(self.species_list)
+        for row, x in zip(dups, moves):  # repeats first, the planned moves after
+            X[row] = x
+            species[row] = local
+            genomes[row] = x.astype(np.float64)
+        extra = moves[len(dups):]
+        if len(extra):
+            X = np.concatenate([X, extra])
+            species += [local] * len(extra)
+            genomes += list(extra.astype(np.float64))
+        pop = self._make_pop(X, np.array(species), genomes)
         self._note(pop)
         return pop
 
     def _advance(self, infills: Population | None = None, **kwargs: Any) -> None:
+        self._observe(infills)
         self._select(Population.merge(self.pop, infills))
+
+    def _observe(self, batch: Population) -> None:
+        """Feed an evaluated batch to the local improvement (its model and archive)."""
+        G = np.asarray(batch.get("G"), dtype=np.float64).reshape(len(batch), -1)
+        CV = batch.get("CV").astype(np.float64).reshape(-1)
+        self.local.observe(self.problem.encoding.choice_index(batch.get("X")),
+                           batch.get("F").astype(np.float64), G[:, :-1], CV <= 0)
 
     def _note(self, pop: Population) -> None:
         for x in pop.get("X"):
@@ -237,7 +335,21 @@ class NEMO(CheckpointSafe, Algorithm):
 
     # -- ranking, R2, UCB, survival --------------------------------------------------------------
     def _select(self, pool: Population) -> None:
+        """Rank the species' members (local moves set aside: the species compete among
+        themselves, so that R2 and UCB follow the species), size the species, keep the
+        survivors; the local moves are reported by their share of the whole pool's front."""
         p = self.params
+        s_count = len(self.species_list)
+        all_of = pool.get("species").astype(np.int64)
+        is_local = all_of == s_count
+        whole = front_stats(pool.get("F").astype(np.float64),
+                            pool.get("CV").astype(np.float64).reshape(-1))
+        local_front = whole.front & is_local
+        local_r2 = r2_indicator(whole.Fn[local_front], self.weights)
+        gen_max = int(np.max(pool.get("n_gen")))
+        newest_all = pool.get("n_gen") == gen_max
+        local_made = int((is_local & newest_all).sum())
+        pool = pool[np.flatnonzero(~is_local)]
         F = pool.get("F").astype(np.float64)
         CV = pool.get("CV").astype(np.float64).reshape(-1)
         sp_of = pool.get("species").astype(np.int64)
@@ -247,39 +359,45 @@ class NEMO(CheckpointSafe, Algorithm):
         order = order_by_rank(rank, fs.crowd)
         pos = np.empty(len(order), dtype=np.int64)
         pos[order] = np.arange(len(order))
-        s_count = len(self.species_list)
         r2 = np.array(
             [r2_indicator(Fn[front & (sp_of == s)], self.weights) for s in range(s_count)]
         )
         # offspring evaluated this generation, per species (the newest members)
-        newest = n_gen == np.max(n_gen)
+        newest = n_gen == gen_max
         produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(s_count)])
         self.evals += produced
         if p.utility == "contribution":
-            whole = r2_indicator(Fn[front], self.weights)
+            whole_r2 = r2_indicator(Fn[front], self.weights)
             util = np.array(
                 [
-                    r2_indicator(Fn[front & (sp_of != s)], self.weights) - whole
+                    r2_indicator(Fn[front & (sp_of != s)], self.weights) - whole_r2
                     for s in range(s_count)
                 ]
             )
         else:
             util = 1.0 - r2
         ucb = ucb_of(util, self.evals, p.ucb_c)
+        # the next generation's local moves, once the local improvement's model is ready
+        self.n_local = 0
+        if p.local and self.local.ready and p.local_share > 0:
+            self.n_local = min(int(round(p.local_share * self.pop_size)),
+                               self.pop_size - self.min_size * s_count)
+        bred = self.pop_size - self.n_local
         if p.fixed_sizes:
-            new_alloc = allocate(self.pop_size, np.ones(s_count), self.min_size)
+            new_alloc = allocate(bred, np.ones(s_count), self.min_size)
         else:
-            new_alloc = allocate(self.pop_size, ucb, self.min_size)
-        generation = int(np.max(n_gen)) - 1
+            new_alloc = allocate(bred, ucb, self.min_size)
+        generation = gen_max - 1
         self.stats = pd.DataFrame(
             {
                 "generation": generation,
-                "species": self.species_names,
-                "size": produced,
-                "r2": r2,
-                "ucb": ucb,
-                "front_members": [int((front & (sp_of == s)).sum()) for s in range(s_count)],
-                "next_size": new_alloc,
+                "species": self.group_names,
+                "size": [*produced, local_made],
+                "r2": [*r2, local_r2],
+                "ucb": [*ucb, np.nan],
+                "front_members": [*(int((front & (sp_of == s)).sum()) for s in range(s_count)),
+                                  int(local_front.sum())],
+                "next_size": [*new_alloc, self.n_local],
             }
         )
         self.alloc = new_alloc

@@ -6,8 +6,9 @@
   memory; a short budget);
 * the cost tables of every shipped profile on resnet18 at its default pairs.
 
-`python tests/golden/goldens.py` records them into tests/golden/data/ (re-record only where a
-change alters that behaviour on purpose, and say why in the commit). The tests compare against
+`python tests/golden/goldens.py [NAME ...]` records them (or only the named ones, e.g.
+`front_r18_nemo front_digits`) into tests/golden/data/ (re-record only where a change alters
+that behaviour on purpose, and say why in the commit). The tests compare against
 the files: policy ids exactly, values to 1e-9 relative.
 """
 
@@ -128,11 +129,16 @@ def compare(found: Any, expected: Any, where: str = "") -> list[str]:
     return out
 
 
-def record() -> None:
+def record(only: set[str] | None = None) -> None:
+    """Record the goldens: all of them, or only those named in `only` (`table_<profile>`,
+    `front_r18_<algorithm>`, `front_digits`), leaving the others' files as they are."""
     import os
     import tempfile
 
     from hwq.model_source import load_graph
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
 
     os.environ.setdefault("HWQ_NO_CACHE", "1")
     DATA.mkdir(parents=True, exist_ok=True)
@@ -140,18 +146,21 @@ def record() -> None:
         layers = str(Path(tmp) / "resnet18.parquet")
         load_graph("resnet18").to_parquet(layers)
         for name in shipped_profiles():
-            (DATA / f"table_{name}.json").write_text(json.dumps(profile_table(name, layers)))
-            print("table", name, file=sys.stderr)
+            if wanted(f"table_{name}"):
+                (DATA / f"table_{name}.json").write_text(json.dumps(profile_table(name, layers)))
+                print("table", name, file=sys.stderr)
         for algorithm in SENSITIVITY_RUNS:
-            front = sensitivity_front(algorithm, Path(tmp) / algorithm, layers)
-            (DATA / f"front_r18_{algorithm}.json").write_text(json.dumps(front, indent=0))
-            print("front", algorithm, len(front), file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp:
-        front = digits_front(Path(tmp) / "digits")
-        (DATA / "front_digits.json").write_text(json.dumps(front, indent=0))
-        print("front digits", len(front), file=sys.stderr)
+            if wanted(f"front_r18_{algorithm}"):
+                front = sensitivity_front(algorithm, Path(tmp) / algorithm, layers)
+                (DATA / f"front_r18_{algorithm}.json").write_text(json.dumps(front, indent=0))
+                print("front", algorithm, len(front), file=sys.stderr)
+    if wanted("front_digits"):
+        with tempfile.TemporaryDirectory() as tmp:
+            front = digits_front(Path(tmp) / "digits")
+            (DATA / "front_digits.json").write_text(json.dumps(front, indent=0))
+            print("front digits", len(front), file=sys.stderr)
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    record()
+    record(set(sys.argv[1:]) or None)  # e.g. goldens.py front_r18_nemo front_digits

@@ -97,7 +97,7 @@ def test_json_output(tmp_path, hwq_cli, r18_layers):
     assert doc["algorithm"] == "nemo" and doc["evaluations"] == 20
     assert {"policy_id", "w_bits", "a_bits", "sensitivity", "latency_s"} <= set(doc["front"][0])
     run = Run.open(tmp_path / "j")
-    assert set(run.species["species"]) == {"direct-round", "direct-floor"}
+    assert set(run.species["species"]) == {"direct-round", "direct-floor", "local"}
     assert run.config["search"]["tie"] == "same-input"
 
 

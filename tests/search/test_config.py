@@ -80,7 +80,7 @@ def test_validate_names_the_option() -> None:
         SearchConfig.from_options(device="bitfusion", population=0).validate()
     with pytest.raises(UserError, match="--device is required"):
         SearchConfig.from_options().validate()
-    with pytest.raises(UserError, match="--species and --fixed-sizes apply to --algorithm nemo"):
+    with pytest.raises(UserError, match="--no-local apply to --algorithm nemo only"):
         SearchConfig.from_options(device="x", algorithm="nsga2", fixed_sizes=True).validate()
 
 

@@ -82,6 +82,7 @@ def test_candidates_columns_and_types(small_run):
         "gnn-gcn",
         "gnn-gat",
         "gnn-unet",
+        "local",  # NEMO's local improvement of the archive
     }
     from hwq.policy import policy_id_from_pairs
 
