@@ -133,6 +133,7 @@ def test_a_second_process_waits_for_the_training_and_reads_its_file(tmp_path, mo
 
     from hwq.cache import locked
     from hwq.models import digits
+    from hwq.models.cached_training import save_atomic
 
     model, info = digits.load_trained_digits_resnet(0)  # the session's weights
     monkeypatch.setenv("HWQ_CACHE_DIR", str(tmp_path / "cache"))
@@ -150,7 +151,7 @@ def test_a_second_process_waits_for_the_training_and_reads_its_file(tmp_path, mo
         assert proc.poll() is None and _waiting_on(lock)  # blocked on the lock, not training
         marked = {k: v for k, v in info.items() if k != "cache_file"}
         marked["train_wall_s"] = -1.0  # what the waiting process must read back
-        digits.save_atomic(
+        save_atomic(
             {"recipe_key": digits.recipe_key(), "state_dict": model.state_dict(), "info": marked},
             path,
         )

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hwq.cache import cache_dir, locked
+from hwq.cache import cache_dir
+from hwq.models.cached_training import trained_state
 from hwq.models.resnet import BasicBlock, conv1x1, conv3x3
-from hwq.torch_threads import one_thread
 
 log = logging.getLogger("hwq.models.digits")
 
@@ -102,12 +102,6 @@ def cache_path(seed: int = 0) -> Path:
     return cache_dir() / "models" / f"digits_resnet-seed{int(seed)}-{recipe_key()}.pt"
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    from hwq.atomic import write_atomic
-
-    write_atomic(path, lambda fh: torch.save(obj, fh))
-
-
 _MEMO: dict[tuple[str, int], tuple[dict[str, Tensor], dict[str, Any]]] = {}
 
 
@@ -121,19 +115,7 @@ def load_trained_digits_resnet(seed: int = 0) -> tuple[DigitsResNet, dict[str, A
     path = cache_path(seed)
     key = (str(path), seed)
     if key not in _MEMO:
-        state = _read_cache(path)
-        if state is None:
-            with locked(path):  # one process trains; the others wait, then read its file
-                state = _read_cache(path)
-                if state is None:
-                    log.info("training digits_resnet (seed %d) on first use; cached at %s",
-                             seed, path)
-                    with one_thread():
-                        state = _train(seed)
-                    try:
-                        save_atomic(state, path)
-                    except OSError as exc:
-                        log.warning("could not cache digits_resnet at %s: %s", path, exc)
+        state = trained_state(path, recipe_key(), lambda: _train(seed), "digits_resnet", seed)
         _MEMO[key] = (state["state_dict"], dict(state["info"]))
     state_dict, info = _MEMO[key]
     model = DigitsResNet()
@@ -141,19 +123,6 @@ def load_trained_digits_resnet(seed: int = 0) -> tuple[DigitsResNet, dict[str, A
     info = dict(info, cache_file=str(path))
     return model.eval(), info
 
-
-def _read_cache(path: Path) -> dict[str, Any] | None:
-    """The cached training of `path`, or None (absent, another key, or damaged: retrained)."""
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged cache file is retrained, never trusted
-        log.warning("ignoring unreadable cache file %s: %s", path, exc)
-        return None
-    if not isinstance(state, dict) or state.get("recipe_key") != recipe_key():
-        return None
-    return state
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from hwq.cache import cache_dir, locked
+from hwq.cache import cache_dir
+from hwq.models.cached_training import trained_state
 from hwq.text_data import TEST_WINDOWS, VAL_WINDOWS
-from hwq.torch_threads import one_thread
 
 log = logging.getLogger("hwq.models.tinylm")
 
@@ -127,42 +127,17 @@ def load_trained_tinylm(seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
 
     `info`: model, seed, recipe_key, fp_val_perplexity, fp_test_perplexity, train_wall_s,
     cache_file. Trains and caches on first use; later uses load the cached file."""
-    from hwq.models.digits import save_atomic
-
     seed = int(seed)
     path = cache_path(seed)
     if str(path) not in _MEMO:
-        state = _read_cache(path)
-        if state is None:
-            with locked(path):  # one process trains; the others wait, then read its file
-                state = _read_cache(path)
-                if state is None:
-                    log.warning("training tinylm (seed %d) on first use (a few minutes); cached "
-                                "at %s", seed, path)
-                    with one_thread():
-                        state = _train(seed)
-                    try:
-                        save_atomic(state, path)
-                    except OSError as exc:
-                        log.warning("could not cache tinylm at %s: %s", path, exc)
+        state = trained_state(path, recipe_key(), lambda: _train(seed), "tinylm", seed,
+                              " (a few minutes)")
         _MEMO[str(path)] = (state["state_dict"], dict(state["info"]))
     state_dict, info = _MEMO[str(path)]
     model = tinylm()
     model.load_state_dict(state_dict)
     return model.eval(), dict(info, cache_file=str(path))
 
-
-def _read_cache(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged cache file is retrained, never trusted
-        log.warning("ignoring unreadable cache file %s: %s", path, exc)
-        return None
-    if not isinstance(state, dict) or state.get("recipe_key") != recipe_key():
-        return None
-    return state
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import hwq.models.digits as digits_mod
+from hwq.models.cached_training import save_atomic
 from hwq.models.digits import load_trained_digits_resnet
 
 
@@ -45,7 +46,7 @@ def test_second_use_loads_from_the_cache_file(tmp_cache, monkeypatch, trained):
     path = digits_mod.cache_path(0)
     assert str(path).startswith(str(tmp_cache))
     model, info = trained
-    digits_mod.save_atomic(
+    save_atomic(
         {
             "recipe_key": digits_mod.recipe_key(),
             "state_dict": model.state_dict(),
