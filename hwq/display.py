@@ -261,11 +261,16 @@ def display_mapping(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- bits ------------------------------------------------------------------------------------------
-def compact_bits(values: Iterable[Any], max_layers: int | None = None) -> str:
+def compact_bits(values: Iterable[Any], max_layers: int | None = None,
+                 mean_over: Sequence[bool] | None = None) -> str:
     """Per-layer bits as one string, `8448` (a width of 10 or more in parentheses); with
-    `max_layers`, a longer policy shows as its mean (`avg 5.25`)."""
+    `max_layers`, a longer policy shows as its mean (`avg 5.25`), over the layers `mean_over`
+    marks when given (the weight layers, for weight bits: a matmul row's "weight" bits are its
+    second operand's)."""
     vals = [int(v) for v in values]
     if max_layers is not None and len(vals) > max_layers:
+        if mean_over is not None and len(mean_over) == len(vals) and any(mean_over):
+            vals = [v for v, keep in zip(vals, mean_over) if keep]
         return f"avg {sum(vals) / len(vals):.2f}"
     return "".join(str(v) if v < 10 else f"({v})" for v in vals)
 
@@ -277,6 +282,11 @@ def bits_summary(pairs: np.ndarray) -> str:
     for k in keys:
         counts[k] = counts.get(k, 0) + 1
     return ", ".join(f"{k}x{n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def weight_layer_mask(ops: Iterable[Any]) -> list[bool]:
+    """True for every layer that holds weights (not a matmul row), from the graph's `op` column."""
+    return [str(op) != "matmul" for op in ops]
 
 
 # -- the front table -------------------------------------------------------------------------------
@@ -310,10 +320,12 @@ def front_table(
     verify: pd.DataFrame,
     objective_columns: Sequence[str],
     style: FrontStyle = RUN_FRONT,
+    weight_layers: Sequence[bool] | None = None,
 ) -> list[dict[str, Any]]:
     """The front as display rows: id, (species,) bits, objective values in display units (one
     unit per column, chosen over this front), and the verification accuracies in % when there
-    are any. `objective_columns` are the logged columns of the run's objectives, in order."""
+    are any. `objective_columns` are the logged columns of the run's objectives, in order;
+    `weight_layers` marks the graph's weight layers (a mean of w_bits is taken over them)."""
     if style.all_costs:
         shown = [c for c in (*QUALITY_COLUMNS, *SUMMARY_COSTS) if c in front.columns]
     else:
@@ -327,7 +339,7 @@ def front_table(
         row: dict[str, Any] = {"policy_id": r["policy_id"]}
         if style.species and "species" in r:
             row["species"] = r["species"]
-        row["w_bits"] = compact_bits(r["w_bits"], style.max_bits_layers)
+        row["w_bits"] = compact_bits(r["w_bits"], style.max_bits_layers, weight_layers)
         row["a_bits"] = compact_bits(r["a_bits"], style.max_bits_layers)
         row.update({c: r[c] for c in shown})
         if vmap:

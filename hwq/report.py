@@ -41,6 +41,7 @@ from hwq.display import (
     format_quantity,
     front_table,
     records,
+    weight_layer_mask,
 )
 from hwq.errors import UserError
 from hwq.objectives import COLUMN_TO_OBJECTIVE, OBJECTIVES, QUALITY_OBJECTIVES
@@ -177,7 +178,8 @@ def best_quantities(run: Run, best: Mapping[str, float | None]) -> dict[str, str
 def front_rows(run: Run) -> list[dict[str, Any]]:
     """The run's front as display rows (`hwq.display.front_table`): id, species, bits, the run's
     objectives in display units, and the verification accuracies when the run has them."""
-    return front_table(run.pareto, run.verify, objective_columns(run))
+    return front_table(run.pareto, run.verify, objective_columns(run),
+                       weight_layers=weight_layer_mask(run.layers.column("op")))
 
 
 # -- plots -----------------------------------------------------------------------------------------

@@ -178,3 +178,14 @@ def test_one_front_prints_alike_in_hwq_search_and_hwq_runs_show(tmp_path, capsys
     lat = run.pareto["latency_s"]
     div, unit = display_unit("latency_s", lat)
     assert f"best latency      {min(lat) / div:.4g} {unit}\n" in shown  # the front column's unit
+
+
+def test_a_long_policys_mean_weight_bits_leave_out_matmul_rows():
+    from hwq.display import compact_bits, weight_layer_mask
+
+    ops = ["embedding", "linear", "matmul", "matmul", "linear"] * 4
+    w = [8, 4, 16, 16, 2] * 4  # matmul rows: their second operand's bits, no weights
+    mask = weight_layer_mask(ops)
+    assert compact_bits(w, 16, mask) == f"avg {(8 + 4 + 2) / 3:.2f}"
+    assert compact_bits(w, 16) == f"avg {sum(w) / len(w):.2f}"  # no mask: every row
+    assert compact_bits(w[:5], 16, mask[:5]) == "84(16)(16)2"  # short policies are spelled out

@@ -80,7 +80,7 @@ def search(ctx: click.Context, resume: bool, as_json: bool, **opts: Any) -> None
 
 def _print_front(run: Any, as_json: bool) -> None:
     from hwq.cli.output import emit_json, emit_table
-    from hwq.display import SEARCH_FRONT, front_table, records
+    from hwq.display import SEARCH_FRONT, front_table, records, weight_layer_mask
 
     meta = run.meta
     if as_json:
@@ -101,7 +101,8 @@ def _print_front(run: Any, as_json: bool) -> None:
         }
         emit_json(doc)
         return
-    rows = front_table(run.pareto, run.verify, [], SEARCH_FRONT)
+    rows = front_table(run.pareto, run.verify, [], SEARCH_FRONT,
+                       weight_layers=weight_layer_mask(run.layers.column("op")))
     emit_table(rows)
     logging.getLogger("hwq").info(
         "run directory: %s (%d evaluations, front of %d)",
