@@ -27,6 +27,32 @@ from hwq.cost_models.gpu import (
 
 
 @njit(cache=True)
+def _roofline_row(row: np.ndarray, tc: float, tmem: float, true_ops: float, peak: float,
+                  rd: float, wr: float, prec: float, launch: float, ovl: float, idle: float,
+                  pmax: float, dram_pj: float, clock: float) -> None:
+    """One layer at one pair, both kernels: time = the binding of compute `tc` and memory `tmem`
+    (plus the unoverlapped share and the launch), energy = power at the utilisation x time +
+    DRAM bits x pJ, written into `row` (gpu.OUT_COLUMNS)."""
+    t = max(tc, tmem) + (1.0 - ovl) * min(tc, tmem) + launch
+    util = min(1.0, true_ops / (peak * t))
+    e_core = (idle + (pmax - idle) * util) * t * 1e12
+    e_dram = dram_pj * (rd + wr)
+    cyc = t * clock
+    comp = min(tc * clock, cyc)
+    row[0] = cyc
+    row[1] = comp
+    row[2] = cyc - comp
+    row[3] = t
+    row[4] = e_core + e_dram
+    row[5] = e_core
+    row[6] = 0.0
+    row[7] = e_dram
+    row[8] = rd
+    row[9] = wr
+    row[10] = prec
+
+
+@njit(cache=True)
 def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
              prm: np.ndarray) -> np.ndarray:
     """layers float64 [L, 7] (M, N, K, GEMMs, weight-role elements, input elements, output
@@ -66,23 +92,8 @@ def simulate(layers: np.ndarray, w_bits: np.ndarray, a_bits: np.ndarray,
             rd = wp * w + ie * a
             wr = oe * a_out
             tmem = (rd + wr) / 8.0 / (bw * e_m)
-            t = max(tc, tmem) + (1.0 - ovl) * min(tc, tmem) + launch
-            util = min(1.0, true_ops / (peak * t))
-            e_core = (idle + (pmax - idle) * util) * t * 1e12
-            e_dram = dram_pj * (rd + wr)
-            cyc = t * clock
-            comp = min(tc * clock, cyc)
-            out[i, j, 0] = cyc
-            out[i, j, 1] = comp
-            out[i, j, 2] = cyc - comp
-            out[i, j, 3] = t
-            out[i, j, 4] = e_core + e_dram
-            out[i, j, 5] = e_core
-            out[i, j, 6] = 0.0
-            out[i, j, 7] = e_dram
-            out[i, j, 8] = rd
-            out[i, j, 9] = wr
-            out[i, j, 10] = prec
+            _roofline_row(out[i, j], tc, tmem, true_ops, peak, rd, wr, prec, launch, ovl,
+                          idle, pmax, dram_pj, clock)
     return out
 
 
@@ -110,21 +121,6 @@ def simulate_llm(layers: np.ndarray, role_bits: np.ndarray, act_bits: np.ndarray
             rd = we * role_bits[i, j] + ie * a
             wr = oe * a
             tmem = (rd + wr) / 8.0 / (bw * e_mem[i, j])
-            t = max(tc, tmem) + (1.0 - ovl) * min(tc, tmem) + launch
-            util = min(1.0, 2.0 * macs / (peak * t))
-            e_core = (idle + (pmax - idle) * util) * t * 1e12
-            e_dram = dram_pj * (rd + wr)
-            cyc = t * clock
-            comp = min(tc * clock, cyc)
-            out[i, j, 0] = cyc
-            out[i, j, 1] = comp
-            out[i, j, 2] = cyc - comp
-            out[i, j, 3] = t
-            out[i, j, 4] = e_core + e_dram
-            out[i, j, 5] = e_core
-            out[i, j, 6] = 0.0
-            out[i, j, 7] = e_dram
-            out[i, j, 8] = rd
-            out[i, j, 9] = wr
-            out[i, j, 10] = p
+            _roofline_row(out[i, j], tc, tmem, 2.0 * macs, peak, rd, wr, p, launch, ovl,
+                          idle, pmax, dram_pj, clock)
     return out

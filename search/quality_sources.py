@@ -368,6 +368,21 @@ class CallableQuality:
         return None  # a user's function is opaque
 
 
+def _measured_quality_kwargs(name: str, sensitivity_file: Any, model: str, weights: str | None,
+                             data: str | None, model_args: Mapping[str, Any] | None
+                             ) -> dict[str, Any]:
+    """The trained-model arguments of a quality measured on the model (accuracy, perplexity);
+    a sensitivity file given beside it, or a model with nothing to measure on, is refused."""
+    if sensitivity_file:
+        raise UserError(
+            f"--sensitivity is given but the quality objective is {name}; use "
+            "--objectives sensitivity,... to search on the sensitivity table"
+        )
+    if not has_trained_model(model, weights, data):
+        raise UserError(no_quality_message(name, model))
+    return trained_model_kwargs(model, weights, data, model_args)
+
+
 # -- jobs (run in whatever process the executor picks) ---------------------------------------------
 def accuracy_job(
     model: str,
@@ -516,14 +531,8 @@ def resolve_quality(
             return sensitivity_from_table(tab, encoding, table.pairs, f"measured on {model}")
         raise UserError(no_quality_message("sensitivity", model))
     if name == "perplexity":
-        if sensitivity_file:
-            raise UserError(
-                "--sensitivity is given but the quality objective is perplexity; use "
-                "--objectives sensitivity,... to search on the sensitivity table"
-            )
-        if not has_trained_model(model, weights, data):
-            raise UserError(no_quality_message("perplexity", model))
-        kwargs = trained_model_kwargs(model, weights, data, model_args)
+        kwargs = _measured_quality_kwargs(name, sensitivity_file, model, weights, data,
+                                          model_args)
         graph = encoding.graph
         modules = [n for n, op in zip(graph.names, graph.column("op")) if op != "matmul"]
         spec = JobSpec("hwq.search.quality_sources:perplexity_job",
@@ -536,14 +545,8 @@ def resolve_quality(
             matmul_pins(encoding),
         )
     if name == "accuracy":
-        if sensitivity_file:
-            raise UserError(
-                "--sensitivity is given but the quality objective is accuracy; use "
-                "--objectives sensitivity,... to search on the sensitivity table"
-            )
-        if not has_trained_model(model, weights, data):
-            raise UserError(no_quality_message("accuracy", model))
-        kwargs = trained_model_kwargs(model, weights, data, model_args)
+        kwargs = _measured_quality_kwargs(name, sensitivity_file, model, weights, data,
+                                          model_args)
         ptq = JobSpec("hwq.search.quality_sources:accuracy_job", kwargs)
         if finetune_epochs > 0:
             return AccuracyQuality(

@@ -22,16 +22,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hwq.errors import UserError
-from hwq.policy import PolicyLike, policy_id_from_pairs, policy_pairs
 from hwq.quant.apply import WEIGHT_MODULES, apply_policy, calibrate, quantizable_layers
 from hwq.quant.fake_quant import UNQUANTIZED
-from hwq.quant.ptq import set_layer_pairs
+from hwq.quant.ptq import CachedPTQObjective
 from hwq.torch_threads import one_thread
 
 
@@ -101,7 +99,7 @@ def module_pairs(
     return [by_name[m] for m in modules]
 
 
-class PTQPerplexity:
+class PTQPerplexity(CachedPTQObjective):
     """Post-training fake-quant perplexity of a trained causal LM under a policy.
 
     `calib`: token batches (the first `calib_batches` are used); `val`: token batches. Layers
@@ -157,30 +155,12 @@ class PTQPerplexity:
         self.evaluations = 0
         self.set_pairs([(32, 32)] * len(self.names))
 
-    def pairs(self, policy: PolicyLike) -> list[tuple[int, int]]:
-        return policy_pairs(policy, self.names)
-
-    def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None:
-        set_layer_pairs(self, pairs)
+    def _measure(self) -> float:
+        total, n = nll_sum(self.qmodel, self.val)
+        return math.exp(total / n)
 
     def perplexity_of_pairs(self, pairs: Sequence[tuple[int, int]]) -> float:
-        pid = policy_id_from_pairs(pairs)
-        hit = self.cache.get(pid)
-        if hit is not None:
-            return hit
-        with one_thread():
-            self.set_pairs(pairs)
-            total, n = nll_sum(self.qmodel, self.val)
-        value = math.exp(total / n)
-        self.cache[pid] = value
-        self.evaluations += 1
-        return value
-
-    def __call__(self, policy: PolicyLike) -> float:
-        return self.perplexity_of_pairs(self.pairs(policy))
-
-    def evaluate(self, policies: Iterable[PolicyLike] | np.ndarray) -> np.ndarray:
-        return np.array([self(p) for p in policies], dtype=np.float64)
+        return self.value_of_pairs(pairs)
 
     def loss_of_pairs(self, pairs: Sequence[tuple[int, int]], batches: Any = None) -> float:
         """Mean next-token cross-entropy on the calibration batches (or `batches`) under

@@ -40,7 +40,50 @@ def _xy_batches(data: Any) -> list[tuple[Tensor, Tensor]]:
     return out
 
 
-class PTQAccuracy:
+class CachedPTQObjective:
+    """What the PTQ objectives share: per-layer pairs of a policy over `names`, the shared
+    quantized model configured by `set_layer_pairs`, and one measurement per policy id (cached;
+    `evaluations` counts the measured ones). A subclass measures the configured model in
+    `_measure` (called on one thread)."""
+
+    names: list[str]
+    cache: dict[str, float]
+    evaluations: int
+
+    def pairs(self, policy: PolicyLike) -> list[tuple[int, int]]:
+        return policy_pairs(policy, self.names)
+
+    def policy_id(self, policy: PolicyLike) -> str:
+        return policy_id_from_pairs(self.pairs(policy))
+
+    def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Configure the shared quantized model for per-layer (w, a) pairs in layer order."""
+        set_layer_pairs(self, pairs)
+
+    def _measure(self) -> float:
+        raise NotImplementedError
+
+    def value_of_pairs(self, pairs: Sequence[tuple[int, int]]) -> float:
+        pid = policy_id_from_pairs(pairs)
+        hit = self.cache.get(pid)
+        if hit is not None:
+            return hit
+        with one_thread():
+            self.set_pairs(pairs)
+            value = self._measure()
+        self.cache[pid] = value
+        self.evaluations += 1
+        return value
+
+    def __call__(self, policy: PolicyLike) -> float:
+        return self.value_of_pairs(self.pairs(policy))
+
+    def evaluate(self, policies: Iterable[PolicyLike] | np.ndarray) -> np.ndarray:
+        """The objective of each policy (a list of policies or an int array [P, L, 2])."""
+        return np.array([self(p) for p in policies], dtype=np.float64)
+
+
+class PTQAccuracy(CachedPTQObjective):
     """Post-training fake-quant accuracy of a trained `model` under a policy (a fraction).
 
     `calib`: a loader / iterable of batches (the first `calib_batches` are used) or one tensor;
@@ -98,40 +141,16 @@ class PTQAccuracy:
         self.cache: dict[str, float] = {}
         self.evaluations = 0
 
-    # -- policies ----------------------------------------------------------------------------
-    def pairs(self, policy: PolicyLike) -> list[tuple[int, int]]:
-        return policy_pairs(policy, self.names)
-
-    def policy_id(self, policy: PolicyLike) -> str:
-        return policy_id_from_pairs(self.pairs(policy))
-
-    def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None:
-        """Configure the shared quantized model for per-layer (w, a) pairs in layer order."""
-        set_layer_pairs(self, pairs)
-
     @torch.no_grad()
     def _logits(self, x: Tensor) -> Tensor:
         bs = self.eval_batch_size
         return torch.cat([self.qmodel(x[i : i + bs]) for i in range(0, len(x), bs)])
 
+    def _measure(self) -> float:
+        return int((self._logits(self.val_x).argmax(1) == self.val_y).sum()) / len(self.val_y)
+
     def accuracy_of_pairs(self, pairs: Sequence[tuple[int, int]]) -> float:
-        pid = policy_id_from_pairs(pairs)
-        hit = self.cache.get(pid)
-        if hit is not None:
-            return hit
-        with one_thread():
-            self.set_pairs(pairs)
-            acc = int((self._logits(self.val_x).argmax(1) == self.val_y).sum()) / len(self.val_y)
-        self.cache[pid] = acc
-        self.evaluations += 1
-        return acc
-
-    def __call__(self, policy: PolicyLike) -> float:
-        return self.accuracy_of_pairs(self.pairs(policy))
-
-    def evaluate(self, policies: Iterable[PolicyLike] | np.ndarray) -> np.ndarray:
-        """Accuracy of each policy (a list of policies or an int array [P, L, 2])."""
-        return np.array([self(p) for p in policies], dtype=np.float64)
+        return self.value_of_pairs(pairs)
 
     def loss_of_pairs(self, pairs: Sequence[tuple[int, int]], batches=None) -> float:
         """Mean cross-entropy on the calibration batches (or `batches`) under `pairs`."""
