@@ -51,10 +51,10 @@ def is_integer_layer(p: dict[str, Any]) -> bool:
 
 
 def integer_layers(model: Any, layer_of_node: dict[str, str],
-                   params: dict[str, dict[str, Any]]) -> dict[str, int]:
+                   params: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Rewrite, in place, the QDQ graph `model` written by `export_onnx_model`: every node
     named in `layer_of_node` (node name -> layer) whose layer `is_integer_layer` becomes one of
-    the two integer forms (module doc). Returns the number of layers of each form."""
+    the two integer forms (module doc). Returns the layers of each form."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     consts = {}
@@ -70,7 +70,7 @@ def integer_layers(model: Any, layer_of_node: dict[str, str],
     ctx = _Graph(inits, consts, consumers, {o.name for o in graph.output}, params)
     new_nodes: list[Any] = []
     skip: set[str] = set()  # first outputs of the nodes folded into a layer
-    count = {"requantized": 0, "integer": 0}
+    forms: dict[str, list[str]] = {"requantized": [], "integer": []}
     for node in graph.node:
         if node.output[0] in skip:
             continue
@@ -82,14 +82,14 @@ def integer_layers(model: Any, layer_of_node: dict[str, str],
         skip |= layer.folded
         if layer.requantize is not None:
             new_nodes += _requantized_nodes(graph, node, layer)
-            count["requantized"] += 1
+            forms["requantized"].append(lname)
         else:
             new_nodes += _integer_nodes(graph, node, layer)
-            count["integer"] += 1
+            forms["integer"].append(lname)
     del graph.node[:]
     graph.node.extend(new_nodes)
     _drop_dead(graph)
-    return count
+    return forms
 
 
 @dataclass

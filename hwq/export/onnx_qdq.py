@@ -78,8 +78,8 @@ def export_onnx_model(
 ) -> dict[str, Any]:
     """Write the calibrated fake-quant model `qmodel` as an ONNX graph (see the module doc) in
     `form` `integer` (layers with quantized weights and inputs as integer kernels,
-    `hwq.export.onnx_integer`) or `qdq`; returns a description (QDQ pairs, containers, integer
-    layers)."""
+    `hwq.export.onnx_integer`) or `qdq`; returns a description (QDQ pairs, containers, the
+    number of layers of each integer form, the requantized layers)."""
     import io
 
     import onnx
@@ -244,7 +244,7 @@ def export_onnx_model(
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
-    integer = integer_layers(model, layer_of_node, params) if form == "integer" else {}
+    forms = integer_layers(model, layer_of_node, params) if form == "integer" else {}
     model.producer_name = "hwq"
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(out))
@@ -253,7 +253,8 @@ def export_onnx_model(
         "qdq": dict(sorted(counts.items())),
         "nodes": len(graph.node),
         "form": form,
-        "integer_layers": integer,
+        "integer_layers": {k: len(v) for k, v in forms.items()},
+        "requantized_layers": list(forms.get("requantized", [])),
     }
 
 

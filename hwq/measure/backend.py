@@ -51,8 +51,10 @@ class MeasureBackend(Protocol):
         """Why it cannot run layers of `op` at `pair` (None: it can)."""
         ...
 
-    def layer_runner(self, shape: LayerShape, pair: tuple[int, int]) -> Runner:
-        """Build the single-layer model of `shape` at `pair`; a callable that runs it once."""
+    def layer_runner(self, shape: LayerShape, pair: tuple[int, int],
+                     int8_form: str | None = None) -> Runner:
+        """Build the single-layer model of `shape` at `pair` (int8 layers in `int8_form`,
+        None: the backend's; `hwq.measure.single_layer`); a callable that runs it once."""
         ...
 
     def empty_runner(self) -> Runner:

@@ -86,8 +86,10 @@ class OnnxRuntimeBackend:
         source = str(model) if isinstance(model, str | Path) else model.SerializeToString()
         return ort.InferenceSession(source, opts, providers=[self.provider])
 
-    def layer_runner(self, shape: LayerShape, pair: tuple[int, int]) -> Callable[[], object]:
-        sess = self.session(build_model(shape, pair, self.activation, self.int8_form))
+    def layer_runner(self, shape: LayerShape, pair: tuple[int, int],
+                     int8_form: str | None = None) -> Callable[[], object]:
+        sess = self.session(build_model(shape, pair, self.activation,
+                                        int8_form or self.int8_form))
         feeds = example_feeds(shape, [i.name for i in sess.get_inputs()])
         return lambda: sess.run(None, feeds)
 

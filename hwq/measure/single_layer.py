@@ -11,7 +11,9 @@
   `int8_form="hwq"` the layer is built as `hwq export --format onnx` writes a layer whose output
   it cannot requantize exactly (`hwq.export.onnx_integer`'s integer form): QuantizeLinear (u8)
   -> ConvInteger / MatMulInteger (u8 x u8, weights shifted by 128) -> Cast -> Mul by the
-  per-channel scale -> Add the bias.
+  per-channel scale -> Add the bias; with `int8_form="hwq-requantized"` as it writes a layer it
+  requantizes: the `runtime` form with u8 activations and u8 weights (zero point 128), which
+  onnxruntime fuses into QLinearConv u8 x u8.
 * `4x32`: a linear layer as `MatMulNBits` (com.microsoft): 4-bit weights in blocks of
   `INT4_BLOCK` along K with fp32 scales, fp32 activations.
 
@@ -86,7 +88,10 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
     quant = pair == (8, 8)
     if quant and int8_form == "hwq":
         return _integer_model(shape, rng, ins, inputs, output)
-    requant = quant and int8_form == "runtime"
+    if int8_form == "hwq-requantized":
+        activation = "uint8"
+    requant = quant and int8_form in ("runtime", "hwq-requantized")
+    u8_weights = int8_form == "hwq-requantized"
     layer_in = list(ins)
     if quant:
         layer_in = [_qdq(nodes, inits, n, activation) for n in ins]
@@ -95,7 +100,7 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
     if shape.op == "conv":
         w = _weights(rng, [shape.out_channels, shape.in_channels // shape.groups,
                            shape.kernel_h, shape.kernel_w])
-        wname = _weight_input(inits, nodes, w, quant, axis=0)
+        wname = _weight_input(inits, nodes, w, quant, axis=0, u8=u8_weights)
         nodes.append(helper.make_node(
             "Conv", [layer_in[0], wname], [layer_out], group=shape.groups,
             kernel_shape=[shape.kernel_h, shape.kernel_w],
@@ -106,11 +111,11 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
         _matmul_nbits(nodes, inits, rng, shape, layer_in[0], layer_out)
     elif shape.op == "linear" and shape.in_h <= 1:
         w = _weights(rng, [shape.out_channels, shape.in_channels])
-        wname = _weight_input(inits, nodes, w, quant, axis=0)
+        wname = _weight_input(inits, nodes, w, quant, axis=0, u8=u8_weights)
         nodes.append(helper.make_node("Gemm", [layer_in[0], wname], [layer_out], transB=1))
     elif shape.op == "linear":
         w = _weights(rng, [shape.in_channels, shape.out_channels])
-        wname = _weight_input(inits, nodes, w, quant, axis=1)
+        wname = _weight_input(inits, nodes, w, quant, axis=1, u8=u8_weights)
         nodes.append(helper.make_node("MatMul", [layer_in[0], wname], [layer_out]))
     else:  # matmul of two activations
         nodes.append(helper.make_node("MatMul", layer_in, [layer_out]))
@@ -178,8 +183,9 @@ def _weights(rng: np.random.Generator, dims: list[int]) -> np.ndarray:
 
 
 def _weight_input(inits: list[Any], nodes: list[Any], w: np.ndarray, quant: bool,
-                  axis: int) -> str:
-    """A float weight initializer, or int8 per-channel weights behind DequantizeLinear."""
+                  axis: int, u8: bool = False) -> str:
+    """A float weight initializer, or int8 per-channel weights behind DequantizeLinear (`u8`:
+    shifted by 128 into uint8, zero point 128, as hwq's export stores them)."""
     from onnx import helper, numpy_helper
 
     if not quant:
@@ -191,8 +197,11 @@ def _weight_input(inits: list[Any], nodes: list[Any], w: np.ndarray, quant: bool
     shape = [1] * w.ndim
     shape[axis] = -1
     wq = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+    zp = np.zeros(len(scale), np.int8)
+    if u8:
+        wq, zp = (wq.astype(np.int32) + 128).astype(np.uint8), np.full(len(scale), 128, np.uint8)
     inits += [numpy_helper.from_array(wq, "w_q"), numpy_helper.from_array(scale, "w_scale"),
-              numpy_helper.from_array(np.zeros(len(scale), np.int8), "w_zero_point")]
+              numpy_helper.from_array(zp, "w_zero_point")]
     nodes.append(helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero_point"], ["w"],
                                   axis=axis))
     return "w"

@@ -21,6 +21,14 @@ from tests.run_fixtures import run_cmd
 # values within float32 rounding of a half-way point (its 4-bit kernel and torch agree), i.e. one
 # quantization level on a handful of activations; the predicted classes agree on every image.
 MAX_ABS_DIFF = 0.1
+# The integer form (the default, hwq.export.onnx_integer) folds batch norms into a per-channel
+# scale and bias and sums integers exactly: float32 rounding differs from the fake-quant model's
+# conv-then-BN, and an activation within that of a half-way point lands on the neighbouring
+# integer of the NEXT layer's quantizer; at 4-bit activations one level is 1/15 of the range.
+# Measured 0.56 (a front policy with three W8A4 layers; 0.22 without requantized layers),
+# 1.9e-6 on one whose activations are all 8-bit or 2-bit; the predicted classes agree on every
+# image.
+MAX_ABS_DIFF_INTEGER = 1.0
 
 
 def _front_ids(run, k=2):
@@ -98,7 +106,7 @@ def test_onnx_export_matches_fake_quant_logits(finished_run, tmp_path):
         ref = qmodel(x).detach().numpy()
         got = onnx_logits(out, x)
         diff = float(np.abs(got - ref).max())
-        assert diff <= MAX_ABS_DIFF, diff
+        assert diff <= MAX_ABS_DIFF_INTEGER, diff
         assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.99
         _check_qdq_types(model, policy, finished_run.layers.names)
 
@@ -152,7 +160,7 @@ def test_onnx_odd_widths(finished_run, tmp_path, opset, form):
     desc = export_onnx_model(qmodel, x[:1], out, opset=opset, form=form)
     got = onnx_logits(out, x)
     diff = float(np.abs(got - qmodel(x).detach().numpy()).max())
-    assert diff <= MAX_ABS_DIFF, diff
+    assert diff <= (MAX_ABS_DIFF if form == "qdq" else MAX_ABS_DIFF_INTEGER), diff
     model = onnx.load(str(out))
     types = {t.data_type for t in model.graph.initializer}
     assert (TensorProto.INT4 in types) == (opset >= 21 and form == "qdq")
