@@ -248,8 +248,6 @@ def _hwq_form_mix(backend: MeasureBackend, graph: Any, module: Any, example: Any
     """For `--int8-form hwq`: shape key -> (layers hwq's export requantizes, layers it runs in
     the integer form) at uniform int8, for the shapes still to measure at 8x8 that have a
     requantized layer (empty without a module or another form)."""
-    from math import gcd
-
     from hwq.measure.end_to_end import requantized_at_uniform_int8
     from hwq.measure.shapes import graph_shapes
 
@@ -261,12 +259,7 @@ def _hwq_form_mix(backend: MeasureBackend, graph: Any, module: Any, example: Any
     counts: dict[tuple[Any, ...], list[int]] = {}
     for name, shape in zip(graph.names, graph_shapes(graph)):
         counts.setdefault(shape.key(), [0, 0])[0 if name in requantized else 1] += 1
-    out = {}
-    for key, (r, i) in counts.items():
-        if r:
-            g = gcd(r, i)
-            out[key] = (r // g, i // g)
-    return out
+    return {key: (r, i) for key, (r, i) in counts.items() if r}
 
 
 def _layer_runner(backend: MeasureBackend, shape: Any, pair: tuple[int, int],
