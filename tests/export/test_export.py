@@ -111,10 +111,11 @@ def test_onnx_export_matches_fake_quant_logits(finished_run, tmp_path):
         _check_qdq_types(model, policy, finished_run.layers.names)
 
 
-def _check_qdq_types(model, policy, names, form="integer"):
+def _check_qdq_types(model, policy, names, form="integer", opset=21):
     """A layer with quantized weights and inputs holds UINT8 weights (the integers + 128) in the
-    integer form; otherwise weights at <= 4 bits are INT4 initializers, 5-8 bits INT8 (and
-    activations UINT4 / UINT8); the integers stay inside the policy's narrow b-bit range."""
+    integer form; otherwise weights at <= 4 bits are INT4 initializers (opset >= 21), 5-8 bits
+    INT8 (and activations UINT4 / UINT8); the integers stay inside the policy's narrow b-bit
+    range."""
     from onnx import TensorProto, numpy_helper
 
     inits = {t.name: t for t in model.graph.initializer}
@@ -131,12 +132,13 @@ def _check_qdq_types(model, policy, names, form="integer"):
             assert t.data_type == TensorProto.UINT8, name
             vals = vals - 128
         else:
-            assert t.data_type == (TensorProto.INT4 if w <= 4 else TensorProto.INT8), name
+            four = w <= 4 and opset >= 21
+            assert t.data_type == (TensorProto.INT4 if four else TensorProto.INT8), name
         qmax = max(2 ** (w - 1) - 1, 1)
         assert vals.min() >= -qmax and vals.max() <= qmax, name
         zp = inits.get(f"{name}.input_zero_point")
         if a < 16:
-            small = a <= 4 and not integer
+            small = a <= 4 and not integer and opset >= 21
             assert zp.data_type == (TensorProto.UINT4 if small else TensorProto.UINT8), name
 
 
@@ -165,7 +167,7 @@ def test_onnx_odd_widths(finished_run, tmp_path, opset, form):
     types = {t.data_type for t in model.graph.initializer}
     assert (TensorProto.INT4 in types) == (opset >= 21 and form == "qdq")
     assert desc["opset"] == opset
-    _check_qdq_types(model, policy, graph.names, form)
+    _check_qdq_types(model, policy, graph.names, form, opset)
 
 
 def test_torch_export_rebuilds_the_fake_quant_model(finished_run, tmp_path):
