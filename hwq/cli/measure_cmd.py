@@ -34,8 +34,9 @@ from hwq.display import display_rows
 @click.option("--int8-form", type=click.Choice(["runtime", "hwq"]), default="runtime",
               show_default=True,
               help="How 8x8 layers are deployed: as the runtime's own quantizer writes them "
-                   "(onnxruntime quantize_static: integer kernels) or as hwq export --format "
-                   "onnx writes them (quantized inputs, float outputs).")
+                   "(onnxruntime quantize_static: QLinearConv, output requantized) or as hwq "
+                   "export --format onnx writes a layer it cannot requantize exactly "
+                   "(ConvInteger / MatMulInteger, float output).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for profile.yaml, measured.csv, end_to_end.csv (resumes).")
 def measure(model: str, runtime: str, bits: str | None, threads: int, input_shape: str | None,

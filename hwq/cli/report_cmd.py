@@ -180,6 +180,15 @@ def compare(
     help="ONNX opset (21+: int4/uint4 QDQ; below: 4-bit values in int8/uint8).",
 )
 @click.option(
+    "--onnx-form",
+    type=click.Choice(["integer", "qdq"]),
+    default="integer",
+    show_default=True,
+    help="integer: quantized layers as onnxruntime integer kernels (QLinearConv where the "
+    "output feeds one 8-bit quantizer, else ConvInteger/MatMulInteger; batch norms folded); "
+    "qdq: QuantizeLinear/DequantizeLinear around float convolutions (exact, slower).",
+)
+@click.option(
     "--from",
     "source",
     type=click.Choice(["qat", "ptq"]),
@@ -188,7 +197,7 @@ def compare(
     "(RUN_DIR/verified/<policy_id>.pt), or ptq, the calibrated post-training model (default: qat "
     "where the policy was verified, else ptq).",
 )
-def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int,
+def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int, onnx_form: str,
            source: str | None) -> None:
     """Hand a policy off: its JSON, an ONNX model with QuantizeLinear/DequantizeLinear at the
     policy's bits, a torch state dict with the quantization parameters, llama.cpp --tensor-type
@@ -200,5 +209,6 @@ def export(run_dir: str, policy_id: str, fmt: str, out: str, opset: int,
 
     check_file(out, "-o")
     with progress(f"exporting {policy_id} as {fmt}", total=None):
-        info = export_run(run_dir, policy_id, fmt, out, opset=opset, source=source)
+        info = export_run(run_dir, policy_id, fmt, out, opset=opset, source=source,
+                          onnx_form=onnx_form)
     emit_mapping(info)

@@ -22,6 +22,7 @@ import numpy as np
 
 from hwq.errors import UserError
 from hwq.export.model import export_model, export_source, run_model_options
+from hwq.export.onnx_integer import DEFAULT_FORM
 from hwq.export.onnx_qdq import DEFAULT_OPSET, export_onnx_model, onnx_logits
 from hwq.export.policy_file import export_json, run_policy
 from hwq.export.torch_file import export_torch_model
@@ -39,10 +40,12 @@ def export_run(
     *,
     opset: int = DEFAULT_OPSET,
     source: str | None = None,
+    onnx_form: str = DEFAULT_FORM,
 ) -> dict[str, Any]:
     """`hwq export`: write policy `policy_id` of the run in `fmt` to `out`; returns a summary.
     `source` (`--from`): `qat` (the fine-tuned model of `verified/<policy_id>.pt`), `ptq` (the
-    calibrated post-training model), None: `qat` where the run holds that file, else `ptq`."""
+    calibrated post-training model), None: `qat` where the run holds that file, else `ptq`.
+    `onnx_form`: `integer` or `qdq` (hwq.export.onnx_integer)."""
     from hwq.progress import step
 
     if fmt not in FORMATS:
@@ -82,13 +85,15 @@ def export_run(
                             "file": str(out)}
     if fmt == "onnx":
         step("exporting ONNX (opset %d)", opset)
-        desc = export_onnx_model(qmodel, x[:1], out, opset=opset)
+        desc = export_onnx_model(qmodel, x[:1], out, opset=opset, form=onnx_form)
         got = onnx_logits(out, x)
         diff = float(np.abs(got - ref.numpy()).max())
         agree = float((got.argmax(1) == ref.numpy().argmax(1)).mean())
         info.update(
             opset=desc["opset"],
             qdq=", ".join(f"{k}: {v}" for k, v in desc["qdq"].items()),
+            onnx_form=desc["form"],
+            integer_layers=", ".join(f"{k}: {v}" for k, v in desc["integer_layers"].items()),
             test_images=int(len(x)),
             max_abs_logit_diff=diff,
             argmax_agreement=agree,

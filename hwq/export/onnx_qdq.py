@@ -35,6 +35,7 @@ import numpy as np
 
 from hwq.errors import UserError
 from hwq.export.model import layer_qparams
+from hwq.export.onnx_integer import DEFAULT_FORM, FORMS, integer_layers, is_integer_layer
 
 DEFAULT_OPSET = 21
 
@@ -73,9 +74,12 @@ def export_onnx_model(
     out: str | os.PathLike[str],
     *,
     opset: int = DEFAULT_OPSET,
+    form: str = DEFAULT_FORM,
 ) -> dict[str, Any]:
-    """Write the calibrated fake-quant model `qmodel` as a QDQ ONNX graph (see the module doc);
-    returns a description (QDQ pairs, containers)."""
+    """Write the calibrated fake-quant model `qmodel` as an ONNX graph (see the module doc) in
+    `form` `integer` (layers with quantized weights and inputs as integer kernels,
+    `hwq.export.onnx_integer`) or `qdq`; returns a description (QDQ pairs, containers, the
+    number of layers of each integer form, the requantized layers)."""
     import io
 
     import onnx
@@ -84,6 +88,8 @@ def export_onnx_model(
 
     from hwq.quant.apply import quant_layers
 
+    if form not in FORMS:
+        raise UserError(f"ONNX form: expected one of {', '.join(FORMS)}, found {form!r}")
     if opset < 13:
         raise UserError(f"--opset: per-channel QDQ needs opset 13 or later, found {opset}")
     layers = quant_layers(qmodel)
@@ -117,6 +123,7 @@ def export_onnx_model(
     new_nodes: list[Any] = []
     done: set[str] = set()
     counts: Counter[str] = Counter()
+    layer_of_node: dict[str, str] = {}
     for node in graph.node:
         if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) >= 2:
             wname = source(node.input[1])
@@ -133,10 +140,13 @@ def export_onnx_model(
             if node.op_type == "MatMul":
                 raise UserError(f"ONNX export: layer {lname}: linear layers on >2-d inputs")
             p = params[lname]
+            layer_of_node[node.name] = lname
+            # integer kernels take 8-bit containers only
+            cont_opset = 0 if form == "integer" and is_integer_layer(p) else graph_opset(model)
             # activation: [Clip] -> QuantizeLinear -> DequantizeLinear on this layer's input
             if "act_scale" in p:
                 a, qmax = p["a_bits"], p["act_qmax"]
-                dtype, tname = _container(a, False, graph_opset(model))
+                dtype, tname = _container(a, False, cont_opset)
                 s, zp = np.float32(p["act_scale"]), p["act_zero_point"]
                 x = node.input[0]
                 pre = f"{lname}.input"
@@ -196,7 +206,7 @@ def export_onnx_model(
             if "weight_scale" in p and lname not in done:
                 wint = p["weight_int"].numpy().astype(np.int32)
                 scale = p["weight_scale"].numpy().astype(np.float32)
-                dtype, tname = _container(p["w_bits"], True, graph_opset(model))
+                dtype, tname = _container(p["w_bits"], True, cont_opset)
                 pre = f"{lname}.weight"
                 graph.initializer.extend(
                     [
@@ -234,6 +244,7 @@ def export_onnx_model(
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+    forms = integer_layers(model, layer_of_node, params) if form == "integer" else {}
     model.producer_name = "hwq"
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(out))
@@ -241,6 +252,9 @@ def export_onnx_model(
         "opset": graph_opset(model),
         "qdq": dict(sorted(counts.items())),
         "nodes": len(graph.node),
+        "form": form,
+        "integer_layers": {k: len(v) for k, v in forms.items()},
+        "requantized_layers": list(forms.get("requantized", [])),
     }
 
 

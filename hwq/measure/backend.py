@@ -5,8 +5,8 @@ once (`hwq.measure.timing` times those callables).
 A backend is any object with the `MeasureBackend` protocol, registered by name with
 `register_backend(name, factory)`; the factory takes the `BackendOptions` (threads, and the int8
 form of the single-layer models: `runtime`, as the runtime's own quantizer writes a network, or
-`hwq`, as `hwq export --format onnx` writes it). The shipped backends
-(`hwq.measure.onnxruntime_backend`) register on the first lookup.
+`hwq`, as `hwq export --format onnx` writes a layer it cannot requantize exactly). The shipped
+backends (`hwq.measure.onnxruntime_backend`) register on the first lookup.
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ class MeasureBackend(Protocol):
         """Why it cannot run layers of `op` at `pair` (None: it can)."""
         ...
 
-    def layer_runner(self, shape: LayerShape, pair: tuple[int, int]) -> Runner:
-        """Build the single-layer model of `shape` at `pair`; a callable that runs it once."""
+    def layer_runner(self, shape: LayerShape, pair: tuple[int, int],
+                     int8_form: str | None = None) -> Runner:
+        """Build the single-layer model of `shape` at `pair` (int8 layers in `int8_form`,
+        None: the backend's; `hwq.measure.single_layer`); a callable that runs it once."""
         ...
 
     def empty_runner(self) -> Runner:

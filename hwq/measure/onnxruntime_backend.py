@@ -4,12 +4,13 @@ them and a CUDA GPU is present; otherwise they say so and measure nothing).
 
 Sessions run with `intra_op_num_threads` = `inter_op_num_threads` = the backend's threads
 (`--threads`), sequential execution, all graph optimizations. Pairs: `32x32` (fp32), `8x8`
-(int8 QDQ: with `int8_form` `runtime` the output is requantized as
-onnxruntime's quantize_static writes a network, which onnxruntime fuses into its integer kernels;
-with `hwq` the output stays float as in hwq's own export) and `4x32` (MatMulNBits, linear
-layers only); `hwq.measure.single_layer` builds them. On x86 CPUs the int8 activations are
-uint8: onnxruntime's integer GEMM (MLAS) multiplies u8 activations by s8 weights there
-(`vpmaddubsw` on AVX2, `vpdpbusd` with VNNI); elsewhere int8.
+(int8: with `int8_form` `runtime` in QDQ form with the output requantized, as
+onnxruntime's quantize_static writes a network, which onnxruntime fuses into QLinearConv /
+QGemm; with `hwq` as ConvInteger / MatMulInteger u8 x u8 with a float output, as hwq's own
+export writes a layer it cannot requantize exactly, `hwq.export.onnx_integer`) and `4x32`
+(MatMulNBits, linear layers only); `hwq.measure.single_layer` builds them. On x86 CPUs the
+`runtime` form's int8 activations are uint8: onnxruntime's integer GEMM (MLAS) multiplies u8
+activations by s8 weights there (`vpmaddubsw` on AVX2, `vpdpbusd` with VNNI); elsewhere int8.
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ class OnnxRuntimeBackend:
         source = str(model) if isinstance(model, str | Path) else model.SerializeToString()
         return ort.InferenceSession(source, opts, providers=[self.provider])
 
-    def layer_runner(self, shape: LayerShape, pair: tuple[int, int]) -> Callable[[], object]:
-        sess = self.session(build_model(shape, pair, self.activation, self.int8_form))
+    def layer_runner(self, shape: LayerShape, pair: tuple[int, int],
+                     int8_form: str | None = None) -> Callable[[], object]:
+        sess = self.session(build_model(shape, pair, self.activation,
+                                        int8_form or self.int8_form))
         feeds = example_feeds(shape, [i.name for i in sess.get_inputs()])
         return lambda: sess.run(None, feeds)
 
@@ -118,10 +121,12 @@ class OnnxRuntimeBackend:
             "session": ("intra_op_num_threads = inter_op_num_threads = threads, sequential "
                         "execution, all graph optimizations"),
             "int8": (f"QDQ, weights s8 per output channel, activations "
-                     f"{'u8' if self.activation == 'uint8' else 's8'} per tensor, "
-                     + ("the output requantized (as onnxruntime's quantize_static writes "
-                        "it: integer kernels)" if self.int8_form == "runtime" else
-                        "the output float (as hwq export --format onnx writes it)")),
+                     f"{'u8' if self.activation == 'uint8' else 's8'} per tensor, the output "
+                     "requantized (as onnxruntime's quantize_static writes it: QLinearConv)"
+                     if self.int8_form == "runtime" else
+                     "ConvInteger / MatMulInteger, u8 activations x u8 weights (zero point "
+                     "128), the output float, scaled per channel (as hwq export --format onnx "
+                     "writes a layer it does not requantize)"),
         }
 
 

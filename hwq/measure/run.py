@@ -20,6 +20,7 @@ from hwq.errors import UserError
 from hwq.measure import profile_writer as pw
 from hwq.measure.backend import MeasureBackend, get_backend
 from hwq.measure.end_to_end import (
+    INT8,
     NetworkCase,
     export_hwq,
     export_quantize_static,
@@ -146,6 +147,7 @@ def measure(
         print(f"hwq: skipped: {s['shape']} at W{s['w_bits']}A{s['a_bits']}: {s['reason']}",
               file=sys.stderr)
     pw.write_rows(out / pw.SKIPPED, skipped, pw.SKIPPED_COLUMNS)
+    mix = _hwq_form_mix(backend, graph, module, example, todo)
     step("measuring %d layer shape(s) x pair(s) with %s (%d resumed)", len(todo), runtime_label,
          resumed)
     overhead = time_interleaved([backend.empty_runner()], layer_timing, ROUNDS)[0]
@@ -154,8 +156,10 @@ def measure(
     with progress(f"measuring layers ({backend.name})", total=len(todo)) as bar:
         for start in range(0, len(todo), LAYER_GROUP):
             group = todo[start:start + LAYER_GROUP]
-            runners = [backend.layer_runner(shape, pair) for shape, pair in group]
-            timings = time_interleaved(runners, layer_timing, ROUNDS)
+            runners, calls = zip(*(_layer_runner(backend, shape, pair, mix)
+                                   for shape, pair in group))
+            timings = [_per_call(t, n) for t, n in
+                       zip(time_interleaved(list(runners), layer_timing, ROUNDS), calls)]
             for (shape, pair), t in zip(group, timings):
                 rows.append({**dict(zip(pw.KEY_COLUMNS, (*shape.key(), *pair))),
                              "latency_s": max(t.value(statistic) - run_s, 0.0),
@@ -181,6 +185,12 @@ def measure(
         f"{LAYER_GROUP - 1} other layers, {clock} clock; latency_s = the {statistic} of the runs "
         "less overhead_s, the same figure of an empty model's run (median_s, p10_s and "
         "spread = interquartile range / median in measured.csv)")
+    if mix:
+        record["int8_forms"] = (
+            "8x8 rows of shapes whose layers hwq's export requantizes at uniform int8 "
+            "(QLinearConv, u8 x u8) time that form and the integer form in the ratio of their "
+            f"layers ({sum(r for r, _ in mix.values())} requantized layer(s) in "
+            f"{len(mix)} shape(s))")
     if skipped:
         record["skipped"] = f"{len(skipped)} shape x pair(s) the runtime cannot run: {pw.SKIPPED}"
     description = f"{model} layers measured with {runtime_label} on {pw.cpu_model()}"
@@ -230,6 +240,52 @@ def measure(
     pw.write_rows(out / pw.END_TO_END, result.end_to_end.to_dict("records"),
                   pw.END_TO_END_COLUMNS)
     return result
+
+
+def _hwq_form_mix(backend: MeasureBackend, graph: Any, module: Any, example: Any,
+                  todo: list[tuple[Any, tuple[int, int]]]) -> dict[tuple[Any, ...],
+                                                                   tuple[int, int]]:
+    """For `--int8-form hwq`: shape key -> (layers hwq's export requantizes, layers it runs in
+    the integer form) at uniform int8, for the shapes still to measure at 8x8 that have a
+    requantized layer (empty without a module or another form)."""
+    from hwq.measure.end_to_end import requantized_at_uniform_int8
+    from hwq.measure.shapes import graph_shapes
+
+    if backend.int8_form != "hwq" or module is None or not any(p == INT8 for _, p in todo):
+        return {}
+    if set(graph.frame["op"]) - {"conv", "linear"}:
+        return {}
+    requantized = set(requantized_at_uniform_int8(module, example, list(graph.names)))
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    for name, shape in zip(graph.names, graph_shapes(graph)):
+        counts.setdefault(shape.key(), [0, 0])[0 if name in requantized else 1] += 1
+    return {key: (r, i) for key, (r, i) in counts.items() if r}
+
+
+def _layer_runner(backend: MeasureBackend, shape: Any, pair: tuple[int, int],
+                  mix: Mapping[tuple[Any, ...], tuple[int, int]]) -> tuple[Any, int]:
+    """(a callable, the layer runs it makes): one run of the layer, or for a shape in `mix` at
+    8x8, r runs of its requantized form and i of its integer form."""
+    if pair != INT8 or shape.key() not in mix:
+        return backend.layer_runner(shape, pair), 1
+    r, i = mix[shape.key()]
+    fused = backend.layer_runner(shape, pair, "hwq-requantized")
+    plain = backend.layer_runner(shape, pair, "hwq") if i else None
+
+    def run() -> None:
+        for _ in range(r):
+            fused()
+        for _ in range(i):
+            plain()  # type: ignore[misc]
+
+    return run, r + i
+
+
+def _per_call(t: Any, calls: int) -> Any:
+    """A Timing of `calls` layer runs as the Timing of one (their mean)."""
+    if calls == 1:
+        return t
+    return replace(t, median_s=t.median_s / calls, p10_s=t.p10_s / calls)
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -21,6 +21,7 @@ class FakeBackend:
         self.threads = threads
         self.int8_form = int8_form
         self.built: list[tuple[LayerShape, tuple[int, int]]] = []
+        self.forms: list[str] = []  # the int8 form each model was built in
 
     def unavailable(self) -> str | None:
         return None
@@ -32,9 +33,12 @@ class FakeBackend:
             return f"fake has no {op} kernel at W{pair[0]}A{pair[1]}"
         return None
 
-    def layer_runner(self, shape: LayerShape, pair: tuple[int, int]):
-        model = build_model(shape, pair, int8_form=self.int8_form)  # checked by onnx.checker
+    def layer_runner(self, shape: LayerShape, pair: tuple[int, int],
+                     int8_form: str | None = None):
+        form = int8_form or self.int8_form
+        model = build_model(shape, pair, int8_form=form)  # checked by onnx.checker
         self.built.append((shape, pair))
+        self.forms.append(form)
         return lambda: model
 
     def empty_runner(self):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torch import nn
 
 from hwq.errors import UserError
 from hwq.measure.run import measure
@@ -113,3 +115,39 @@ def test_cpu_clock_needs_one_thread(tmp_path):
                      backend=FakeBackend(threads=2), layer_timing=FAST)
     table = pd.read_csv(result.out_dir / "measured.csv")
     assert set(table.statistic) == {"median wall int8:runtime"}
+
+
+class Chain(nn.Module):
+    """c1 -> relu -> c2 -> relu -> c3 -> flatten -> fc: hwq's int8 export requantizes c1 and
+    c2 (each output feeds only the next layer's quantizer), not c3 (a Flatten reads it) nor fc
+    (the logits); c2 and c3 share a shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.c3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(torch.flatten(self.c3(y), 1))
+
+
+def test_hwq_form_times_each_shape_as_the_export_runs_its_layers(tmp_path):
+    """`--int8-form hwq`: a shape's 8x8 row times the requantized form (QLinearConv) and the
+    integer form in the ratio of the layers hwq's uniform int8 export gives each."""
+    pytest.importorskip("onnxruntime")
+    backend = FakeBackend(int8_form="hwq")
+    result = measure("tests.measure.test_measure_fake:Chain", tmp_path / "m", bits="8x8",
+                     input_shape="1,3,8,8", end_to_end=False, backend=backend,
+                     layer_timing=FAST)
+    built = {}
+    for (shape, _pair), form in zip(backend.built, backend.forms):
+        built.setdefault((shape.in_channels, shape.op), []).append(form)
+    assert built == {(3, "conv"): ["hwq-requantized"],  # c1
+                     (8, "conv"): ["hwq-requantized", "hwq"],  # c2, c3
+                     (512, "linear"): ["hwq"]}  # fc
+    assert result.measured == 3
+    assert "2 requantized layer(s) in 2 shape(s)" in load_profile(result.profile).get(
+        "measurement.int8_forms")

@@ -84,13 +84,21 @@ def test_gpu_providers_skip_cleanly_without_a_gpu():
         get_backend("onnxruntime-tensorrt")
 
 
-def test_hwq_int8_form_keeps_the_output_float():
-    runtime = build_model(CONV, (8, 8), int8_form="runtime")
-    hwq = build_model(CONV, (8, 8), int8_form="hwq")
+@pytest.mark.parametrize("shape", [CONV, LINEAR, TOKENS, MATMUL])
+def test_hwq_int8_form_is_the_exports_integer_form(shape):
+    """`--int8-form hwq`: the layer as hwq's export writes a layer it does not requantize:
+    one QuantizeLinear per input, ConvInteger / MatMulInteger on uint8, the float output
+    scaled per channel (hwq.export.onnx_integer)."""
+    runtime = build_model(shape, (8, 8), int8_form="runtime")
+    hwq = build_model(shape, (8, 8), int8_form="hwq")
     count = lambda m, op: sum(n.op_type == op for n in m.graph.node)  # noqa: E731
-    assert (count(runtime, "QuantizeLinear"), count(hwq, "QuantizeLinear")) == (2, 1)
-    assert hwq.graph.node[-1].op_type == "Conv"
+    inputs = 2 if shape.op == "matmul" else 1
+    assert (count(runtime, "QuantizeLinear"), count(hwq, "QuantizeLinear")) == (inputs + 1,
+                                                                                inputs)
+    integer = "ConvInteger" if shape.op == "conv" else "MatMulInteger"
+    assert [n.op_type for n in hwq.graph.node][inputs:] == [integer, "Cast", "Mul", "Add"]
+    assert {t.data_type for t in hwq.graph.initializer if t.name == "w"} <= {2}  # UINT8
     backend = get_backend("onnxruntime", int8_form="hwq")
     sess = backend.session(hwq)
-    out = sess.run(None, example_feeds(CONV, ["x"]))[0]
-    assert list(out.shape) == output_shape(CONV)
+    out = sess.run(None, example_feeds(shape, [i.name for i in sess.get_inputs()]))[0]
+    assert list(out.shape) == output_shape(shape) and np.isfinite(out).all()
