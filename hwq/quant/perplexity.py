@@ -14,6 +14,9 @@ id. A layer graph's matmul rows (attention's products of two activations) are no
 `module_pairs` accepts them only unquantized (both widths >= 16) and drops them, and
 `matmul_pins` pins them there in a search. Calibration and evaluation run on one intra-op
 thread, so perplexities do not depend on the thread count.
+
+`perplexity_objective(model, split="test")` measures on the test batches, which no search
+sees: how a front's policies are re-measured on held-out text.
 """
 
 from __future__ import annotations
