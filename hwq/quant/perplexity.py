@@ -14,6 +14,9 @@ id. A layer graph's matmul rows (attention's products of two activations) are no
 `module_pairs` accepts them only unquantized (both widths >= 16) and drops them, and
 `matmul_pins` pins them there in a search. Calibration and evaluation run on one intra-op
 thread, so perplexities do not depend on the thread count.
+
+`perplexity_objective(model, split="test")` measures on the test batches, which no search
+sees: how a front's policies are re-measured on held-out text.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from hwq.quant.apply import WEIGHT_MODULES, apply_policy, calibrate, quantizable
 from hwq.quant.fake_quant import UNQUANTIZED
 from hwq.quant.ptq import CachedPTQObjective
 from hwq.torch_threads import one_thread
+
+EVAL_SPLITS = ("val", "test")  # what perplexity_objective measures on (a search: val)
 
 
 def logits_of(model: Any, x: Tensor) -> Tensor:
@@ -181,14 +186,21 @@ def perplexity_objective(
     seed: int = 0,
     calib_batches: int = 4,
     layer_names: Sequence[str] | None = None,
+    split: str = "val",
 ) -> PTQPerplexity:
     """The `perplexity` objective of a named causal LM: PTQ perplexity on its validation
-    batches (a zoo model that comes trained, or `--weights` with `--data`)."""
+    batches (a zoo model that comes trained, or `--weights` with `--data`). `split="test"`
+    measures on the test batches instead, which no search sees: what re-measures a front's
+    policies on held-out text (the calibration batches are the same)."""
     from hwq.trained import calibration_batches, load_trained
 
-    net, (train, val, _test), _ = load_trained(
+    if split not in EVAL_SPLITS:
+        raise UserError(f"perplexity: split must be one of {', '.join(EVAL_SPLITS)}, found "
+                        f"{split!r}")
+    net, (train, val, test), _ = load_trained(
         model, weights=weights, data=data, model_args=model_args, seed=seed,
         objective="perplexity",
     )
     calib = calibration_batches(model, data, train, calib_batches)
-    return PTQPerplexity(net, calib, val, calib_batches=calib_batches, layer_names=layer_names)
+    return PTQPerplexity(net, calib, val if split == "val" else test,
+                         calib_batches=calib_batches, layer_names=layer_names)

@@ -20,3 +20,11 @@ def tinylm_ppl(tinylm_trained):
     from hwq.quant.perplexity import perplexity_objective
 
     return perplexity_objective("tinylm")
+
+
+@pytest.fixture(scope="session")
+def tinylm_test_ppl(tinylm_trained):
+    """The same evaluator on tinylm's test windows (held out from any search)."""
+    from hwq.quant.perplexity import perplexity_objective
+
+    return perplexity_objective("tinylm", split="test")
