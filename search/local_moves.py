@@ -248,26 +248,34 @@ class LocalImprover:
         """The model has seen at least twice as many policies as it has columns."""
         return self.usable and self.model.rows >= 2 * self.model.columns
 
-    def observe(self, C: np.ndarray, F: np.ndarray, G: np.ndarray, feasible: np.ndarray) -> None:
+    def observe(
+        self, C: np.ndarray, F: np.ndarray, G: np.ndarray, feasible: np.ndarray
+    ) -> np.ndarray:
         """One evaluated batch: choices C [n, groups], objectives F [n, m] (minimised),
-        constraint values G [n, q] (<= 0 met), feasibility [n]."""
+        constraint values G [n, q] (<= 0 met), feasibility [n]. Returns which rows entered
+        the archive [n] (a new objective vector that no evaluated policy dominates)."""
         Y = np.concatenate([np.asarray(F, np.float64), np.asarray(G, np.float64)], axis=1)
         if self.usable:
             self.model.add(C, Y)
-        self._update_archive(C, Y, feasible)
+        return self._update_archive(C, Y, feasible)
 
-    def _update_archive(self, C: np.ndarray, Y: np.ndarray, feasible: np.ndarray) -> None:
+    def _update_archive(self, C: np.ndarray, Y: np.ndarray, feasible: np.ndarray) -> np.ndarray:
         a = self.archive
         keep = np.asarray(feasible, bool) & np.all(Y[:, : self.n_obj] < BAD, axis=1)
+        entered = np.zeros(len(C), dtype=bool)
         if not keep.any():
-            return
+            return entered
+        old = len(a)
         allC = np.concatenate([a.C, np.asarray(C, np.int64)[keep]])
         allY = np.concatenate([a.F, Y[keep]])
         _, first = np.unique(allY[:, : self.n_obj], axis=0, return_index=True)
-        first = np.sort(first)
+        first = np.sort(first)  # the archive's rows first: a repeated vector is not new
         allC, allY = allC[first], allY[first]
         nd = nondominated_mask(allY[:, : self.n_obj])
         a.C, a.F = allC[nd], allY[nd]
+        rows = first[nd]
+        entered[np.flatnonzero(keep)[rows[rows >= old] - old]] = True
+        return entered
 
     def propose(self, n: int, rng: np.random.Generator, is_new) -> np.ndarray:
         """Up to n new choice vectors [<= n, groups]: the best predicted moves first, then

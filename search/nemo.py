@@ -18,23 +18,33 @@ The population (`pop_size`, the total over species) is split into structurally d
    crowding distance;
 5. each species' share of that first front is scored with the R2 indicator against the ideal
    point (objectives normalised to [0, 1] over the pool's feasible members; Das-Dennis weight
-   vectors; an empty share scores 1.0, the worst); utility v = 1 - R2;
-6. species are resized by UCB on that utility (after CERL's rule): v is rescaled to [0, 1] over
-   the species (best 1, worst 0), ``ucb_s = v_s + ucb_c * sqrt(ln(sum_k y_k) / y_s)`` with y_s
-   the evaluations spent on species s so far, and the population less the next generation's
-   local moves is shared out as `min_size` each plus the rest in proportion to ucb (largest
-   remainder, deterministic where CERL samples a roulette wheel). CERL normalises v by its sum,
-   which with five species lets the exploration term swamp the utility and freezes the sizes;
-   the range rescaling keeps sizes following R2. `fixed_sizes` keeps equal sizes (ablation);
+   vectors; an empty share scores 1.0, the worst) and reported (`r2`);
+6. species are resized by UCB (after CERL's rule) on a utility v: by default (`utility`
+   ``yield``) the share of the species' evaluated children that entered the archive (a new
+   objective vector no evaluated policy dominates), counts discounted by `discount` a
+   generation (discounted UCB, Garivier & Moulines 2011); ``share`` (v = 1 - R2) and
+   ``contribution`` score what a species holds, survivors included, so a species living on
+   old front members kept its slots while adding nothing (digits, 100 x 50: direct-floor held
+   ~18 of 100 slots for 15 generations and none of its ~200 children entered the archive;
+   NEMO's median hypervolume at 5,000 fell behind NSGA-II's). v is rescaled to [0, 1] over
+   the species (best 1, worst 0), ``ucb_s = v_s + ucb_c * sqrt(ln(sum_k y_k) / y_s)`` with
+   y_s the (discounted) evaluations of species s, and the population less the next
+   generation's local moves is shared out as `min_size` each plus the rest in proportion to
+   ucb (largest remainder, deterministic where CERL samples a roulette wheel). CERL normalises
+   v by its sum, which with five species lets the exploration term swamp the utility and
+   freezes the sizes; the range rescaling keeps sizes following v. `fixed_sizes` keeps equal
+   sizes (ablation);
 7. each species keeps its best `alloc[s]` members by the global order (local moves are not
    members of any species: what they find lives on in the archives).
 
 Two hwq extensions (NEMO is silent about both):
 
 * migrants (`migrants`, 0 turns it off): each generation a direct species also draws `migrants`
-  members of other species' first front into its parents (their decisions are exactly
-  representable as direct genes), so that SBX and polynomial mutation can refine what the GNN
-  species found; GNN species breed only from their own members;
+  members of the archive (every non-dominated policy evaluated, found by any species or local
+  move; binary tournaments on crowding distance) into its parents, ranked first (their
+  decisions are exactly representable as direct genes), so that SBX and polynomial mutation
+  refine what the GNN species and the local moves found; GNN species breed only from their
+  own members;
 * local improvement of the archive (`local`, `--no-local` turns it off): once its additive model
   has seen twice as many policies as it has (group, choice) values, `local_share` of every
   generation are the best predicted single-layer moves and swaps of archive members. On table
@@ -62,9 +72,22 @@ from pymoo.core.population import Population
 
 from hwq.errors import UserError
 from hwq.search.algorithm_base import CheckpointSafe
-from hwq.search.indicators import front_stats, order_by_rank, r2_indicator, weight_vectors
+from hwq.search.indicators import (
+    front_stats,
+    order_by_rank,
+    r2_indicator,
+    rank_and_crowding,
+    weight_vectors,
+)
 from hwq.search.local_moves import LocalImprover
-from hwq.search.species import ALL_SPECIES, Species, SpeciesParams, make_species, parse_species
+from hwq.search.species import (
+    ALL_SPECIES,
+    Species,
+    SpeciesParams,
+    make_species,
+    parse_species,
+    tournament,
+)
 
 
 @dataclass
@@ -75,11 +98,21 @@ class NemoParams:
     fixed_sizes: bool = False  # ablation: equal species sizes, no UCB
     min_size: int = 1  # smallest species size (a species of one still mutates; 2 was tried:
     # median digits hypervolume 1.1654 vs 1.1730 with 1, benchmarks/search_quality.py seeds 0-4)
-    migrants: int = 4  # front members of other species joining a direct species' parents
-    # each generation (an hwq extension: direct species refine what the GNNs found; 0 = off)
+    migrants: int = 8  # archive members joining a direct species' parents each generation
+    # (an hwq extension: direct species refine what the GNNs and the local moves found; 0 =
+    # off). Drawn from other species' first front in the population before, the local moves'
+    # finds (most of the digits front at 5,000: 66-88 of ~115 points) never bred, and the front's
+    # cheap corner (accuracy < 0.5) stayed thin: NSGA-II's lead there was 70-90 % of its
+    # hypervolume lead
     ucb_c: float = 0.1  # UCB exploration coefficient (0.5 tried: budget followed R2 too slowly)
-    utility: str = "share"  # share: 1 - R2 of the species' share of the front; contribution:
-    # how much R2 worsens without the species' front members
+    utility: str = "yield"  # yield: the discounted share of the species' children that entered
+    # the archive; share: 1 - R2 of the species' share of the front; contribution: how much R2
+    # worsens without the species' front members (share and contribution score the members a
+    # species holds, survivors included, not what it adds: on digits at 100 x 50 direct-floor
+    # kept ~18 of 100 slots for 15 generations on old front members while none of its ~200
+    # children entered the archive)
+    discount: float = 0.8  # yield: weight of a generation's counts one generation later
+    # (discounted UCB, Garivier & Moulines 2011: a species' worth changes as the front fills)
     r2_weights: int = 100  # about this many Das-Dennis weight vectors for R2
     local: bool = True  # False (--no-local): no model-guided moves; repeats are replaced by
     # random single-layer moves of archive members
@@ -160,6 +193,9 @@ class NEMO(CheckpointSafe, Algorithm):
         s = len(self.species_list)
         self.alloc = allocate(self.pop_size, np.ones(s), self.min_size)
         self.evals = np.zeros(s, dtype=np.int64)
+        self.hits = np.zeros(s)  # discounted children that entered the archive, per species
+        self.pulls = np.zeros(s)  # discounted children evaluated, per species
+        self.entered = np.zeros(s + 1, dtype=np.int64)  # the last batch's, species then local
         self.seen: set[bytes] = set()
         self.key_dtype = np.uint8 if int(np.max(problem.xu, initial=0)) < 256 else np.int64
         self.weights = weight_vectors(problem.n_obj, p.r2_weights)
@@ -257,10 +293,9 @@ class NEMO(CheckpointSafe, Algorithm):
 
     def _parents(self, s: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Species s's parents (genomes) and their order positions; a direct species also
-        draws `migrants` first-front members of the other species."""
+        draws `migrants` archive members (`_migrants`)."""
         sp_of = self.pop.get("species").astype(np.int64)
         pos = self.pop.get("order_pos").astype(np.int64)
-        rank = self.pop.get("rank").astype(np.int64)
         mine = np.flatnonzero(sp_of == s)
         if not len(mine):
             return None, None
@@ -268,14 +303,26 @@ class NEMO(CheckpointSafe, Algorithm):
         order = pos[mine]
         sp = self.species_list[s]
         if self.params.migrants > 0 and not sp.is_gnn:
-            others = np.flatnonzero((sp_of != s) & (rank == 0))
-            if len(others):
-                k = min(self.params.migrants, len(others))
-                pick = np.sort(self.random_state.choice(others, size=k, replace=False))
-                genes = sp.genes_of(self.pop.get("X")[pick])
-                parents = np.concatenate([parents, genes])
-                order = np.concatenate([order, pos[pick]])
+            X = self._migrants(self.params.migrants)
+            if len(X):
+                parents = np.concatenate([parents, sp.genes_of(X)])
+                # archive members are in the first front of every evaluation: ranked first
+                order = np.concatenate([order, np.zeros(len(X), dtype=np.int64)])
         return parents, order
+
+    def _migrants(self, k: int) -> np.ndarray:
+        """Decisions of k archive members (the local improvement's archive: every feasible,
+        mutually non-dominated policy evaluated, whichever species or local move found it),
+        each the winner of a binary tournament on crowding distance (the front's sparse parts
+        and extremes first)."""
+        a = self.local.archive
+        if not len(a):
+            return np.zeros((0, self.problem.n_var), dtype=np.int64)
+        _, crowd = rank_and_crowding(a.F[:, : self.problem.n_obj], np.zeros(len(a)))
+        by_crowd = np.empty(len(a), dtype=np.int64)
+        by_crowd[np.argsort(-crowd, kind="stable")] = np.arange(len(a))
+        pick = tournament(by_crowd, k, self.random_state)
+        return self.problem.encoding.X_from_choice_index(a.C[pick])
 
     def _offspring(self, first: bool) -> Population:
         """One generation's candidates: every species' children, then the local moves; a
@@ -323,11 +370,14 @@ class NEMO(CheckpointSafe, Algorithm):
         self._select(Population.merge(self.pop, infills))
 
     def _observe(self, batch: Population) -> None:
-        """Feed an evaluated batch to the local improvement (its model and archive)."""
+        """Feed an evaluated batch to the local improvement (its model and archive); count,
+        per species, the candidates that entered the archive."""
         G = np.asarray(batch.get("G"), dtype=np.float64).reshape(len(batch), -1)
         CV = batch.get("CV").astype(np.float64).reshape(-1)
-        self.local.observe(self.problem.encoding.choice_index(batch.get("X")),
-                           batch.get("F").astype(np.float64), G[:, :-1], CV <= 0)
+        entered = self.local.observe(self.problem.encoding.choice_index(batch.get("X")),
+                                     batch.get("F").astype(np.float64), G[:, :-1], CV <= 0)
+        sp = batch.get("species").astype(np.int64)
+        self.entered = np.bincount(sp[entered], minlength=len(self.species_list) + 1)
 
     def _note(self, pop: Population) -> None:
         for x in pop.get("X"):
@@ -366,7 +416,12 @@ class NEMO(CheckpointSafe, Algorithm):
         newest = n_gen == gen_max
         produced = np.array([int(((sp_of == s) & newest).sum()) for s in range(s_count)])
         self.evals += produced
-        if p.utility == "contribution":
+        self.hits = p.discount * self.hits + self.entered[:s_count]
+        self.pulls = p.discount * self.pulls + produced
+        if p.utility == "yield":
+            util = archive_yield(self.hits, self.pulls)
+            ucb = ucb_of(util, self.pulls, p.ucb_c)
+        elif p.utility == "contribution":
             whole_r2 = r2_indicator(Fn[front], self.weights)
             util = np.array(
                 [
@@ -376,7 +431,8 @@ class NEMO(CheckpointSafe, Algorithm):
             )
         else:
             util = 1.0 - r2
-        ucb = ucb_of(util, self.evals, p.ucb_c)
+        if p.utility != "yield":
+            ucb = ucb_of(util, self.evals, p.ucb_c)
         # the next generation's local moves, once the local improvement's model is ready
         self.n_local = 0
         if p.local and self.local.ready and p.local_share > 0:
@@ -421,9 +477,21 @@ def species_summary(params: NemoParams) -> str:
     return ", ".join(params.species) + (" (fixed sizes)" if params.fixed_sizes else "")
 
 
+def archive_yield(hits: np.ndarray, pulls: np.ndarray) -> np.ndarray:
+    """Per species, the (discounted) share of its evaluated children that entered the archive;
+    a species without children yet scores as well as the best (it is tried, not starved)."""
+    hits = np.asarray(hits, dtype=np.float64)
+    pulls = np.asarray(pulls, dtype=np.float64)
+    seen = pulls > 1e-9
+    rate = np.divide(hits, pulls, out=np.zeros_like(hits), where=seen)
+    best = rate[seen].max() if seen.any() else 1.0
+    return np.where(seen, rate, best)
+
+
 def ucb_of(utility: np.ndarray, evals: np.ndarray, c: float) -> np.ndarray:
     """UCB score per species: the utility rescaled to [0, 1] over the species (best 1, worst 0;
-    all 1 when equal) plus ``c * sqrt(ln(total evaluations) / evaluations of the species)``."""
+    all 1 when equal) plus ``c * sqrt(ln(total evaluations) / evaluations of the species)``
+    (evaluations may be discounted counts; below one they count as one)."""
     v = np.asarray(utility, dtype=np.float64)
     span = v.max() - v.min()
     v = (v - v.min()) / span if span > 0 else np.ones_like(v)

@@ -7,8 +7,8 @@ import pytest
 
 from hwq.search.encoding import Encoding
 from hwq.search.indicators import nondominated_mask, r2_indicator, weight_vectors
-from hwq.search.nemo import allocate, ucb_of
-from hwq.search.species import SpeciesParams, make_species, parse_species
+from hwq.search.nemo import allocate, archive_yield, ucb_of
+from hwq.search.species import ALL_SPECIES, SpeciesParams, make_species, parse_species
 
 from .conftest import DEVICE, HAWQ18
 
@@ -97,6 +97,35 @@ def test_allocation_follows_utility():
     assert list(allocate(10, np.ones(5), 2)) == [2, 2, 2, 2, 2]
 
 
+def test_archive_yield_and_discounted_ucb():
+    # a species without children yet scores as the best one; rates are hits / pulls
+    v = archive_yield(np.array([2.0, 0.0, 0.0]), np.array([10.0, 5.0, 0.0]))
+    assert v.tolist() == [0.2, 0.0, 0.2]
+    # discounted counts below one count as one evaluation in the exploration term
+    ucb = ucb_of(np.array([0.2, 0.0, 0.1]), np.array([10.0, 0.5, 4.0]), 0.1)
+    total = 10.0 + 1.0 + 4.0
+    want = np.array([1.0, 0.0, 0.5]) + 0.1 * np.sqrt(np.log(total) / np.array([10.0, 1.0, 4.0]))
+    assert np.allclose(ucb, want, rtol=0, atol=1e-12)
+
+
+def _entered_by_hand(cands, objectives):
+    """Per candidate, whether it entered the archive: feasible, a new objective vector, and
+    not dominated by any candidate evaluated up to its generation (those before it in its
+    batch included)."""
+    F = cands[objectives].to_numpy(dtype=float)
+    feasible = cands["feasible"].to_numpy()
+    out = np.zeros(len(cands), bool)
+    for g in sorted(cands["generation"].unique()):
+        upto = np.flatnonzero((cands["generation"] <= g).to_numpy() & feasible)
+        for i in np.flatnonzero((cands["generation"] == g).to_numpy() & feasible):
+            others = F[upto[upto != i]]
+            earlier = upto[upto < i]
+            dominated = ((others <= F[i]).all(axis=1) & (others < F[i]).any(axis=1)).any()
+            repeat = (F[earlier] == F[i]).all(axis=1).any()
+            out[i] = not dominated and not repeat
+    return out
+
+
 def test_nemo_search_species_mechanics(tmp_path, r18_layers):
     import hwq.search as hs
 
@@ -126,14 +155,27 @@ def test_nemo_search_species_mechanics(tmp_path, r18_layers):
     sp = every[every["species"] != "local"]
     # every species contributes to the front in some generation
     assert (sp.groupby("species")["front_members"].max() > 0).all()
-    # sizes change, and after generation 0 the species with the better R2 gets the larger size
+    # sizes change, and follow the UCB score: the discounted share of each species' children
+    # that entered the archive (recomputed here from the candidates) plus the exploration term
     sizes = sp.pivot(index="generation", columns="species", values="size")
     assert sizes.nunique().max() > 1
-    r2 = sp.pivot(index="generation", columns="species", values="r2")
+    order = list(ALL_SPECIES)  # the default species, in their order
+    cands = cands.reset_index(drop=True)
+    entered = _entered_by_hand(cands, ["sensitivity", "bops"])
+    hits, pulls = np.zeros(5), np.zeros(5)
+    ucb = sp.pivot(index="generation", columns="species", values="ucb")[order]
+    for g in sorted(cands["generation"].unique()):
+        mine = cands["generation"] == g
+        made = cands[mine].groupby("species").size().reindex(order, fill_value=0).to_numpy()
+        hit = cands[mine & entered].groupby("species").size().reindex(order, fill_value=0)
+        hits = 0.8 * hits + hit.to_numpy()
+        pulls = 0.8 * pulls + made
+        want = ucb_of(archive_yield(hits, pulls), pulls, 0.1)
+        assert np.allclose(ucb.loc[g].to_numpy(), want, rtol=0, atol=1e-9), g
     agree = [
-        np.corrcoef(-r2.loc[g].to_numpy(), sizes.loc[g + 1].to_numpy())[0, 1]
+        np.corrcoef(ucb.loc[g].to_numpy(), sizes.loc[g + 1, order].to_numpy())[0, 1]
         for g in sizes.index[:-1]
-        if r2.loc[g].std() > 0 and sizes.loc[g + 1].std() > 0
+        if ucb.loc[g].std() > 0 and sizes.loc[g + 1].std() > 0
     ]
     assert np.mean(agree) > 0.3
     # the archive is non-dominated and feasible

@@ -126,6 +126,27 @@ def test_proposals_are_new_and_beyond_the_archive():
     assert not dominated[0]
 
 
+def test_observe_says_which_rows_entered_the_archive():
+    imp = LocalImprover(3, 2, 2, 0)
+    none = np.zeros((0, 0))
+    C = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    F = np.array([[1.0, 3.0], [3.0, 1.0], [2.0, 2.0]])
+    entered = imp.observe(C, F, none.reshape(3, 0), np.ones(3, bool))
+    assert entered.tolist() == [True, True, True]
+    C2 = np.array([[1, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
+    F2 = np.array([
+        [2.0, 2.0],  # repeats an archive vector: not new
+        [0.5, 3.0],  # dominates (1, 3): enters
+        [2.5, 2.5],  # dominated by (2, 2)
+        [1.5, 1.5],  # dominates (2, 2): enters
+        [0.1, 0.1],  # would dominate everything, but infeasible
+    ])
+    feasible = np.array([True, True, True, True, False])
+    entered = imp.observe(C2, F2, np.zeros((5, 0)), feasible)
+    assert entered.tolist() == [False, True, False, True, False]
+    assert sorted(map(tuple, imp.archive.F)) == [(0.5, 3.0), (1.5, 1.5), (3.0, 1.0)]
+
+
 def _hawq_gap(run, hawq_path, ratio: float) -> float:
     import pandas as pd
 
