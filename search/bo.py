@@ -25,7 +25,10 @@ Two modes (`--bo-mode`):
   its nadir, as `benchmarks/search_quality.py` measures hypervolume), the
   run's `--max` limits as outcome constraints; the batch is chosen greedily one policy at a
   time with `optimize_acqf_discrete`, each pick entering the front at its posterior mean
-  (Kriging believer) before the next. Evaluations are deterministic, so the observed front is
+  (Kriging believer) before the next; a pick moves only the front, so each candidate's
+  posterior (one joint posterior of the pool: its mean and covariance diagonal) and its MC
+  samples are computed once per generation (`marginal_samples`), and the greedy is lazy.
+  Evaluations are deterministic, so the observed front is
   exact: the noisy variant (qLogNEHVI) measured 19 s per batch of 20 on 2 objectives and
   564 s on 4 at 100-200 points, against about a second here.
 * ``bomp`` — BOMP-NAS (van Son et al. 2023): UCB (`qUpperConfidenceBound`, beta `ucb_beta`)
@@ -44,9 +47,11 @@ Two modes (`--bo-mode`):
 Every proposal is a deterministic function of the algorithm's state: torch runs with one thread,
 seeded per generation from the algorithm's generator inside `torch.random.fork_rng` (the
 caller's torch RNG state is restored), and the GP is refitted from the pickled evaluations, so
-a run resumed from its checkpoint proposes what the uninterrupted one did. The time spent in the
-surrogate per generation is reported (`generation_timing`, logged as meta.json
-`timing.surrogate_wall_s`).
+a run resumed from its checkpoint proposes what the uninterrupted one did. Nothing in a
+proposal reads the number of generations, so the first B evaluations of a run are those of
+any longer run with the same population and seed (`benchmarks/search_budgets.py --anytime`).
+The time spent in the surrogate per generation is reported (`generation_timing`, logged as
+meta.json `timing.surrogate_wall_s`).
 """
 
 from __future__ import annotations
