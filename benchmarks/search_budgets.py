@@ -14,6 +14,29 @@ document with
 * the evaluations written (meta.json `evaluations`), the wall time and the time per generation
   outside quality evaluation (and, for BO, in its surrogate).
 
+**Anytime cells** (`--anytime rl=50,bo=50`): an algorithm whose first B evaluations do not
+depend on the total budget (BO and RL: nothing in them reads the number of generations; the
+same population and seed give the same first generations) is run once per seed at the largest
+of its budgets with population P, and the cell of each budget B (a multiple of P) is the
+archive of that run's first B evaluations (`first_evaluations_front`: the run's own Pareto
+archive replayed over its first B / P generations; at the largest budget it is the run's
+front, which is checked), with the wall time of the run's set-up plus those generations. Such
+cells carry `anytime` (the "PxG" of the run) and `shape` ("PxB/P"); the JSON says so per cell
+(`anytime_run`: that run, null for a run of its own) and per problem (`anytime`: algorithm ->
+budget -> run). The cells are stored in the same (problem, budget, algorithm, seed) format as
+any other, so they combine with cells of own runs.
+
+**Combining state files** (`--read`, `--drop`, `--finished-only`): cells are read from each
+`--read` file in the order given (each with its `.part*` siblings), then from `--state` (and
+its siblings); a later cell replaces an earlier one with the same key, and `--drop ALGO`
+(or `ALGO@FILE`) ignores an algorithm's cells in the `--read` files (or in that one), so that
+replacing one algorithm's cells is one flag; only `--state` is ever written. E.g. the final
+table from old cells with new BO and RL cells:
+
+    python benchmarks/search_budgets.py --budgets 100,200,500,1000,5000 --max-budget bo=1000 \
+        --read old/D.pkl old/R18.pkl old/R50.pkl --drop rl --drop bo \
+        --state new/rlbo.pkl --finished-only --plot docs/search-budgets.png > table.json
+
 A table of the medians goes to stderr; `--plot PNG` draws median hypervolume with quartiles per
 budget, the median gap to the ILP (mean over the three budgets r) and the median wall time.
 
@@ -89,6 +112,11 @@ def parse_shapes(text: str) -> dict[int, tuple[int, int]]:
     return shapes
 
 
+def parse_anytime(text: str | None) -> dict[str, int]:
+    """"rl=50,bo=50" -> {"rl": 50, "bo": 50}: the population of the one anytime run."""
+    return parse_caps(text)
+
+
 def parse_caps(text: str | None) -> dict[str, int]:
     """"bo=1000" -> {"bo": 1000}: the largest budget an algorithm runs at."""
     caps = {}
@@ -112,28 +140,144 @@ def run_cell(prob: dict, label: str, seed: int, out: Path) -> dict:
     return res
 
 
+def read_cells(path: Path) -> dict[tuple, dict]:
+    """The cells of one state file: its `<name>.part*` siblings (other processes' cells, in
+    name order), then the file itself on top."""
+    cells: dict[tuple, dict] = {}
+    for part in sorted(path.parent.glob(path.name + ".part*")):
+        cells.update(pickle.loads(part.read_bytes()))
+    if path.exists():
+        cells.update(pickle.loads(path.read_bytes()))
+    return cells
+
+
+def dropped(label: str, drops: list[str], path: Path | None) -> bool:
+    """Whether --drop removes `label`'s cells read from `path` (None: --state's own file):
+    ALGO drops from every --read file, ALGO@FILE from that one (ALGO a label or its
+    algorithm's name)."""
+    name = parse_algorithm(label)[0]
+    for d in drops:
+        algo, _, where = d.partition("@")
+        if algo not in (label, name):
+            continue
+        if (where and path is not None and Path(where).resolve() == path.resolve()) or (
+            not where and path is not None
+        ):
+            return True
+    return False
+
+
 class State:
     """Finished cells by (problem, budget, algorithm, seed), pickled to a file after each one
-    (--state), so that an interrupted benchmark resumes where it stopped."""
+    (--state), so that an interrupted benchmark resumes where it stopped.
 
-    def __init__(self, path: str | None) -> None:
+    Cells are read in this order, a later cell replacing an earlier one of the same key: each
+    --read file in the order given (each with its `.part*` siblings, less the algorithms
+    --drop names for it), then --state's own file (with its siblings). Only --state's own
+    cells, and those run now, are written back to it; --read files are never written."""
+
+    def __init__(self, path: str | None, read: list[str] | None = None,
+                 drop: list[str] | None = None) -> None:
         self.path = Path(path) if path else None
         self.cells: dict[tuple, dict] = {}
+        self.own: dict[tuple, dict] = {}
+        drops = list(drop or [])
+        for f in read or []:
+            fp = Path(f)
+            if not fp.exists() and not list(fp.parent.glob(fp.name + ".part*")):
+                raise SystemExit(f"--read {f}: no such state file")
+            self.cells.update({k: v for k, v in read_cells(fp).items()
+                               if not dropped(k[2], drops, fp)})
         if self.path:
-            for part in sorted(self.path.parent.glob(self.path.name + ".part*")):
-                self.cells.update(pickle.loads(part.read_bytes()))  # other processes' cells
-            if self.path.exists():
-                self.cells.update(pickle.loads(self.path.read_bytes()))
+            self.own = read_cells(self.path)
+            self.cells.update(self.own)
+
+    def save(self) -> None:
+        if self.path:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(self.own))
+            tmp.replace(self.path)
 
     def get(self, key: tuple, *cell: object) -> dict:
         """The finished cell `key`, or run_cell(*cell) now."""
         if key not in self.cells:
-            self.cells[key] = run_cell(*cell)
-            if self.path:
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_bytes(pickle.dumps(self.cells))
-                tmp.replace(self.path)
+            self.cells[key] = self.own[key] = run_cell(*cell)
+            self.save()
         return self.cells[key]
+
+    def get_anytime(self, keys: dict[int, tuple], *cell: object) -> dict[int, dict]:
+        """The finished cells `keys` (budget -> key), or all of them from one anytime run
+        now (`anytime_cells(*cell)`, budgets those of `keys`)."""
+        if any(k not in self.cells for k in keys.values()):
+            made = anytime_cells(*cell, sorted(keys))
+            for b, k in keys.items():
+                self.cells[k] = self.own[k] = made[b]
+            self.save()
+        return {b: self.cells[k] for b, k in keys.items()}
+
+
+def first_evaluations_front(cand, objectives: list[str], generations: int):
+    """The Pareto archive (as the run's `pareto.parquet`: feasible, non-dominated, twins
+    merged) of the candidates of generations < `generations`, replayed generation by
+    generation through `ParetoArchive`."""
+    from hwq.objectives import OBJECTIVES
+    from hwq.search.archive import ParetoArchive
+
+    arch = ParetoArchive()
+    for g in range(generations):
+        rec = cand[cand["generation"] == g].reset_index(drop=True)
+        F = np.stack([(-1.0 if OBJECTIVES[o][1] else 1.0) * rec[OBJECTIVES[o][0]].to_numpy(float)
+                      for o in objectives], axis=1)
+        G = np.where(rec["feasible"].to_numpy(dtype=bool), 0.0, 1.0)[:, None]
+        arch.update(rec, F, G)
+    front, _ = arch.sorted()
+    return front
+
+
+def anytime_cells(prob: dict, label: str, seed: int, out: Path,
+                  budgets: list[int]) -> dict[int, dict]:
+    """Cells at every budget B of `budgets` from one run at the largest (`prob`'s population P
+    x generations): cell B is the archive of the run's first B evaluations (B / P
+    generations), its wall time the run's set-up plus those generations' wall times. Valid
+    for an algorithm whose first B evaluations do not depend on the total budget (BO, RL:
+    nothing in them reads the number of generations)."""
+    name, options = parse_algorithm(label)
+    cell = {**prob, "search": {**prob["search"], **options}}
+    P, G = int(cell["search"]["population"]), int(cell["search"]["generations"])
+    res = run_one(cell, name, seed, out)
+    run = res["run"]
+    timing = run.meta.get("timing", {})
+    gen_wall = np.asarray(timing.get("generation_wall_s", []), dtype=float)
+    q_wall = np.asarray(timing.get("quality_wall_s", []), dtype=float)
+    surrogate = np.asarray(timing.get("surrogate_wall_s", []), dtype=float)
+    setup = res["wall_s"] - float(gen_wall.sum())
+    cand = run.candidates
+    names = list(run.layers.names)
+    made = {}
+    for b in budgets:
+        g = b // P
+        if b % P or g > G:
+            raise SystemExit(f"--anytime {name}={P}: budget {b} is not a whole number of "
+                             f"generations of the {P}x{G} run")
+        outside = gen_wall[:g] - q_wall[:g]
+        front = first_evaluations_front(cand, prob["objectives"], g)
+        made[b] = {
+            "problem": prob["name"], "algorithm": label, "seed": seed,
+            "run": SimpleNamespace(pareto=front, meta={"evaluations": int(g * P)},
+                                   layers=SimpleNamespace(names=names)),
+            "evaluations": int((cand["generation"] < g).sum()),
+            "wall_s": setup + float(gen_wall[:g].sum()),
+            "outside_per_gen_s": float(outside[1:].mean() if g > 1 else outside.mean()),
+            "quality_per_gen_s": float(q_wall[:g].mean()),
+            "surrogate_per_gen_s": float(surrogate[1:g].mean()) if g > 1 and len(surrogate)
+            else None,
+            "anytime": f"{P}x{G}",  # the run this cell's evaluations are the first of
+            "shape": f"{P}x{g}",
+        }
+    if G * P in made:  # the replay is the run's own archive
+        ids = sorted(run.pareto["policy_id"])
+        assert sorted(made[G * P]["run"].pareto["policy_id"]) == ids, "archive replay differs"
+    return made
 
 
 def cell_summary(rs: list[dict], hawq: bool) -> dict:
@@ -145,6 +289,9 @@ def cell_summary(rs: list[dict], hawq: bool) -> dict:
         "outside_quality_s_per_generation": summarise([r["outside_per_gen_s"] for r in rs]),
         "surrogate_s_per_generation": summarise([r["surrogate_per_gen_s"] for r in rs]),
         "wall_s": summarise([r["wall_s"] for r in rs]),
+        # "PxG" of the one longer run each seed's cell is the first evaluations of (--anytime),
+        # null where the cell is a run of its own at this budget
+        "anytime_run": sorted({r.get("anytime") for r in rs}, key=str),
     }
     if hawq:
         cell["ilp_gap_percent"] = {
@@ -277,6 +424,17 @@ def main() -> None:
     ap.add_argument("--plot", help="Draw the figure into this PNG")
     ap.add_argument("--keep", help="Keep the run directories here (default: a temporary dir)")
     ap.add_argument("--state", help="Keep finished cells in this pickle and resume from it")
+    ap.add_argument("--read", nargs="+", default=[], metavar="PKL",
+                    help="Also read these state files (never written), in this order, before "
+                         "--state: a later file's cell replaces an earlier one's")
+    ap.add_argument("--drop", action="append", default=[], metavar="ALGO[@PKL]",
+                    help="Ignore ALGO's cells (a label or algorithm name) in every --read "
+                         "file, or only in PKL; repeatable (e.g. --drop rl --drop bo to take "
+                         "them from --state alone)")
+    ap.add_argument("--anytime", default=None, metavar="NAME=P,...",
+                    help="Measure NAME anytime: one run per seed at the largest of its budgets "
+                         "with population P; each budget B's cell is the archive of its first "
+                         "B evaluations (B must be a multiple of P)")
     ap.add_argument("--finished-only", action="store_true",
                     help="Run nothing new: summarise the cells --state holds")
     ap.add_argument("--merge", nargs="+", metavar="JSON",
@@ -300,9 +458,10 @@ def main() -> None:
                                  f"{args.population}, and not in --shapes")
             shapes[b] = (args.population, b // args.population)
     caps = parse_caps(args.max_budget)
+    anytime = parse_anytime(args.anytime)
     labels = args.algorithms.split(",") if args.algorithms else default_algorithms()
     started = time.perf_counter()
-    state = State(args.state)
+    state = State(args.state, args.read, args.drop)
     with tempfile.TemporaryDirectory() as tmpname:
         tmp = Path(args.keep or tmpname)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -312,28 +471,48 @@ def main() -> None:
             "seeds": list(range(args.first_seed, args.seeds)),
             "algorithms": labels,
             "max_budget": caps,
+            "anytime_population": anytime,
             "device": args.device,
             "problems": {},
         }
         for pname in args.problems.split(","):
             results, refs = [], []
             prob = None
+
+            def measured(label: str, budget: int) -> bool:
+                return budget <= caps.get(parse_algorithm(label)[0], budget)
+
+            def anytime_of(label: str) -> int | None:
+                return None if args.finished_only else anytime.get(parse_algorithm(label)[0])
+
             for budget in budgets:
                 prob = problem_def(pname, args.device, *shapes[budget], tmp, args.hawq_dir)
                 # seed by seed, so that an interrupted run leaves every algorithm the same seeds
                 for seed in range(args.first_seed, args.seeds):
                     for label in labels:
-                        if budget > caps.get(parse_algorithm(label)[0], budget):
+                        if not measured(label, budget):
                             continue
                         key = (pname, budget, label, seed)
                         if args.finished_only and key not in state.cells:
                             continue
                         out = tmp / f"b{budget}" / label.replace(":", "_").replace("=", "-")
-                        res = dict(state.get(key, prob, label, seed, out))
+                        pop = anytime_of(label)
+                        if pop is not None and budget % pop == 0:
+                            mine = [b for b in budgets if measured(label, b) and b % pop == 0]
+                            top = max(mine)
+                            run_prob = problem_def(pname, args.device, pop, top // pop, tmp,
+                                                   args.hawq_dir)
+                            got = state.get_anytime(
+                                {b: (pname, b, label, seed) for b in mine}, run_prob, label,
+                                seed, tmp / f"anytime{top}" / out.name)
+                            res = dict(got[budget])
+                        else:
+                            res = dict(state.get(key, prob, label, seed, out))
                         res["budget"] = budget
                         log(f"{prob['name']} B={budget} {label} seed {seed}: "
                             f"{res['evaluations']} evaluations, front {len(res['run'].pareto)}, "
-                            f"{res['wall_s']:.1f}s")
+                            f"{res['wall_s']:.1f}s"
+                            + (f" (anytime, of {res['anytime']})" if res.get("anytime") else ""))
                         results.append(res)
             hawq = prob is not None and "hawq" in prob
             if hawq:  # the deterministic one-shot reference, run once
@@ -355,6 +534,12 @@ def main() -> None:
                     if rs:
                         cells[label] = cell_summary(rs, hawq)
                 pdoc["results"][str(budget)] = cells
+            runs: dict[str, dict[str, str]] = {}  # label -> budget -> the anytime run
+            for r in results:
+                if r.get("anytime"):
+                    runs.setdefault(r["algorithm"], {})[str(r["budget"])] = r["anytime"]
+            pdoc["anytime"] = {a: dict(sorted(v.items(), key=lambda kv: int(kv[0])))
+                               for a, v in runs.items()}
             doc["problems"][prob["name"]] = pdoc
         doc["total_wall_s"] = round(time.perf_counter() - started, 1)
         log(table(doc))

@@ -53,6 +53,31 @@ def test_biased_random_reaches_both_ends_within_bounds():
 
 
 # -- the BOMP-NAS score ------------------------------------------------------------------------
+def test_pool_samples_are_botorchs_one_point_posterior_samples():
+    """The pool's samples built once (joint posterior's mean and diagonal, the sampler's Sobol
+    draws) are what the acquisition's own posterior call on each candidate samples."""
+    import torch
+    from botorch.sampling import SobolQMCNormalSampler
+
+    from hwq.search.bo import fit_quality_gp, marginal_samples
+
+    rng = np.random.default_rng(3)
+    X = torch.tensor(rng.random((30, 4)))
+    y = torch.tensor((X.numpy() @ np.array([1.0, -2.0, 0.5, 0.0]))[:, None])
+    gp = fit_quality_gp(X, y)
+    pool = torch.tensor(rng.random((7, 4)))
+    costs = torch.tensor(rng.random((7, 2)))
+    with torch.no_grad():
+        post = gp.posterior(pool)
+        believed = torch.cat([post.mean.reshape(-1, 1), costs], dim=1)
+        std = post.variance.reshape(-1).sqrt()
+        got = marginal_samples(believed, std, True, 16, seed=5)
+        ref = SobolQMCNormalSampler(torch.Size([16]), seed=5)(gp.posterior(pool.unsqueeze(-2)))
+    assert got.shape == (16, 7, 1, 3)
+    assert torch.allclose(got[..., 0], ref[..., 0], atol=1e-9)
+    assert torch.equal(got[..., 1:], costs[None, :, None, :].expand(16, 7, 1, 2))
+
+
 def test_bomp_score_matches_the_formula_on_hand_values():
     # outputs: accuracy, weight_bytes, cycles; objectives accuracy, weight_memory, latency
     layout = Layout("accuracy", ["weight_bytes", "cycles"], [(0, 1.0), (1, -1.0), (2, -1.0)], [])

@@ -118,6 +118,59 @@ def test_rl_options_are_checked(tmp_path, r18_layers, hwq_cli):
     assert code == 2 and "ppo" in err
 
 
+# -- the rollout's parts ------------------------------------------------------------------------
+def test_truncated_normal_by_its_inverse_cdf():
+    from scipy.stats import norm, truncnorm
+
+    from hwq.search.rl import truncated_normal
+
+    mu = np.array([[0.0, 0.3], [0.9, 1.0]])
+    sigma = np.array([[0.5], [0.01]])
+    x = truncated_normal(np.random.default_rng(7), mu, sigma)
+    u = np.random.default_rng(7).random((2, 2))
+    s = np.broadcast_to(sigma, mu.shape)
+    lo, hi = norm.cdf(-mu / s), norm.cdf((1 - mu) / s)
+    assert np.allclose(x, mu + s * norm.ppf(lo + u * (hi - lo)), rtol=0, atol=1e-12)
+    assert ((x >= 0) & (x <= 1)).all()
+    # the distribution: 20,000 draws' mean and spread are truncnorm's (seeded, so exact here)
+    many = truncated_normal(np.random.default_rng(0), np.full(20000, 0.8), np.array(0.5))
+    a, b = (0 - 0.8) / 0.5, (1 - 0.8) / 0.5
+    assert abs(many.mean() - truncnorm.mean(a, b, loc=0.8, scale=0.5)) < 0.005
+    assert abs(many.std() - truncnorm.std(a, b, loc=0.8, scale=0.5)) < 0.005
+
+
+def test_actor_actions_are_sb3_predict_on_the_batch(r18_layers):
+    from hwq.search.config import SearchConfig
+    from hwq.search.prepare import prepare
+    from hwq.search.rl import RLSearch, actor_actions
+
+    cfg = SearchConfig(device=DEVICE, model=r18_layers, sensitivity=str(HAWQ18),
+                       objectives=["sensitivity", "bops"], bits="4x4,8x8",
+                       pin=["first,last=8"], verify_top=0)
+    algo = RLSearch(pop_size=5)
+    algo.problem = prepare(cfg).problem
+    model = algo.agent()
+    tab = algo.tables()
+    obs = tab.observe(3, np.random.default_rng(1).random((5, 1)),
+                      np.random.default_rng(2).random((5, tab.n_budgets)),
+                      np.zeros((5, tab.n_groups), dtype=np.int64))
+    mu, _ = model.predict(obs, deterministic=True)
+    got = actor_actions(model, obs)
+    assert got.shape == (5, 1) and np.allclose(got, mu, atol=1e-6)
+
+
+def test_a_generation_trains_a_fixed_number_of_steps(tmp_path, r18_layers):
+    """gradient_steps per generation after the warm-up, whatever the population."""
+    import pickle
+
+    for pop in (4, 8):
+        out = tmp_path / f"p{pop}"
+        hs(**{**kill_kwargs(r18_layers, str(out)), "population": pop, "generations": 3},
+           quality=helpers.fake_accuracy)
+        algo = pickle.loads((out / "state" / "checkpoint.pkl").read_bytes())["algorithm"]
+        assert algo._agent_state["n_updates"] == 3 * algo.params.gradient_steps
+
+
 # -- resume after SIGKILL --------------------------------------------------------------------------
 def kill_kwargs(layers: str, out: str) -> dict:
     return {**helpers.search_kwargs(layers, out, DEVICE), "algorithm": "rl"}
