@@ -24,7 +24,8 @@ Two modes (`--bo-mode`):
   to the box of the observed outcomes and the candidates' exact costs, reference point 1.1 x
   its nadir, as `benchmarks/search_quality.py` measures hypervolume), the
   run's `--max` limits as outcome constraints; the batch is chosen greedily one policy at a
-  time with `optimize_acqf_discrete`, each pick entering the front at its posterior mean
+  time (`select_ehvi`: the pool's qEHVI from its precomputed samples), each pick entering the
+  front at its posterior mean
   (Kriging believer) before the next; a pick moves only the front, so each candidate's
   posterior (one joint posterior of the pool: its mean and covariance diagonal) and its MC
   samples are computed once per generation (`marginal_samples`), and the greedy is lazy.

@@ -292,6 +292,11 @@ def _drop_dead(graph: Any) -> None:
             break
         del graph.node[:]
         graph.node.extend(live)
+    drop_unread_initializers(graph)
+
+
+def drop_unread_initializers(graph: Any) -> None:
+    """Remove the initializers that no node reads."""
     used = {i for n in graph.node for i in n.input}
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]

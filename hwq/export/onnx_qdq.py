@@ -35,7 +35,13 @@ import numpy as np
 
 from hwq.errors import UserError
 from hwq.export.model import layer_qparams
-from hwq.export.onnx_integer import DEFAULT_FORM, FORMS, integer_layers, is_integer_layer
+from hwq.export.onnx_integer import (
+    DEFAULT_FORM,
+    FORMS,
+    drop_unread_initializers,
+    integer_layers,
+    is_integer_layer,
+)
 
 DEFAULT_OPSET = 21
 
@@ -239,11 +245,7 @@ def export_onnx_model(
         raise UserError(f"ONNX export: quantized layer(s) not found in the graph: {missing}")
     del graph.node[:]
     graph.node.extend(new_nodes)
-    # drop float weights that no node reads any more
-    used = {i for n in graph.node for i in n.input}
-    keep = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    drop_unread_initializers(graph)  # the float weights no node reads any more
     forms = integer_layers(model, layer_of_node, params) if form == "integer" else {}
     model.producer_name = "hwq"
     onnx.checker.check_model(model, full_check=True)
