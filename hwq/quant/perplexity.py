@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from hwq.errors import UserError
-from hwq.quant.apply import WEIGHT_MODULES, apply_policy, calibrate, quantizable_layers
+from hwq.quant.apply import WEIGHT_MODULES, quantizable_layers
 from hwq.quant.fake_quant import UNQUANTIZED
 from hwq.quant.ptq import CachedPTQObjective
 from hwq.torch_threads import one_thread
@@ -139,25 +139,9 @@ class PTQPerplexity(CachedPTQObjective):
         self.calib_batches = calib_list
         if layer_names is None:
             layer_names = lm_weight_layers(model, self.val[0][:1])
-        self.names = list(layer_names)
-        self.weight_observer, self.act_observer = weight_observer, act_observer
-        self.percentile = percentile
-        self.qmodel = apply_policy(
-            model, [(32, 32)] * len(self.names), layer_names=self.names,
-            weight_observer=weight_observer, act_observer=act_observer, percentile=percentile,
-        ).eval()
-        for p in self.qmodel.parameters():
-            p.requires_grad_(False)
-        modules = dict(self.qmodel.named_modules())
-        self.layers = [modules[n] for n in self.names]
-        for layer in self.layers:  # observe while unquantized: full-precision statistics
-            layer.act_quant.bits = 8
-        with one_thread():
-            calibrate(self.qmodel, self.calib_batches, None)
-        self._w: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
-        self._a: dict[tuple[int, int], tuple[float, float, bool]] = {}
-        self.cache: dict[str, float] = {}
-        self.evaluations = 0
+        self._quantize(model, layer_names, self.calib_batches, None,
+                       weight_observer=weight_observer, act_observer=act_observer,
+                       percentile=percentile)
         self.set_pairs([(32, 32)] * len(self.names))
 
     def _measure(self) -> float:

@@ -50,6 +50,38 @@ class CachedPTQObjective:
     cache: dict[str, float]
     evaluations: int
 
+    def _quantize(self, model: nn.Module, names: Sequence[str], calib: Any,
+                  calib_batches: int | None, *, fold_bn: bool = False,
+                  weight_observer: str = "minmax", act_observer: str = "minmax",
+                  percentile: float = 99.99) -> None:
+        """Build the one shared quantized model of `names` (frozen, eval), calibrate its
+        activation ranges on `calib` while unquantized (full-precision statistics, as
+        `calibrate` does) and start empty memos and cache."""
+        self.names = list(names)
+        self.weight_observer, self.act_observer = weight_observer, act_observer
+        self.percentile = percentile
+        self.qmodel = apply_policy(
+            model,
+            [(32, 32)] * len(self.names),
+            fold_bn=fold_bn,
+            layer_names=self.names,
+            weight_observer=weight_observer,
+            act_observer=act_observer,
+            percentile=percentile,
+        ).eval()
+        for p in self.qmodel.parameters():
+            p.requires_grad_(False)
+        modules = dict(self.qmodel.named_modules())
+        self.layers = [modules[n] for n in self.names]
+        for layer in self.layers:  # observe while unquantized
+            layer.act_quant.bits = 8
+        with one_thread():
+            calibrate(self.qmodel, calib, calib_batches)
+        self._w: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
+        self._a: dict[tuple[int, int], tuple[float, float, bool]] = {}
+        self.cache = {}
+        self.evaluations = 0
+
     def pairs(self, policy: PolicyLike) -> list[tuple[int, int]]:
         return policy_pairs(policy, self.names)
 
@@ -112,34 +144,13 @@ class PTQAccuracy(CachedPTQObjective):
         if layer_names is None:
             example = example_input if example_input is not None else self.val_x[:1]
             layer_names = quantizable_layers(model, example)
-        self.names = list(layer_names)
-        self.weight_observer, self.act_observer = weight_observer, act_observer
-        self.percentile = percentile
         self.eval_batch_size = eval_batch_size
-        self.qmodel = apply_policy(
-            model,
-            [(32, 32)] * len(self.names),
-            fold_bn=fold_bn,
-            layer_names=self.names,
-            weight_observer=weight_observer,
-            act_observer=act_observer,
-            percentile=percentile,
-        ).eval()
-        for p in self.qmodel.parameters():
-            p.requires_grad_(False)
-        modules = dict(self.qmodel.named_modules())
-        self.layers = [modules[n] for n in self.names]
-        for layer in self.layers:  # observe while unquantized: FP32 statistics, as calibrate does
-            layer.act_quant.bits = 8
-        with one_thread():
-            calibrate(self.qmodel, calib, calib_batches)
+        self._quantize(model, layer_names, calib, calib_batches, fold_bn=fold_bn,
+                       weight_observer=weight_observer, act_observer=act_observer,
+                       percentile=percentile)
         self.calib_batches = [
             (x, y) for x, y in _pairs_or_none(calib, calib_batches) if y is not None
         ]
-        self._w: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
-        self._a: dict[tuple[int, int], tuple[float, float, bool]] = {}
-        self.cache: dict[str, float] = {}
-        self.evaluations = 0
 
     @torch.no_grad()
     def _logits(self, x: Tensor) -> Tensor:
