@@ -112,13 +112,9 @@ def parse_shapes(text: str) -> dict[int, tuple[int, int]]:
     return shapes
 
 
-def parse_anytime(text: str | None) -> dict[str, int]:
-    """"rl=50,bo=50" -> {"rl": 50, "bo": 50}: the population of the one anytime run."""
-    return parse_caps(text)
-
-
-def parse_caps(text: str | None) -> dict[str, int]:
-    """"bo=1000" -> {"bo": 1000}: the largest budget an algorithm runs at."""
+def parse_name_ints(text: str | None) -> dict[str, int]:
+    """"bo=1000,rl=50" -> {"bo": 1000, "rl": 50}: `--max-budget` (the largest budget an
+    algorithm runs at) and `--anytime` (the population of its one anytime run)."""
     caps = {}
     for item in filter(None, (text or "").split(",")):
         name, _, b = item.partition("=")
@@ -457,8 +453,8 @@ def main() -> None:
                 raise SystemExit(f"--budgets {b}: not a multiple of --population "
                                  f"{args.population}, and not in --shapes")
             shapes[b] = (args.population, b // args.population)
-    caps = parse_caps(args.max_budget)
-    anytime = parse_anytime(args.anytime)
+    caps = parse_name_ints(args.max_budget)
+    anytime = parse_name_ints(args.anytime)
     labels = args.algorithms.split(",") if args.algorithms else default_algorithms()
     started = time.perf_counter()
     state = State(args.state, args.read, args.drop)
