@@ -4,8 +4,11 @@ Two exporters:
 
 * `hwq` — hwq's own `hwq export --format onnx` path (`hwq.export.onnx_qdq`): the fake-quant model
   of the policy (calibrated on a few seeded batches) in the default integer form
-  (`hwq.export.onnx_integer`: QLinearConv where a layer's output feeds one 8-bit quantizer,
-  ConvInteger / MatMulInteger elsewhere); fp32 layers stay float.
+  (`hwq.export.onnx_integer`), as it exports for the profile measured: with int8 form `runtime`
+  every int8 layer requantizes its output (`hwq.quant.output_quant`: QLinearConv / QGemm
+  everywhere, the profile says `measurement.int8_outputs: requantized`); with `hwq` only where a
+  layer's output feeds one 8-bit quantizer, ConvInteger / MatMulInteger elsewhere. fp32 layers
+  stay float.
 * `quantize_static` — onnxruntime's own quantizer on the fp32 export (batch norms folded by
   onnxruntime's basic graph optimizations first): QDQ format, weights s8 per channel,
   activations as the backend prefers, calibrated on the same seeded batches; the layers the
@@ -86,13 +89,16 @@ def calibration_inputs(example: Any) -> list[Any]:
 
 
 def export_hwq(module: Any, example: Any, names: list[str], policy: np.ndarray,
-               out: Path) -> Path:
-    """hwq's ONNX export of `module` at `policy` (pairs per layer `names`)."""
+               out: Path, requantize_outputs: bool = False) -> Path:
+    """hwq's ONNX export of `module` at `policy` (pairs per layer `names`); with
+    `requantize_outputs` as on a device whose int8 layers requantize their outputs
+    (`hwq.quant.output_quant`: the profile `hwq measure` writes for int8 form `runtime`)."""
     from hwq.export.onnx_qdq import export_onnx_model
     from hwq.quant.apply import apply_policy, calibrate
 
     pairs = [(int(w), int(a)) for w, a in policy]
-    qmodel = apply_policy(module, pairs, layer_names=names).eval()
+    qmodel = apply_policy(module, pairs, layer_names=names,
+                          requantize_outputs=requantize_outputs).eval()
     if any(w < 16 or a < 16 for w, a in pairs):
         calibrate(qmodel, calibration_inputs(example), CALIB_BATCHES)
     export_onnx_model(qmodel, example, out)

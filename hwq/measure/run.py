@@ -30,6 +30,7 @@ from hwq.measure.end_to_end import (
 from hwq.measure.fit import NetworkTermsFit, fit_boundary, fit_glue, layers_sum
 from hwq.measure.shapes import distinct_shapes
 from hwq.measure.timing import CLOCKS, STATISTICS, TimingOptions, time_interleaved
+from hwq.quant.int8_outputs import INT8_OUTPUTS_KEY, REQUANTIZED
 
 log = logging.getLogger("hwq")
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = ((32, 32), (8, 8))
@@ -179,6 +180,9 @@ def measure(
     command = (f"hwq measure {model} --input-shape {shape_text} --runtime {backend.name} "
                f"--bits {','.join(f'{w}x{a}' for w, a in pairs)} --threads {backend.threads}")
     record = pw.measurement_record(info, command)
+    # what hwq's fake-quant model and export do on this device (hwq.quant.output_quant): the
+    # int8 layers as measured, requantized outputs (QLinearConv) or float ones (ConvInteger)
+    record[INT8_OUTPUTS_KEY[1]] = REQUANTIZED if backend.int8_form == "runtime" else "float"
     record["timing"] = (
         f"per layer: {layer_timing.warmup} warm-up runs, then >= {layer_timing.min_repeats} "
         f"runs and >= {layer_timing.min_seconds} s in {ROUNDS} turns with up to "
@@ -305,10 +309,11 @@ def _time_networks(backend: MeasureBackend, graph: Any, module: Any, example: An
         d = Path(tmp)
         fp32 = export_hwq(module, example, names, np.full((len(names), 2), 32), d / "fp32.onnx")
         fp32_opt: Path | None = None
+        requantize = backend.int8_form == "runtime"  # as the profile declares (int8_outputs)
         for i, case in enumerate(cases):
             path = d / f"case{i}.onnx"
             if case.exporter == "hwq":
-                export_hwq(module, example, names, case.policy, path)
+                export_hwq(module, example, names, case.policy, path, requantize)
             else:
                 fp32_opt = fp32_opt or fp32_optimized(fp32, d / "fp32_opt.onnx")
                 export_quantize_static(fp32_opt, example, names, case.policy,
