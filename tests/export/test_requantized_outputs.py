@@ -172,3 +172,32 @@ def test_device_property(tmp_path):
     (tmp_path / "p.yaml").write_text(text.format("sometimes"))
     with pytest.raises(UserError, match="int8_outputs"):
         load_profile(str(tmp_path / "p.yaml"))
+
+
+def test_export_of_a_run_on_a_measured_profile_requantizes(tmp_path):
+    """`hwq export RUN --format onnx` reads the run's frozen device: on a profile of `hwq
+    measure` (fake runtime, measurement.int8_outputs: requantized) every int8 layer of
+    digits_resnet exports as a fused integer kernel; the qdq form says why it cannot."""
+    import hwq
+    from hwq.cli.report_cmd import export
+    from hwq.measure.run import measure
+    from tests.measure.fake_backend import FAST, FakeBackend
+    from tests.run_fixtures import run_cmd
+
+    result = measure("digits_resnet", tmp_path / "m", bits="8x8", end_to_end=False,
+                     backend=FakeBackend(), layer_timing=FAST)
+    run_dir = tmp_path / "run"
+    hwq.search(device=str(result.profile), model="digits_resnet", objectives="latency,bops",
+               bits="8x8", algorithm="random", generations=1, population=2, seed=0,
+               output_dir=str(run_dir), verify_top=0)
+    run = hwq.Run.open(run_dir)
+    pid = run.pareto["policy_id"].iloc[0]
+    out = tmp_path / "p.onnx"
+    code, stdout, err = run_cmd(export, [str(run_dir), "--policy", pid, "--format", "onnx",
+                                         "-o", str(out)])
+    assert code == 0, err
+    assert "requantized: 7, integer: 0" in stdout  # every layer of the uniform int8 policy
+    assert not SLOW_OPS & {n.op_type for n in onnx.load(str(out)).graph.node}
+    code, _out, err = run_cmd(export, [str(run_dir), "--policy", pid, "--format", "onnx",
+                                       "--onnx-form", "qdq", "-o", str(tmp_path / "q.onnx")])
+    assert code == 2 and "only the integer form" in err
