@@ -177,7 +177,8 @@ def measure(
     pw.write_rows(out / pw.TABLE, rows, pw.TABLE_COLUMNS)
     name = f"{Path(model).stem if '/' in model else model.split(':')[-1]}-{backend.name}"
     command = (f"hwq measure {model} --input-shape {shape_text} --runtime {backend.name} "
-               f"--bits {','.join(f'{w}x{a}' for w, a in pairs)} --threads {backend.threads}")
+               f"--bits {','.join(f'{w}x{a}' for w, a in pairs)} --threads {backend.threads}"
+               + ("" if backend.int8_form == "runtime" else f" --int8-form {backend.int8_form}"))
     record = pw.measurement_record(info, command)
     # the int8 layers were measured with their outputs requantized (both int8 forms): hwq's
     # fake-quant model and export on this profile do the same (hwq.quant.output_quant)
