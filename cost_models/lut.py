@@ -35,7 +35,11 @@ time a whole network spends outside its layers (pooling, elementwise adds, activ
   `hwq.evaluate`'s `latency_s`.
 
 An optional `measurement:` mapping (free text per key) records where and how the table was
-measured (`hwq measure` writes machine, cpu, cpu_flags, runtime, threads, date and command).
+measured (`hwq measure` writes machine, cpu, cpu_flags, runtime, threads, date and command);
+its one key with a meaning, `int8_outputs: requantized | float`, says how the runtime runs int8
+layers: `requantized` (each int8 layer's output requantized to 8 bits, as onnxruntime's
+quantize_static networks run) makes the fake-quant model of a search or export on the profile
+requantize them too (`hwq.quant.output_quant`).
 """
 
 from __future__ import annotations
@@ -201,7 +205,10 @@ NETWORK = {
 
 # Where and how the table was measured (`hwq measure`: machine, cpu, cpu_flags, runtime,
 # threads, date, command, timing, ...): free text per key.
-MEASUREMENT = {"type": "object", "additionalProperties": {"type": "string"}}
+# `int8_outputs` is the one key hwq reads (hwq.quant.int8_outputs): `requantized` where the
+# measured runtime requantizes every int8 layer's output to 8 bits (fully integer networks)
+MEASUREMENT = {"type": "object", "additionalProperties": {"type": "string"},
+               "properties": {"int8_outputs": {"enum": ["requantized", "float"]}}}
 
 # How a row of each op is keyed (the shape columns a user measures it with).
 _OP_KEYS = {

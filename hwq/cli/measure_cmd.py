@@ -33,10 +33,10 @@ from hwq.display import display_rows
                    "1: unaffected by other processes) or wall time (the default otherwise).")
 @click.option("--int8-form", type=click.Choice(["runtime", "hwq"]), default="runtime",
               show_default=True,
-              help="How 8x8 layers are deployed: as the runtime's own quantizer writes them "
-                   "(onnxruntime quantize_static: QLinearConv, output requantized) or as hwq "
-                   "export --format onnx writes a layer it cannot requantize exactly "
-                   "(ConvInteger / MatMulInteger, float output).")
+              help="How 8x8 layers are timed (both requantize the output: QLinearConv / "
+                   "QGemm): as onnxruntime's quantize_static writes them (u8 x s8 weights) or as "
+                   "hwq export --format onnx writes them on a measured device (u8 x u8 weights, "
+                   "exact on every CPU).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for profile.yaml, measured.csv, end_to_end.csv (resumes).")
 def measure(model: str, runtime: str, bits: str | None, threads: int, input_shape: str | None,

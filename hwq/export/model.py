@@ -8,6 +8,12 @@ sources (`hwq export --from qat|ptq`):
   calibrated on the same batches as the search's PTQ accuracy.
 
 The default is `qat` where the run holds the policy's verified file, else `ptq`.
+
+On a device whose int8 layers requantize their outputs (the run's frozen profile declares
+`measurement.int8_outputs: requantized`, as `hwq measure --runtime onnxruntime` writes it;
+`hwq.quant.output_quant`), the `ptq` model carries those output quantizers, as the search's PTQ
+accuracy on that device does; a verified file without them is not that device's model: the
+default then is `ptq`, and `--from qat` says why it cannot.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, NamedTuple
 
 from hwq.errors import UserError
 from hwq.policy import Policy
+from hwq.quant.int8_outputs import run_requantizes
 from hwq.quant.quantized_file import layer_qparams  # noqa: F401  (the writers' import)
 from hwq.runs import Run
 
@@ -43,17 +50,32 @@ def export_source(run: Run, policy_id: str, requested: str | None) -> tuple[str,
     """(`qat` or `ptq`, the verified file's path) for `--from requested` (None: `qat` where the
     verified file exists); `--from qat` without it is a UserError naming the missing file."""
     path = run.verified_file(policy_id)
-    if requested is None:
-        return ("qat" if path.is_file() else "ptq"), path
-    if requested not in SOURCES:
+    if requested is not None and requested not in SOURCES:
         raise UserError(f"--from: expected one of {', '.join(SOURCES)}, found {requested!r}")
-    if requested == "qat" and not path.is_file():
+    if requested == "ptq":
+        return requested, path
+    if not path.is_file():
+        if requested is None:
+            return "ptq", path
         raise UserError(
             f"--from qat: {path} does not exist: policy {policy_id} has no fine-tuned model in "
             f"this run; verify it first (`hwq verify {run.path}`), or export the post-training "
             "model with --from ptq"
         )
-    return requested, path
+    if run_requantizes(run.path) and not _file_requantizes(path):
+        if requested is None:
+            return "ptq", path
+        raise UserError(
+            f"--from qat: {path} was fine-tuned without the int8 output requantization of the "
+            f"run's device ({run.path / 'profile.yaml'}: measurement.int8_outputs: "
+            "requantized): export the post-training model with --from ptq")
+    return "qat", path
+
+
+def _file_requantizes(path: Path) -> bool:
+    from hwq.quant.quantized_file import read_quantized
+
+    return bool((read_quantized(path).get("settings") or {}).get("requantize_outputs"))
 
 
 class ExportModel(NamedTuple):
@@ -90,7 +112,8 @@ def export_model(
         qmodel = _verified_model(verified, net, policy, names)
     else:
         calib = calibration_batches(kw["model"], kw["data"], train, CALIB_BATCHES)
-        qmodel = apply_policy(net, policy, layer_names=names).eval()
+        qmodel = apply_policy(net, policy, layer_names=names,
+                              requantize_outputs=run_requantizes(run.path)).eval()
         calibrate(qmodel, calib, CALIB_BATCHES)
     import torch
 

@@ -126,6 +126,7 @@ class _Layer:
     out_name: str
     folded: set[str]
     requantize: str | None = None
+    own_output: tuple[float, int] | None = None  # its own output quantizer (scale, zero point)
 
 
 def _folded_layer(ctx: _Graph, node: Any, lname: str) -> _Layer:
@@ -146,7 +147,10 @@ def _folded_layer(ctx: _Graph, node: Any, lname: str) -> _Layer:
         out_name = bn[0].output[0]
         folded.add(out_name)
     layer = _Layer(lname, wint, s_x, s_w * g, s_x * s_w * g, bias, out_name, folded)
-    if node.op_type == "Conv":
+    if "out_scale" in p:  # its own output quantizer (hwq.quant.output_quant)
+        layer.own_output = (float(np.float32(p["out_scale"])), int(p["out_zero_point"]))
+        layer.requantize = lname
+    else:
         _find_requantize(ctx, layer)
     return layer
 
@@ -180,18 +184,21 @@ def _find_requantize(ctx: _Graph, layer: _Layer) -> None:
         if act.op_type == "Clip":
             lo = ctx.value(act.input[1]) if len(act.input) > 1 and act.input[1] else None
             hi = ctx.value(act.input[2]) if len(act.input) > 2 and act.input[2] else None
-            # Clip(0, hi) is implied where the quantizer saturates at or below hi
-            if lo is None or float(lo) != 0.0 or hi is None or float(hi) / s < 255.5:
+            # Clip(0, hi) is implied where the quantizer saturates at or below hi: where
+            # round(hi / s) >= 255 (round half to even, in QuantizeLinear as in torch)
+            if lo is None or float(lo) != 0.0 or hi is None or float(hi) / s <= 254.5:
                 return
     layer.folded |= folded | {reader.output[0]}
     layer.requantize = consumer
 
 
 def _requantized_nodes(graph: Any, node: Any, layer: _Layer) -> list[Any]:
-    """DequantizeLinear(input) -> Conv(DQ(int8 weights, per channel), DQ(int32 bias)) ->
-    QuantizeLinear(the consumer's input quantizer): onnxruntime fuses it to QLinearConv. The
-    batch norm's per-channel factor g goes into the weight scales (|g|, the integers negated
-    where g < 0); the bias is rounded to int32 at scale s_x * s_w * |g|."""
+    """DequantizeLinear(input) -> Conv / Gemm(DQ(int8 weights, per channel), DQ(int32 bias)) ->
+    QuantizeLinear with the consumer's input quantizer, or with the layer's own output
+    quantizer followed by DequantizeLinear into the layer's float output: onnxruntime fuses it
+    to QLinearConv / QGemm. The batch norm's per-channel factor g goes into the weight scales
+    (|g|, the integers negated where g < 0); the bias is rounded to int32 at scale
+    s_x * s_w * |g|."""
     from onnx import TensorProto, helper, numpy_helper
 
     pre, c = layer.name, layer.requantize
@@ -211,19 +218,33 @@ def _requantized_nodes(graph: Any, node: Any, layer: _Layer) -> list[Any]:
                            [0] * len(s_w)),
     ])
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    return [
+    nodes = [
         helper.make_node("DequantizeLinear", [f"{pre}.weight_uint8", f"{pre}.weight_scale_folded",
                                               f"{pre}.weight_zero_point_uint8"],
                          [f"{pre}.weight_folded"], axis=0, name=f"/{pre}/weight_dequantize"),
         helper.make_node("DequantizeLinear", [f"{pre}.bias_int32", f"{pre}.bias_scale",
                                               f"{pre}.bias_zero_point"],
                          [f"{pre}.bias_folded"], axis=0, name=f"/{pre}/bias_dequantize"),
-        helper.make_node("Conv", [f"{pre}.input_dequantized", f"{pre}.weight_folded",
-                                  f"{pre}.bias_folded"], [f"{pre}.output"],
-                         name=f"/{pre}/Conv", **attrs),
-        helper.make_node("QuantizeLinear", [f"{pre}.output", f"{c}.input_scale",
-                                            f"{c}.input_zero_point"], [f"{c}.input_quantized"],
-                         name=f"/{pre}/output_quantize"),
+        helper.make_node(node.op_type, [f"{pre}.input_dequantized", f"{pre}.weight_folded",
+                                        f"{pre}.bias_folded"], [f"{pre}.output"],
+                         name=f"/{pre}/{node.op_type}", **attrs),
+    ]
+    if layer.own_output is None:
+        return nodes + [
+            helper.make_node("QuantizeLinear", [f"{pre}.output", f"{c}.input_scale",
+                                                f"{c}.input_zero_point"],
+                             [f"{c}.input_quantized"], name=f"/{pre}/output_quantize")]
+    scale, zp = layer.own_output
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(scale, np.float32), f"{pre}.output_requant_scale"),
+        helper.make_tensor(f"{pre}.output_requant_zero_point", TensorProto.UINT8, [], [zp]),
+    ])
+    q_in = [f"{pre}.output_requant_scale", f"{pre}.output_requant_zero_point"]
+    return nodes + [
+        helper.make_node("QuantizeLinear", [f"{pre}.output", *q_in],
+                         [f"{pre}.output_quantized"], name=f"/{pre}/output_quantize"),
+        helper.make_node("DequantizeLinear", [f"{pre}.output_quantized", *q_in],
+                         [layer.out_name], name=f"/{pre}/output_dequantize"),
     ]
 
 

@@ -54,8 +54,10 @@ def _float_twin(qmodel: Any) -> Any:
     import torch
 
     from hwq.quant.apply import quant_layers
+    from hwq.quant.output_quant import strip_output_quantizers
 
     twin = copy.deepcopy(qmodel)
+    strip_output_quantizers(twin)  # written by the integer pass from the layers' parameters
     with torch.no_grad():
         for _name, layer in quant_layers(twin).items():
             if layer.weight_quant.active:
@@ -93,6 +95,7 @@ def export_onnx_model(
     from onnx import helper, numpy_helper
 
     from hwq.quant.apply import quant_layers
+    from hwq.quant.output_quant import output_qparams, output_quantizers
 
     if form not in FORMS:
         raise UserError(f"ONNX form: expected one of {', '.join(FORMS)}, found {form!r}")
@@ -100,6 +103,12 @@ def export_onnx_model(
         raise UserError(f"--opset: per-channel QDQ needs opset 13 or later, found {opset}")
     layers = quant_layers(qmodel)
     params = {name: layer_qparams(layer) for name, layer in layers.items()}
+    outputs = {n: output_qparams(q) for n, q in output_quantizers(qmodel).items()}
+    if any(outputs.values()) and form != "integer":
+        raise UserError("ONNX export: the model requantizes int8 outputs (its device runs "
+                        "integer kernels): only the integer form writes them")
+    for name, out_params in outputs.items():
+        params[name].update(out_params)
     twin = _float_twin(qmodel)
     buf = io.BytesIO()
     with warnings.catch_warnings():

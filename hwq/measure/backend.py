@@ -5,7 +5,8 @@ once (`hwq.measure.timing` times those callables).
 A backend is any object with the `MeasureBackend` protocol, registered by name with
 `register_backend(name, factory)`; the factory takes the `BackendOptions` (threads, and the int8
 form of the single-layer models: `runtime`, as the runtime's own quantizer writes a network, or
-`hwq`, as `hwq export --format onnx` writes a layer it cannot requantize exactly). The shipped
+`hwq`, as `hwq export --format onnx` writes an int8 layer on a measured device; both requantize
+the output). The shipped
 backends (`hwq.measure.onnxruntime_backend`) register on the first lookup.
 """
 

@@ -4,8 +4,9 @@ Two exporters:
 
 * `hwq` — hwq's own `hwq export --format onnx` path (`hwq.export.onnx_qdq`): the fake-quant model
   of the policy (calibrated on a few seeded batches) in the default integer form
-  (`hwq.export.onnx_integer`: QLinearConv where a layer's output feeds one 8-bit quantizer,
-  ConvInteger / MatMulInteger elsewhere); fp32 layers stay float.
+  (`hwq.export.onnx_integer`), as it exports on the profile measured: every int8 layer's output
+  requantized (`hwq.quant.output_quant`: QLinearConv / QGemm u8 x u8 everywhere; the profile
+  says `measurement.int8_outputs: requantized`). fp32 layers stay float.
 * `quantize_static` — onnxruntime's own quantizer on the fp32 export (batch norms folded by
   onnxruntime's basic graph optimizations first): QDQ format, weights s8 per channel,
   activations as the backend prefers, calibrated on the same seeded batches; the layers the
@@ -86,32 +87,20 @@ def calibration_inputs(example: Any) -> list[Any]:
 
 
 def export_hwq(module: Any, example: Any, names: list[str], policy: np.ndarray,
-               out: Path) -> Path:
-    """hwq's ONNX export of `module` at `policy` (pairs per layer `names`)."""
+               out: Path, requantize_outputs: bool = False) -> Path:
+    """hwq's ONNX export of `module` at `policy` (pairs per layer `names`); with
+    `requantize_outputs` as on a device whose int8 layers requantize their outputs
+    (`hwq.quant.output_quant`: the profile `hwq measure` writes for int8 form `runtime`)."""
     from hwq.export.onnx_qdq import export_onnx_model
     from hwq.quant.apply import apply_policy, calibrate
 
     pairs = [(int(w), int(a)) for w, a in policy]
-    qmodel = apply_policy(module, pairs, layer_names=names).eval()
+    qmodel = apply_policy(module, pairs, layer_names=names,
+                          requantize_outputs=requantize_outputs).eval()
     if any(w < 16 or a < 16 for w, a in pairs):
         calibrate(qmodel, calibration_inputs(example), CALIB_BATCHES)
     export_onnx_model(qmodel, example, out)
     return out
-
-
-def requantized_at_uniform_int8(module: Any, example: Any, names: list[str]) -> list[str]:
-    """The layers hwq's export requantizes (QLinearConv, `hwq.export.onnx_integer`) when every
-    layer is int8."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="hwq-measure-") as tmp:
-        from hwq.export.onnx_qdq import export_onnx_model
-        from hwq.quant.apply import apply_policy, calibrate
-
-        qmodel = apply_policy(module, [INT8] * len(names), layer_names=names).eval()
-        calibrate(qmodel, calibration_inputs(example), CALIB_BATCHES)
-        desc = export_onnx_model(qmodel, example, Path(tmp) / "int8.onnx")
-    return list(desc["requantized_layers"])
 
 
 def fp32_optimized(fp32_file: Path, out: Path) -> Path:

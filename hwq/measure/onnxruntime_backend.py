@@ -4,10 +4,10 @@ them and a CUDA GPU is present; otherwise they say so and measure nothing).
 
 Sessions run with `intra_op_num_threads` = `inter_op_num_threads` = the backend's threads
 (`--threads`), sequential execution, all graph optimizations. Pairs: `32x32` (fp32), `8x8`
-(int8: with `int8_form` `runtime` in QDQ form with the output requantized, as
-onnxruntime's quantize_static writes a network, which onnxruntime fuses into QLinearConv /
-QGemm; with `hwq` as ConvInteger / MatMulInteger u8 x u8 with a float output, as hwq's own
-export writes a layer it cannot requantize exactly, `hwq.export.onnx_integer`) and `4x32`
+(int8: in QDQ form with the output requantized, which onnxruntime fuses into QLinearConv /
+QGemm; with `int8_form` `runtime` as onnxruntime's quantize_static writes a network, weights s8;
+with `hwq` as hwq's export writes an int8 layer on a measured device, u8 x u8, exact on every
+CPU, `hwq.export.onnx_integer`) and `4x32`
 (MatMulNBits, linear layers only); `hwq.measure.single_layer` builds them. On x86 CPUs the
 `runtime` form's int8 activations are uint8: onnxruntime's integer GEMM (MLAS) multiplies u8
 activations by s8 weights there (`vpmaddubsw` on AVX2, `vpdpbusd` with VNNI); elsewhere int8.
@@ -124,9 +124,9 @@ class OnnxRuntimeBackend:
                      f"{'u8' if self.activation == 'uint8' else 's8'} per tensor, the output "
                      "requantized (as onnxruntime's quantize_static writes it: QLinearConv)"
                      if self.int8_form == "runtime" else
-                     "ConvInteger / MatMulInteger, u8 activations x u8 weights (zero point "
-                     "128), the output float, scaled per channel (as hwq export --format onnx "
-                     "writes a layer it does not requantize)"),
+                     "QDQ, u8 activations x u8 weights (zero point 128) per output channel, the "
+                     "output requantized (as hwq export --format onnx writes an int8 layer on "
+                     "a measured device: QLinearConv u8 x u8)"),
         }
 
 

@@ -20,7 +20,6 @@ from hwq.errors import UserError
 from hwq.measure import profile_writer as pw
 from hwq.measure.backend import MeasureBackend, get_backend
 from hwq.measure.end_to_end import (
-    INT8,
     NetworkCase,
     export_hwq,
     export_quantize_static,
@@ -30,6 +29,7 @@ from hwq.measure.end_to_end import (
 from hwq.measure.fit import NetworkTermsFit, fit_boundary, fit_glue, layers_sum
 from hwq.measure.shapes import distinct_shapes
 from hwq.measure.timing import CLOCKS, STATISTICS, TimingOptions, time_interleaved
+from hwq.quant.int8_outputs import INT8_OUTPUTS_KEY, REQUANTIZED
 
 log = logging.getLogger("hwq")
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = ((32, 32), (8, 8))
@@ -37,6 +37,7 @@ LAYER_TIMING = TimingOptions(warmup=3, min_repeats=15, max_repeats=200, min_seco
 NETWORK_TIMING = TimingOptions(warmup=3, min_repeats=15, max_repeats=300, min_seconds=1.5)
 LAYER_GROUP = 8  # layers timed in turns (and written) together
 ROUNDS = 3  # turns per group
+INT8_FORM_TAGS = {"hwq": "hwq-requantized"}  # measured.csv's name of an int8 form
 NETWORK_ROUNDS = 5
 
 
@@ -129,8 +130,10 @@ def measure(
     info = backend.describe()
     runtime_label = info.get("runtime", backend.name)
     out.mkdir(parents=True, exist_ok=True)
-    rows = pw.read_table(out, runtime_label, backend.threads,
-                         f"{statistic} {clock} int8:{backend.int8_form}")
+    # int8 form `hwq` is requantized since hwq's export requantizes int8 outputs on measured
+    # devices: its tag refuses a table whose `int8:hwq` rows timed the old ConvInteger form
+    tag = f"{statistic} {clock} int8:{INT8_FORM_TAGS.get(backend.int8_form, backend.int8_form)}"
+    rows = pw.read_table(out, runtime_label, backend.threads, tag)
     done = {_row_key(r) for r in rows}
     resumed = len(rows)
     skipped: list[dict[str, Any]] = []
@@ -147,7 +150,6 @@ def measure(
         print(f"hwq: skipped: {s['shape']} at W{s['w_bits']}A{s['a_bits']}: {s['reason']}",
               file=sys.stderr)
     pw.write_rows(out / pw.SKIPPED, skipped, pw.SKIPPED_COLUMNS)
-    mix = _hwq_form_mix(backend, graph, module, example, todo)
     step("measuring %d layer shape(s) x pair(s) with %s (%d resumed)", len(todo), runtime_label,
          resumed)
     overhead = time_interleaved([backend.empty_runner()], layer_timing, ROUNDS)[0]
@@ -156,17 +158,15 @@ def measure(
     with progress(f"measuring layers ({backend.name})", total=len(todo)) as bar:
         for start in range(0, len(todo), LAYER_GROUP):
             group = todo[start:start + LAYER_GROUP]
-            runners, calls = zip(*(_layer_runner(backend, shape, pair, mix)
-                                   for shape, pair in group))
-            timings = [_per_call(t, n) for t, n in
-                       zip(time_interleaved(list(runners), layer_timing, ROUNDS), calls)]
+            runners = [backend.layer_runner(shape, pair) for shape, pair in group]
+            timings = time_interleaved(runners, layer_timing, ROUNDS)
             for (shape, pair), t in zip(group, timings):
                 rows.append({**dict(zip(pw.KEY_COLUMNS, (*shape.key(), *pair))),
                              "latency_s": max(t.value(statistic) - run_s, 0.0),
                              "overhead_s": run_s, "median_s": t.median_s,
                              "p10_s": t.p10_s, "spread": round(t.spread, 4),
                              "repeats": t.repeats,
-                             "statistic": f"{statistic} {clock} int8:{backend.int8_form}",
+                             "statistic": tag,
                              "runtime": runtime_label,
                              "threads": backend.threads})
             pw.write_rows(out / pw.TABLE, rows, pw.TABLE_COLUMNS)  # resumable from here
@@ -177,20 +177,18 @@ def measure(
     pw.write_rows(out / pw.TABLE, rows, pw.TABLE_COLUMNS)
     name = f"{Path(model).stem if '/' in model else model.split(':')[-1]}-{backend.name}"
     command = (f"hwq measure {model} --input-shape {shape_text} --runtime {backend.name} "
-               f"--bits {','.join(f'{w}x{a}' for w, a in pairs)} --threads {backend.threads}")
+               f"--bits {','.join(f'{w}x{a}' for w, a in pairs)} --threads {backend.threads}"
+               + ("" if backend.int8_form == "runtime" else f" --int8-form {backend.int8_form}"))
     record = pw.measurement_record(info, command)
+    # the int8 layers were measured with their outputs requantized (both int8 forms): hwq's
+    # fake-quant model and export on this profile do the same (hwq.quant.output_quant)
+    record[INT8_OUTPUTS_KEY[1]] = REQUANTIZED
     record["timing"] = (
         f"per layer: {layer_timing.warmup} warm-up runs, then >= {layer_timing.min_repeats} "
         f"runs and >= {layer_timing.min_seconds} s in {ROUNDS} turns with up to "
         f"{LAYER_GROUP - 1} other layers, {clock} clock; latency_s = the {statistic} of the runs "
         "less overhead_s, the same figure of an empty model's run (median_s, p10_s and "
         "spread = interquartile range / median in measured.csv)")
-    if mix:
-        record["int8_forms"] = (
-            "8x8 rows of shapes whose layers hwq's export requantizes at uniform int8 "
-            "(QLinearConv, u8 x u8) time that form and the integer form in the ratio of their "
-            f"layers ({sum(r for r, _ in mix.values())} requantized layer(s) in "
-            f"{len(mix)} shape(s))")
     if skipped:
         record["skipped"] = f"{len(skipped)} shape x pair(s) the runtime cannot run: {pw.SKIPPED}"
     description = f"{model} layers measured with {runtime_label} on {pw.cpu_model()}"
@@ -242,52 +240,6 @@ def measure(
     return result
 
 
-def _hwq_form_mix(backend: MeasureBackend, graph: Any, module: Any, example: Any,
-                  todo: list[tuple[Any, tuple[int, int]]]) -> dict[tuple[Any, ...],
-                                                                   tuple[int, int]]:
-    """For `--int8-form hwq`: shape key -> (layers hwq's export requantizes, layers it runs in
-    the integer form) at uniform int8, for the shapes still to measure at 8x8 that have a
-    requantized layer (empty without a module or another form)."""
-    from hwq.measure.end_to_end import requantized_at_uniform_int8
-    from hwq.measure.shapes import graph_shapes
-
-    if backend.int8_form != "hwq" or module is None or not any(p == INT8 for _, p in todo):
-        return {}
-    if set(graph.frame["op"]) - {"conv", "linear"}:
-        return {}
-    requantized = set(requantized_at_uniform_int8(module, example, list(graph.names)))
-    counts: dict[tuple[Any, ...], list[int]] = {}
-    for name, shape in zip(graph.names, graph_shapes(graph)):
-        counts.setdefault(shape.key(), [0, 0])[0 if name in requantized else 1] += 1
-    return {key: (r, i) for key, (r, i) in counts.items() if r}
-
-
-def _layer_runner(backend: MeasureBackend, shape: Any, pair: tuple[int, int],
-                  mix: Mapping[tuple[Any, ...], tuple[int, int]]) -> tuple[Any, int]:
-    """(a callable, the layer runs it makes): one run of the layer, or for a shape in `mix` at
-    8x8, r runs of its requantized form and i of its integer form."""
-    if pair != INT8 or shape.key() not in mix:
-        return backend.layer_runner(shape, pair), 1
-    r, i = mix[shape.key()]
-    fused = backend.layer_runner(shape, pair, "hwq-requantized")
-    plain = backend.layer_runner(shape, pair, "hwq") if i else None
-
-    def run() -> None:
-        for _ in range(r):
-            fused()
-        for _ in range(i):
-            plain()  # type: ignore[misc]
-
-    return run, r + i
-
-
-def _per_call(t: Any, calls: int) -> Any:
-    """A Timing of `calls` layer runs as the Timing of one (their mean)."""
-    if calls == 1:
-        return t
-    return replace(t, median_s=t.median_s / calls, p10_s=t.p10_s / calls)
-
-
 def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (str(row["op"]), *(int(row[c]) for c in pw.KEY_COLUMNS[1:]))
 
@@ -307,8 +259,8 @@ def _time_networks(backend: MeasureBackend, graph: Any, module: Any, example: An
         fp32_opt: Path | None = None
         for i, case in enumerate(cases):
             path = d / f"case{i}.onnx"
-            if case.exporter == "hwq":
-                export_hwq(module, example, names, case.policy, path)
+            if case.exporter == "hwq":  # as on the profile (measurement.int8_outputs)
+                export_hwq(module, example, names, case.policy, path, requantize_outputs=True)
             else:
                 fp32_opt = fp32_opt or fp32_optimized(fp32, d / "fp32_opt.onnx")
                 export_quantize_static(fp32_opt, example, names, case.policy,

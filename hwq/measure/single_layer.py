@@ -8,12 +8,11 @@
   int8 initializers with per-output-channel scales (DequantizeLinear, zero points 0), and the
   output passes QuantizeLinear -> DequantizeLinear, so onnxruntime fuses the layer into its
   integer kernel (QLinearConv, QLinearMatMul / QGemm). A matmul quantizes both operands. With
-  `int8_form="hwq"` the layer is built as `hwq export --format onnx` writes a layer whose output
-  it cannot requantize exactly (`hwq.export.onnx_integer`'s integer form): QuantizeLinear (u8)
-  -> ConvInteger / MatMulInteger (u8 x u8, weights shifted by 128) -> Cast -> Mul by the
-  per-channel scale -> Add the bias; with `int8_form="hwq-requantized"` as it writes a layer it
-  requantizes: the `runtime` form with u8 activations and u8 weights (zero point 128), which
-  onnxruntime fuses into QLinearConv u8 x u8.
+  `int8_form="hwq"` the layer is built as `hwq export --format onnx` writes an int8 layer for a
+  device that requantizes int8 outputs (`hwq.quant.output_quant`): the same form with u8
+  activations and u8 weights (the integers + 128, zero point 128), which onnxruntime fuses into
+  QLinearConv / QGemm u8 x u8 — exact on every CPU, where its u8 x s8 kernels add pairs of
+  products in int16 with saturation on AVX2 CPUs without VNNI (`hwq.export.onnx_integer`).
 * `4x32`: a linear layer as `MatMulNBits` (com.microsoft): 4-bit weights in blocks of
   `INT4_BLOCK` along K with fp32 scales, fp32 activations.
 
@@ -37,6 +36,7 @@ SUPPORTED: dict[str, tuple[tuple[int, int], ...]] = {
     "matmul": ((32, 32), (8, 8)),
 }
 SEED = 0
+INT8_FORMS = ("runtime", "hwq")
 
 
 def input_shapes(shape: LayerShape) -> list[list[int]]:
@@ -86,12 +86,13 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
               for n, s in zip(ins, input_shapes(shape))]
     output = helper.make_tensor_value_info("out", TensorProto.FLOAT, output_shape(shape))
     quant = pair == (8, 8)
-    if quant and int8_form == "hwq":
-        return _integer_model(shape, rng, ins, inputs, output)
-    if int8_form == "hwq-requantized":
+    if int8_form not in INT8_FORMS:
+        raise UserError(f"int8 form: expected one of {', '.join(INT8_FORMS)}, found "
+                        f"{int8_form!r}")
+    if int8_form == "hwq":
         activation = "uint8"
-    requant = quant and int8_form in ("runtime", "hwq-requantized")
-    u8_weights = int8_form == "hwq-requantized"
+    requant = quant
+    u8_weights = int8_form == "hwq"
     layer_in = list(ins)
     if quant:
         layer_in = [_qdq(nodes, inits, n, activation) for n in ins]
@@ -123,56 +124,6 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
         nodes.append(_q(inits, layer_out, "out_q", "out", activation, nodes))
     graph = helper.make_graph(nodes, f"{shape.op}_w{pair[0]}a{pair[1]}", inputs, [output], inits)
     model = helper.make_model(graph, opset_imports=domains, producer_name="hwq measure")
-    model.ir_version = 10
-    onnx.checker.check_model(model)
-    return model
-
-
-def _integer_model(shape: LayerShape, rng: np.random.Generator, ins: list[str],
-                   inputs: list[Any], output: Any) -> Any:
-    """The integer form (module doc) of `shape` at 8x8."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    nodes: list[Any] = []
-    inits: list[Any] = [numpy_helper.from_array(np.array(8.0 / 255, np.float32), "x_scale"),
-                        numpy_helper.from_array(np.array(128, np.uint8), "x_zero_point"),
-                        numpy_helper.from_array(np.array(128, np.uint8), "w_zero_point")]
-    q = []
-    for n in ins:
-        nodes.append(helper.make_node("QuantizeLinear", [n, "x_scale", "x_zero_point"],
-                                      [f"{n}_q"]))
-        q.append(f"{n}_q")
-    out_shape = output_shape(shape)
-    channels = out_shape[1] if shape.op == "conv" else out_shape[-1]
-    if shape.op == "conv":
-        w = rng.integers(-127, 128, [shape.out_channels, shape.in_channels // shape.groups,
-                                     shape.kernel_h, shape.kernel_w])
-        inits.append(numpy_helper.from_array((w + 128).astype(np.uint8), "w"))
-        nodes.append(helper.make_node(
-            "ConvInteger", [q[0], "w", "x_zero_point", "w_zero_point"], ["acc"],
-            group=shape.groups, kernel_shape=[shape.kernel_h, shape.kernel_w],
-            strides=[shape.stride_h, shape.stride_w],
-            pads=[shape.pad_h, shape.pad_w, shape.pad_h, shape.pad_w]))
-        per_channel = [1, channels, 1, 1]
-    elif shape.op == "linear":
-        w = rng.integers(-127, 128, [shape.in_channels, shape.out_channels])
-        inits.append(numpy_helper.from_array((w + 128).astype(np.uint8), "w"))
-        nodes.append(helper.make_node("MatMulInteger", [q[0], "w", "x_zero_point",
-                                                        "w_zero_point"], ["acc"]))
-        per_channel = [channels]
-    else:  # matmul of two activations
-        nodes.append(helper.make_node("MatMulInteger", [q[0], q[1], "x_zero_point",
-                                                        "x_zero_point"], ["acc"]))
-        per_channel = [1]
-    inits += [numpy_helper.from_array(np.full(per_channel, 1e-4, np.float32), "out_scale"),
-              numpy_helper.from_array(np.zeros(per_channel, np.float32), "out_bias")]
-    nodes += [helper.make_node("Cast", ["acc"], ["acc_float"], to=1),
-              helper.make_node("Mul", ["acc_float", "out_scale"], ["scaled"]),
-              helper.make_node("Add", ["scaled", "out_bias"], ["out"])]
-    graph = helper.make_graph(nodes, f"{shape.op}_w8a8_integer", inputs, [output], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="hwq measure")
     model.ir_version = 10
     onnx.checker.check_model(model)
     return model

@@ -214,6 +214,7 @@ def apply_policy(
     act_observer: str = "minmax",
     learn_scales: bool = False,
     percentile: float = 99.99,
+    requantize_outputs: bool = False,
 ) -> nn.Module:
     """A quantized deep copy of `model` under `policy` (the model itself is not changed).
 
@@ -222,7 +223,10 @@ def apply_policy(
     `example_input`, else definition order). `fold_bn` folds batch norms into the preceding
     layer first. Activation quantizers need `calibrate(model, data)` before use. The copy carries
     `hwq_layers`, `hwq_pairs`, `hwq_policy_id` and `hwq_settings` (the keyword arguments that
-    rebuild it: `fold_bn`, `learn_scales`, the observers and `percentile`).
+    rebuild it: `fold_bn`, `learn_scales`, the observers and `percentile`, and
+    `requantize_outputs` where set). `requantize_outputs` (a device whose int8 layers requantize
+    their outputs, `hwq.quant.output_quant`) gives every W8A8 layer whose output no single 8-bit
+    input quantizer reads its own 8-bit output quantizer (calibrated by `calibrate`).
     """
     check_observer(weight_observer)
     check_observer(act_observer)
@@ -251,6 +255,13 @@ def apply_policy(
             a_bits, act_observer, learn=learn_scales, percentile=percentile, name=name
         )
         layer.weight_quant.init_scale(layer.weight)
+    if requantize_outputs:
+        from hwq.quant.int8_outputs import needs_output_quant
+        from hwq.quant.output_quant import attach_output_quantizers, output_sites
+
+        sites = output_sites(model, names)
+        attach_output_quantizers(qmodel, names, sites, needs_output_quant(pairs, sites.readers),
+                                 act_observer, percentile)
     qmodel.hwq_layers = list(names)
     qmodel.hwq_pairs = list(pairs)
     qmodel.hwq_policy_id = policy_id_from_pairs(pairs)
@@ -261,6 +272,8 @@ def apply_policy(
         "act_observer": act_observer,
         "percentile": float(percentile),
     }
+    if requantize_outputs:  # only where set: the files of other devices keep their settings
+        qmodel.hwq_settings["requantize_outputs"] = True
     return qmodel
 
 

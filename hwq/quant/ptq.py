@@ -53,10 +53,12 @@ class CachedPTQObjective:
     def _quantize(self, model: nn.Module, names: Sequence[str], calib: Any,
                   calib_batches: int | None, *, fold_bn: bool = False,
                   weight_observer: str = "minmax", act_observer: str = "minmax",
-                  percentile: float = 99.99) -> None:
+                  percentile: float = 99.99, requantize_outputs: bool = False) -> None:
         """Build the one shared quantized model of `names` (frozen, eval), calibrate its
         activation ranges on `calib` while unquantized (full-precision statistics, as
-        `calibrate` does) and start empty memos and cache."""
+        `calibrate` does) and start empty memos and cache. `requantize_outputs`: every layer
+        gets its output quantizer (`hwq.quant.output_quant`), calibrated once, switched on per
+        policy where the rule says."""
         self.names = list(names)
         self.weight_observer, self.act_observer = weight_observer, act_observer
         self.percentile = percentile
@@ -68,6 +70,7 @@ class CachedPTQObjective:
             weight_observer=weight_observer,
             act_observer=act_observer,
             percentile=percentile,
+            requantize_outputs=requantize_outputs,
         ).eval()
         for p in self.qmodel.parameters():
             p.requires_grad_(False)
@@ -75,6 +78,18 @@ class CachedPTQObjective:
         self.layers = [modules[n] for n in self.names]
         for layer in self.layers:  # observe while unquantized
             layer.act_quant.bits = 8
+        self._outputs: list[Any] = []
+        self._readers = np.zeros(0, dtype=np.int64)
+        if requantize_outputs:
+            from hwq.quant.int8_outputs import OUTPUT_BITS
+            from hwq.quant.output_quant import output_quantizers, output_sites
+
+            self._readers = output_sites(model, self.names).readers
+            held = output_quantizers(self.qmodel)
+            self._outputs = [held.get(n) for n in self.names]
+            for q in self._outputs:
+                if q is not None:
+                    q.bits = OUTPUT_BITS  # calibrated once, at 8 bits
         with one_thread():
             calibrate(self.qmodel, calib, calib_batches)
         self._w: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
@@ -91,6 +106,12 @@ class CachedPTQObjective:
     def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None:
         """Configure the shared quantized model for per-layer (w, a) pairs in layer order."""
         set_layer_pairs(self, pairs)
+        if self._outputs:
+            from hwq.quant.int8_outputs import OUTPUT_BITS, needs_output_quant
+
+            for q, on in zip(self._outputs, needs_output_quant(pairs, self._readers)):
+                if q is not None:
+                    q.bits = OUTPUT_BITS if on else 32
 
     def _measure(self) -> float:
         raise NotImplementedError
@@ -137,6 +158,7 @@ class PTQAccuracy(CachedPTQObjective):
         act_observer: str = "minmax",
         percentile: float = 99.99,
         eval_batch_size: int = 1024,
+        requantize_outputs: bool = False,
     ) -> None:
         batches = _xy_batches(val)
         self.val_x = torch.cat([b[0] for b in batches])
@@ -147,7 +169,7 @@ class PTQAccuracy(CachedPTQObjective):
         self.eval_batch_size = eval_batch_size
         self._quantize(model, layer_names, calib, calib_batches, fold_bn=fold_bn,
                        weight_observer=weight_observer, act_observer=act_observer,
-                       percentile=percentile)
+                       percentile=percentile, requantize_outputs=requantize_outputs)
         self.calib_batches = [
             (x, y) for x, y in _pairs_or_none(calib, calib_batches) if y is not None
         ]

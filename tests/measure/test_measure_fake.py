@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 from hwq.errors import UserError
 from hwq.measure.run import measure
 from hwq.measure.shapes import distinct_shapes
+from hwq.measure.single_layer import build_model
 from hwq.model_source import load_graph
 from hwq.profile import load_profile
 from hwq.tables import cost_table
@@ -117,37 +116,20 @@ def test_cpu_clock_needs_one_thread(tmp_path):
     assert set(table.statistic) == {"median wall int8:runtime"}
 
 
-class Chain(nn.Module):
-    """c1 -> relu -> c2 -> relu -> c3 -> flatten -> fc: hwq's int8 export requantizes c1 and
-    c2 (each output feeds only the next layer's quantizer), not c3 (a Flatten reads it) nor fc
-    (the logits); c2 and c3 share a shape."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.c3 = nn.Conv2d(8, 8, 3, padding=1)
-        self.fc = nn.Linear(8 * 8 * 8, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.c2(torch.relu(self.c1(x))))
-        return self.fc(torch.flatten(self.c3(y), 1))
-
-
-def test_hwq_form_times_each_shape_as_the_export_runs_its_layers(tmp_path):
-    """`--int8-form hwq`: a shape's 8x8 row times the requantized form (QLinearConv) and the
-    integer form in the ratio of the layers hwq's uniform int8 export gives each."""
-    pytest.importorskip("onnxruntime")
+def test_hwq_form_times_every_int8_layer_as_the_export_runs_it(tmp_path):
+    """`--int8-form hwq`: every 8x8 row times hwq's requantized u8 x u8 form, each shape once;
+    both forms write a profile whose int8 layers requantize their outputs."""
     backend = FakeBackend(int8_form="hwq")
-    result = measure("tests.measure.test_measure_fake:Chain", tmp_path / "m", bits="8x8",
-                     input_shape="1,3,8,8", end_to_end=False, backend=backend,
-                     layer_timing=FAST)
-    built = {}
-    for (shape, _pair), form in zip(backend.built, backend.forms):
-        built.setdefault((shape.in_channels, shape.op), []).append(form)
-    assert built == {(3, "conv"): ["hwq-requantized"],  # c1
-                     (8, "conv"): ["hwq-requantized", "hwq"],  # c2, c3
-                     (512, "linear"): ["hwq"]}  # fc
-    assert result.measured == 3
-    assert "2 requantized layer(s) in 2 shape(s)" in load_profile(result.profile).get(
-        "measurement.int8_forms")
+    result = measure(MODEL, tmp_path / "m", bits="8x8", input_shape=SHAPE, end_to_end=False,
+                     backend=backend, layer_timing=FAST)
+    assert backend.forms == ["hwq"] * 4 == ["hwq"] * result.measured
+    model = build_model(backend.built[0][0], (8, 8), int8_form="hwq")
+    assert {t.data_type for t in model.graph.initializer if t.name == "w_q"} == {2}  # UINT8
+    table = pd.read_csv(tmp_path / "m" / "measured.csv")
+    assert set(table.statistic) == {"median cpu int8:hwq-requantized"}
+    assert load_profile(result.profile).get("measurement.int8_outputs") == "requantized"
+    # a table of the runtime form is not resumed as the hwq form's
+    _measure(tmp_path / "r", bits="8x8")
+    with pytest.raises(UserError, match="int8:runtime"):
+        measure(MODEL, tmp_path / "r", bits="8x8", input_shape=SHAPE, end_to_end=False,
+                backend=FakeBackend(int8_form="hwq"), layer_timing=FAST)
