@@ -63,6 +63,10 @@ def verify_front(
     rows = front.iloc[choose_for_verification(F, k, qi)]
     kwargs = trained_model_kwargs(config.model, config.weights, config.data, config.model_args)
     kwargs.update(epochs=int(config.verify_epochs), seed=int(config.seed))
+    from hwq.quant.int8_outputs import run_requantizes
+
+    if run_requantizes(writer.path):  # the numerics the search measured and hwq export writes
+        kwargs["requantize_outputs"] = True
     spec = JobSpec("hwq.quant.verification:verify_job", kwargs)
     items = [
         np.stack([np.asarray(r["w_bits"]), np.asarray(r["a_bits"])], axis=1).tolist()

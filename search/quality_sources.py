@@ -391,9 +391,11 @@ def accuracy_job(
     model_args: Mapping[str, Any] | None = None,
     seed: int = 0,
     calib_batches: int = 4,
+    requantize_outputs: bool = False,
 ) -> Callable[[Any], float]:
     """A function pairs [L, 2] -> PTQ accuracy on the validation split (search-time quality),
-    `hwq.quant.ptq.accuracy_objective` built once per worker process."""
+    `hwq.quant.ptq.accuracy_objective` built once per worker process; `requantize_outputs` on
+    a device whose int8 layers requantize their outputs (`hwq.quant.int8_outputs`)."""
     from hwq.quant.ptq import accuracy_objective
 
     evaluator = accuracy_objective(
@@ -403,6 +405,7 @@ def accuracy_job(
         model_args=model_args,
         seed=seed,
         calib_batches=calib_batches,
+        requantize_outputs=requantize_outputs,
     )
 
     def run(pairs: Any) -> float:
@@ -547,7 +550,11 @@ def resolve_quality(
     if name == "accuracy":
         kwargs = _measured_quality_kwargs(name, sensitivity_file, model, weights, data,
                                           model_args)
-        ptq = JobSpec("hwq.search.quality_sources:accuracy_job", kwargs)
+        from hwq.quant.int8_outputs import device_requantizes
+
+        ptq_kwargs = {**kwargs, "requantize_outputs": True} if device_requantizes(
+            table.profile) else kwargs  # the numerics hwq export writes for this device
+        ptq = JobSpec("hwq.search.quality_sources:accuracy_job", ptq_kwargs)
         if finetune_epochs > 0:
             return AccuracyQuality(
                 JobSpec("hwq.search.quality_sources:finetune_job",

@@ -103,6 +103,7 @@ def finetune(
     fp32_accuracy: float | None = None,
     return_model: bool = False,
     on_step: Callable[[], None] | None = None,
+    requantize_outputs: bool = False,
 ) -> dict[str, Any] | tuple[dict[str, Any], nn.Module]:
     """QAT with distillation of `policy` on `model` (trained FP32 weights; also the teacher
     unless `teacher` is given) for `epochs` over `train`, evaluated on `test`.
@@ -139,6 +140,7 @@ def finetune(
             learn_scales=learn_scales,
             weight_observer=weight_observer,
             act_observer=act_observer,
+            requantize_outputs=requantize_outputs,
         )
         calibrate(student, calib if calib is not None else train, calib_batches)
         ptq_accuracy = accuracy(student, test)

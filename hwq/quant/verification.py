@@ -35,10 +35,12 @@ def verify_job(
     model_args: Mapping[str, Any] | None = None,
     epochs: int = 3,
     seed: int = 0,
+    requantize_outputs: bool = False,
 ) -> Callable[[Any], dict[str, Any]]:
     """A function pairs [L, 2] -> the QAT verification record of `hwq.quant.finetune.finetune`
     (distillation from the FP32 model on the training split, test-split accuracies), with the
-    settings of `hwq finetune`, and under `STATE_KEY` the fine-tuned model's file bytes."""
+    settings of `hwq finetune` (`requantize_outputs` on a device whose int8 layers requantize
+    their outputs, as the search measured them), and under `STATE_KEY` the fine-tuned model's file bytes."""
     from hwq.quant.apply import quantizable_layers
     from hwq.quant.finetune import finetune
     from hwq.quant.quantized_file import quantized_bytes, quantized_doc
@@ -62,6 +64,7 @@ def verify_job(
             layer_names=names,
             seed=seed,
             return_model=True,
+            requantize_outputs=requantize_outputs,
             **VERIFY_SETTINGS,
         )
         doc = quantized_doc(student, model=model, model_args=model_args, weights=weights,

@@ -201,3 +201,38 @@ def test_export_of_a_run_on_a_measured_profile_requantizes(tmp_path):
     code, _out, err = run_cmd(export, [str(run_dir), "--policy", pid, "--format", "onnx",
                                        "--onnx-form", "qdq", "-o", str(tmp_path / "q.onnx")])
     assert code == 2 and "only the integer form" in err
+
+
+def test_search_and_verify_on_a_measured_profile_use_the_requantized_numerics(tmp_path):
+    """A search on a measured profile measures accuracy with the output quantizers hwq export
+    writes (not the float-output model of the other devices), and QAT verification keeps them,
+    so `hwq export --from qat` writes the fine-tuned model fully integer too."""
+    import hwq
+    from hwq.cli.report_cmd import export
+    from hwq.measure.run import measure
+    from hwq.quant.ptq import accuracy_objective
+    from tests.measure.fake_backend import FAST, FakeBackend
+    from tests.run_fixtures import run_cmd
+
+    result = measure("digits_resnet", tmp_path / "m", bits="8x8,32x32", end_to_end=False,
+                     backend=FakeBackend(), layer_timing=FAST)
+    run_dir = tmp_path / "run"
+    hwq.search(device=str(result.profile), model="digits_resnet",
+               objectives="accuracy,latency", bits="8x8,32x32", algorithm="random",
+               generations=1, population=6, seed=0, output_dir=str(run_dir), verify_top=1,
+               verify_epochs=1)
+    run = hwq.Run.open(run_dir)
+    requantized = accuracy_objective("digits_resnet", requantize_outputs=True)
+    plain = accuracy_objective("digits_resnet")
+    differs = 0
+    for _, row in run.candidates.iterrows():
+        pairs = list(zip(np.asarray(row["w_bits"]).tolist(), np.asarray(row["a_bits"]).tolist()))
+        assert row["accuracy"] == pytest.approx(requantized.accuracy_of_pairs(pairs), abs=1e-12)
+        differs += row["accuracy"] != plain.accuracy_of_pairs(pairs)
+    assert differs  # the two numerics are not the same on some evaluated policy
+    pid = run.verify["policy_id"].iloc[0]
+    out = tmp_path / "qat.onnx"
+    code, stdout, err = run_cmd(export, [str(run_dir), "--policy", pid, "--format", "onnx",
+                                         "--from", "qat", "-o", str(out)])
+    assert code == 0, err
+    assert not SLOW_OPS & {n.op_type for n in onnx.load(str(out)).graph.node}
