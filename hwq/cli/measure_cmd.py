@@ -6,6 +6,7 @@ import click
 
 from hwq.cli.output import emit_table
 from hwq.display import display_rows
+from hwq.measure.backend import DEFAULT_INT8_FORM, INT8_FORMS
 
 
 @click.command()
@@ -31,12 +32,14 @@ from hwq.display import display_rows
 @click.option("--clock", type=click.Choice(["cpu", "wall"]),
               help="What times a run: the calling thread's CPU time (the default with --threads "
                    "1: unaffected by other processes) or wall time (the default otherwise).")
-@click.option("--int8-form", type=click.Choice(["runtime", "hwq"]), default="runtime",
+@click.option("--int8-form", type=click.Choice(list(INT8_FORMS)), default=DEFAULT_INT8_FORM,
               show_default=True,
               help="How 8x8 layers are timed (both requantize the output: QLinearConv / "
-                   "QGemm): as onnxruntime's quantize_static writes them (u8 x s8 weights) or as "
-                   "hwq export --format onnx writes them on a measured device (u8 x u8 weights, "
-                   "exact on every CPU).")
+                   "QGemm): hwq = as hwq export --format onnx writes them on a measured device "
+                   "(u8 x u8 weights, exact on every CPU; what a search on the profile "
+                   "exports), runtime = as onnxruntime's quantize_static writes them by default "
+                   "(u8 x s8 weights: faster, but on x86 CPUs without VNNI its int16 pair sums "
+                   "saturate).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for profile.yaml, measured.csv, end_to_end.csv (resumes).")
 def measure(model: str, runtime: str, bits: str | None, threads: int, input_shape: str | None,

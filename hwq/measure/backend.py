@@ -26,7 +26,11 @@ from hwq.measure.shapes import LayerShape
 Runner = Callable[[], object]
 
 SHIPPED_MODULES: tuple[str, ...] = ("hwq.measure.onnxruntime_backend",)
-INT8_FORMS: tuple[str, ...] = ("runtime", "hwq")
+# How int8 layers are built and timed (`hwq.measure.single_layer`): `hwq` as hwq export writes
+# them (u8 x u8, exact on every CPU; the default: a search on the profile exports that way),
+# `runtime` as onnxruntime's quantize_static writes them by default (u8 x s8).
+INT8_FORMS: tuple[str, ...] = ("hwq", "runtime")
+DEFAULT_INT8_FORM = "hwq"
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class BackendOptions:
     """How a backend runs: `threads` of the runtime, and `int8_form` (module doc)."""
 
     threads: int = 1
-    int8_form: str = "runtime"
+    int8_form: str = DEFAULT_INT8_FORM
 
 
 class MeasureBackend(Protocol):
@@ -93,7 +97,7 @@ def backend_names() -> tuple[str, ...]:
     return tuple(_BACKENDS)
 
 
-def get_backend(name: str, threads: int = 1, int8_form: str = "runtime") -> MeasureBackend:
+def get_backend(name: str, threads: int = 1, int8_form: str = DEFAULT_INT8_FORM) -> MeasureBackend:
     """The backend `name` with `threads` threads; a UserError naming the known ones, or saying
     why it cannot run here."""
     _load()

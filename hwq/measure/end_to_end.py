@@ -8,14 +8,17 @@ Two exporters:
   requantized (`hwq.quant.output_quant`: QLinearConv / QGemm u8 x u8 everywhere; the profile
   says `measurement.int8_outputs: requantized`). fp32 layers stay float.
 * `quantize_static` — onnxruntime's own quantizer on the fp32 export (batch norms folded by
-  onnxruntime's basic graph optimizations first): QDQ format, weights s8 per channel,
-  activations as the backend prefers, calibrated on the same seeded batches; the layers the
-  policy keeps at fp32 are excluded (`nodes_to_exclude`).
+  onnxruntime's basic graph optimizations first): QDQ format, weights s8 per channel (its
+  default), activations as the backend prefers, calibrated on the same seeded batches; the
+  layers the policy keeps at fp32 are excluded (`nodes_to_exclude`).
+* `quantize_static_u8` — the same with u8 weights (`weight_type=QUInt8`): the configuration
+  onnxruntime advises where its u8 x s8 kernels saturate (x86 CPUs without VNNI), and the
+  same u8 x u8 kernels as hwq's export.
 
 The policies (`network_cases`): every pair measured for all layers, uniformly; and where both
 fp32 and int8 were measured, three mixed ones: `alternating` (every other layer int8: the
 boundary term is fitted on it), `first-half-int8` and `last-half-int8` (half the layers int8),
-each by both exporters.
+each by every exporter (`EXPORTERS`) where it has int8 layers.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 from hwq.errors import UserError
 
 CALIB_BATCHES = 4
+EXPORTERS = ("hwq", "quantize_static", "quantize_static_u8")
 INT8, FP32 = (8, 8), (32, 32)
 
 
@@ -45,11 +49,11 @@ class NetworkCase:
 
 
 def network_cases(n_layers: int, pairs: list[tuple[int, int]],
-                  int8_form: str = "runtime") -> list[NetworkCase]:
+                  int8_form: str = "hwq") -> list[NetworkCase]:
     """The runs of one network whose layers were all measured at `pairs`; the int8 terms are
     fitted on the exporter that writes int8 layers as the single-layer models were
     (`quantize_static` for int8 form `runtime`, `hwq` for `hwq`)."""
-    fit_on = "hwq" if int8_form == "hwq" else "quantize_static"
+    fit_on = "quantize_static" if int8_form == "runtime" else "hwq"
     def uniform(p: tuple[int, int]) -> np.ndarray:
         return np.tile(np.array(p, dtype=np.int64), (n_layers, 1))
 
@@ -57,7 +61,7 @@ def network_cases(n_layers: int, pairs: list[tuple[int, int]],
     for p in pairs:
         tag = f"{p[0]}x{p[1]}"
         if p == INT8:
-            for exporter in ("quantize_static", "hwq"):
+            for exporter in EXPORTERS:
                 cases.append(NetworkCase(f"uniform {tag}", exporter, uniform(p),
                                          f"glue {tag}" if exporter == fit_on else ""))
         else:
@@ -72,7 +76,7 @@ def network_cases(n_layers: int, pairs: list[tuple[int, int]],
         }
         for name, is_int8 in mixed.items():
             policy = np.where(is_int8[:, None], np.array(INT8), np.array(FP32)).astype(np.int64)
-            for exporter in ("quantize_static", "hwq"):
+            for exporter in EXPORTERS:
                 fits = "boundary" if name == "alternating" and exporter == fit_on else ""
                 cases.append(NetworkCase(name, exporter, policy, fits))
     return cases
@@ -131,8 +135,9 @@ def layer_nodes(model_file: Path, names: list[str]) -> dict[str, str]:
 
 
 def export_quantize_static(fp32_opt: Path, example: Any, names: list[str], policy: np.ndarray,
-                           activation: str, out: Path) -> Path:
-    """onnxruntime's quantize_static of the optimized fp32 export, int8 where `policy` is 8x8."""
+                           activation: str, out: Path, weights: str = "int8") -> Path:
+    """onnxruntime's quantize_static of the optimized fp32 export, int8 where `policy` is 8x8;
+    weights s8 (`weights="int8"`, its default) or u8 (`"uint8"`)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -169,7 +174,8 @@ def export_quantize_static(fp32_opt: Path, example: Any, names: list[str], polic
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_static(str(fp32_opt), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=act, weight_type=QuantType.QInt8,
+                            per_channel=True, activation_type=act,
+                            weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8,
                             nodes_to_exclude=exclude)
     finally:
         quiet.setLevel(level)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from hwq.errors import UserError
 from hwq.measure import profile_writer as pw
-from hwq.measure.backend import MeasureBackend, get_backend
+from hwq.measure.backend import DEFAULT_INT8_FORM, MeasureBackend, get_backend
 from hwq.measure.end_to_end import (
     NetworkCase,
     export_hwq,
@@ -101,7 +101,7 @@ def measure(
     end_to_end: bool = True,
     statistic: str = "median",
     clock: str | None = None,
-    int8_form: str = "runtime",
+    int8_form: str = DEFAULT_INT8_FORM,
     backend: MeasureBackend | None = None,
     layer_timing: TimingOptions = LAYER_TIMING,
     network_timing: TimingOptions = NETWORK_TIMING,
@@ -178,7 +178,8 @@ def measure(
     name = f"{Path(model).stem if '/' in model else model.split(':')[-1]}-{backend.name}"
     command = (f"hwq measure {model} --input-shape {shape_text} --runtime {backend.name} "
                f"--bits {','.join(f'{w}x{a}' for w, a in pairs)} --threads {backend.threads}"
-               + ("" if backend.int8_form == "runtime" else f" --int8-form {backend.int8_form}"))
+               + ("" if backend.int8_form == DEFAULT_INT8_FORM
+                  else f" --int8-form {backend.int8_form}"))
     record = pw.measurement_record(info, command)
     # the int8 layers were measured with their outputs requantized (both int8 forms): hwq's
     # fake-quant model and export on this profile do the same (hwq.quant.output_quant)
@@ -264,7 +265,8 @@ def _time_networks(backend: MeasureBackend, graph: Any, module: Any, example: An
             else:
                 fp32_opt = fp32_opt or fp32_optimized(fp32, d / "fp32_opt.onnx")
                 export_quantize_static(fp32_opt, example, names, case.policy,
-                                       getattr(backend, "activation", activation_type()), path)
+                                       getattr(backend, "activation", activation_type()), path,
+                                       "uint8" if case.exporter == "quantize_static_u8" else "int8")
             runners.append(backend.network_runner(path, feeds))
             path.unlink()
             bar.advance()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from hwq.errors import UserError
+from hwq.measure.backend import DEFAULT_INT8_FORM, INT8_FORMS
 from hwq.measure.shapes import LayerShape
 
 OPSET = 21
@@ -36,7 +37,6 @@ SUPPORTED: dict[str, tuple[tuple[int, int], ...]] = {
     "matmul": ((32, 32), (8, 8)),
 }
 SEED = 0
-INT8_FORMS = ("runtime", "hwq")
 
 
 def input_shapes(shape: LayerShape) -> list[list[int]]:
@@ -71,7 +71,7 @@ def example_feeds(shape: LayerShape, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uint8",
-                int8_form: str = "runtime") -> Any:
+                int8_form: str = DEFAULT_INT8_FORM) -> Any:
     """The onnx ModelProto of `shape` at `pair` (a pair outside SUPPORTED is a UserError)."""
     if pair not in SUPPORTED.get(shape.op, ()):
         raise UserError(f"{shape.label()}: no single-layer model at W{pair[0]}A{pair[1]}")

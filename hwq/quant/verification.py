@@ -40,7 +40,8 @@ def verify_job(
     """A function pairs [L, 2] -> the QAT verification record of `hwq.quant.finetune.finetune`
     (distillation from the FP32 model on the training split, test-split accuracies), with the
     settings of `hwq finetune` (`requantize_outputs` on a device whose int8 layers requantize
-    their outputs, as the search measured them), and under `STATE_KEY` the fine-tuned model's file bytes."""
+    their outputs, as the search measured them), and under `STATE_KEY` the fine-tuned model's
+    file bytes."""
     from hwq.quant.apply import quantizable_layers
     from hwq.quant.finetune import finetune
     from hwq.quant.quantized_file import quantized_bytes, quantized_doc
