@@ -4,8 +4,11 @@ anything is evaluated."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from hwq.allowed_bits import check_pairs
 from hwq.errors import UserError
@@ -13,6 +16,8 @@ from hwq.objectives import QUALITY_OBJECTIVES
 from hwq.search.algorithms import spec
 from hwq.search.config import DEFAULT_OBJECTIVES, LM_DEFAULT_OBJECTIVES, SearchConfig
 from hwq.search.problem import SearchProblem, parse_constraints, parse_objectives
+
+log = logging.getLogger("hwq.search")
 
 
 @dataclass
@@ -43,6 +48,23 @@ def default_objectives(config: SearchConfig) -> list[str]:
     )
 
 
+def priced_defaults(objectives: list[str], table: Any) -> list[str]:
+    """The default objectives less a cost the device has no model of (a measured `lut` profile
+    has latency but no energy), with a warning naming it."""
+    from hwq.objectives import OBJECTIVES
+
+    kept = []
+    for name in objectives:
+        col = None if name in QUALITY_OBJECTIVES else OBJECTIVES[name][0]
+        values = table.values[col] if col in ("latency_s", "energy_pj") else None
+        if values is not None and not np.isfinite(values).any():
+            log.warning("default objective %s left out: device %s (kind %s) has no %s model",
+                        name, table.profile.name, table.profile.kind, name)
+            continue
+        kept.append(name)
+    return kept
+
+
 def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> Prepared:
     """Resolve every option: profile, graph, pairs, encoding, cost table, quality, problem.
     `config.objectives` is set to the resolved objectives."""
@@ -60,10 +82,8 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     from hwq.units import parse_pairs
 
     config.validate()
-    objectives = (
-        parse_objectives(config.objectives) if config.objectives else default_objectives(config)
-    )
-    config.objectives = objectives
+    defaulted = not config.objectives
+    objectives = default_objectives(config) if defaulted else parse_objectives(config.objectives)
     constraints = parse_constraints(config.max)
     profile = load_profile(config.device)
     graph = load_graph(
@@ -82,6 +102,9 @@ def prepare(config: SearchConfig, quality: Any = None, executor: Any = None) -> 
     pins = parse_pin_specs(config.pin, graph)
     encoding = Encoding(graph, pairs, pins, config.tie)
     table = cost_table(graph, profile, bits=encoding.all_pairs())
+    if defaulted:  # the defaults the device can price; a cost named by the user is checked
+        objectives = priced_defaults(objectives, table)
+    config.objectives = objectives
     qname = next((o for o in [*objectives, *constraints] if o in QUALITY_OBJECTIVES), None)
     if quality is None:
         quality = resolve_quality(

@@ -236,3 +236,29 @@ def test_search_and_verify_on_a_measured_profile_use_the_requantized_numerics(tm
                                          "--from", "qat", "-o", str(out)])
     assert code == 0, err
     assert not SLOW_OPS & {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
+def test_default_objectives_on_a_measured_profile_leave_out_energy(tmp_path, caplog):
+    """`hwq search --device DIR/profile.yaml` with the default objectives runs on a measured
+    profile (latency, no energy): energy is left out with a warning naming it; asked for by
+    name it is still an error."""
+    import logging
+
+    import hwq
+    from hwq.errors import UserError
+    from hwq.measure.run import measure
+    from tests.measure.fake_backend import FAST, FakeBackend
+
+    result = measure("digits_resnet", tmp_path / "m", bits="8x8,32x32", end_to_end=False,
+                     backend=FakeBackend(), layer_timing=FAST)
+    with caplog.at_level(logging.WARNING, logger="hwq.search"):
+        hwq.search(device=str(result.profile), model="digits_resnet", bits="8x8,32x32",
+                   algorithm="random", generations=1, population=2, seed=0,
+                   output_dir=str(tmp_path / "run"), verify_top=0)
+    assert hwq.Run.open(tmp_path / "run").meta["objectives"] == [
+        "accuracy", "latency", "weight_memory"]
+    assert "default objective energy left out" in caplog.text
+    with pytest.raises(UserError, match="energy: device .* has no energy model"):
+        hwq.search(device=str(result.profile), model="digits_resnet", bits="8x8,32x32",
+                   objectives="accuracy,energy", algorithm="random", generations=1,
+                   population=2, seed=0, output_dir=str(tmp_path / "run2"), verify_top=0)
