@@ -163,9 +163,7 @@ class SearchProblem(Problem):
                     raise UserError(f"objective {name}: no quality source was configured")
                 continue
             col = OBJECTIVES[name][0]
-            if col in ("latency_s", "energy_pj") and not np.isfinite(
-                np.nanmax(self.table.values[col]) if self.table.values[col].size else 0.0
-            ):
+            if col in ("latency_s", "energy_pj") and not np.isfinite(self.table.values[col]).any():
                 raise UserError(
                     f"{name}: device {self.table.profile.name} (kind {self.table.profile.kind}) "
                     f"has no {name} model"
