@@ -82,17 +82,79 @@ class AdditiveModel:
         self.r2 = r2
 
 
+def hv_contributions(F: np.ndarray, ref: float = 1.1) -> np.ndarray:
+    """Exclusive hypervolume contribution of each of the mutually non-dominated points F [n, m]
+    (minimised): the volume only it dominates, with the objectives normalised to [0, 1] over F
+    and the reference point `ref` in every objective (so the extremes keep a share). Two
+    objectives: the product of the gaps to the neighbours; more: the hypervolume of all points
+    less that of all but one."""
+    F = np.asarray(F, dtype=np.float64)
+    n, m = F.shape
+    if n == 0:
+        return np.zeros(0)
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    Fn = (F - lo) / np.where(hi > lo, hi - lo, 1.0)
+    if m == 1:
+        out = np.zeros(n)
+        out[np.argmin(Fn[:, 0])] = ref - Fn[:, 0].min()
+        return out
+    if m == 2:
+        order = np.lexsort((Fn[:, 1], Fn[:, 0]))
+        x, y = Fn[order, 0], Fn[order, 1]
+        right = np.append(x[1:], ref) - x
+        up = np.insert(y[:-1], 0, ref) - y
+        out = np.empty(n)
+        out[order] = np.maximum(right, 0.0) * np.maximum(up, 0.0)
+        return out
+    from hwq.search.indicators import hypervolume
+
+    r = np.full(m, ref)
+    whole = hypervolume(Fn, r)
+    keep = np.ones(n, dtype=bool)
+    out = np.empty(n)
+    for i in range(n):
+        keep[i] = False
+        out[i] = whole - hypervolume(Fn[keep], r)
+        keep[i] = True
+    return np.maximum(out, 0.0)
+
+
 class DecisionArchive:
     """Every feasible, mutually non-dominated policy evaluated: choices C [A, G] and outputs
     F [A, k] (the objectives, minimised, then the constraint values); one entry per objective
     vector (`LocalImprover` keeps it)."""
 
-    def __init__(self, n_groups: int, n_out: int) -> None:
+    def __init__(self, n_groups: int, n_out: int, n_obj: int | None = None) -> None:
         self.C = np.zeros((0, n_groups), dtype=np.int64)
         self.F = np.zeros((0, n_out))
+        self.n_obj = n_out if n_obj is None else int(n_obj)
+        self._contrib: np.ndarray | None = None  # hv_contributions of the current members
 
     def __len__(self) -> int:
         return len(self.C)
+
+    def set(self, C: np.ndarray, F: np.ndarray) -> None:
+        """Replace the members (a new archive after an evaluated batch)."""
+        self.C, self.F = C, F
+        self._contrib = None
+
+    def contributions(self) -> np.ndarray:
+        """Each member's exclusive hypervolume contribution (`hv_contributions` of the
+        objectives), computed once per archive."""
+        if self._contrib is None:
+            self._contrib = hv_contributions(self.F[:, : self.n_obj])
+        return self._contrib
+
+    def pick(self, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Indices of k members, each the winner of a binary tournament on the exclusive
+        hypervolume contribution (the front's sparse parts and extremes first; ties to the
+        first drawn)."""
+        if not len(self) or k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        c = self.contributions()
+        a = rng.integers(0, len(self), size=k)
+        b = rng.integers(0, len(self), size=k)
+        return np.where(c[a] >= c[b], a, b)
 
 
 @njit(cache=True)
@@ -233,7 +295,7 @@ class LocalImprover:
         self.n_obj = int(n_obj)
         self.guided = bool(guided)  # False: random single moves only (the --no-local ablation)
         self.model = AdditiveModel(n_groups, n_choices, n_obj + n_constraints)
-        self.archive = DecisionArchive(n_groups, n_obj + n_constraints)
+        self.archive = DecisionArchive(n_groups, n_obj + n_constraints, n_obj)
         self.max_columns = int(max_columns)
         self.pair_limit = int(pair_limit)
         self.fitted_rows = -1
@@ -272,7 +334,7 @@ class LocalImprover:
         first = np.sort(first)  # the archive's rows first: a repeated vector is not new
         allC, allY = allC[first], allY[first]
         nd = nondominated_mask(allY[:, : self.n_obj])
-        a.C, a.F = allC[nd], allY[nd]
+        a.set(allC[nd], allY[nd])
         rows = first[nd]
         entered[np.flatnonzero(keep)[rows[rows >= old] - old]] = True
         return entered

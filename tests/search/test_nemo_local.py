@@ -9,7 +9,13 @@ import itertools
 import numpy as np
 import pytest
 
-from hwq.search.local_moves import AdditiveModel, LocalImprover, best_moves
+from hwq.search.local_moves import (
+    AdditiveModel,
+    DecisionArchive,
+    LocalImprover,
+    best_moves,
+    hv_contributions,
+)
 
 from .conftest import DEVICE, HAWQ18, HAWQ50
 
@@ -145,6 +151,46 @@ def test_observe_says_which_rows_entered_the_archive():
     entered = imp.observe(C2, F2, np.zeros((5, 0)), feasible)
     assert entered.tolist() == [False, True, False, True, False]
     assert sorted(map(tuple, imp.archive.F)) == [(0.5, 3.0), (1.5, 1.5), (3.0, 1.0)]
+
+
+def test_hv_contributions_two_objectives_by_hand():
+    # normalised over the points: x 0, 0.25, 1 and y 1, 0.5, 0; reference 1.1
+    F = np.array([[4.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    c = hv_contributions(F)
+    # (0, 1): right gap 0.25, up gap 1.1 - 1 = 0.1; (0.25, 0.5): 0.75 x 0.5; (1, 0): 0.1 x 0.5
+    assert np.allclose(c, [0.1 * 0.5, 0.25 * 0.1, 0.75 * 0.5])
+
+
+def test_hv_contributions_three_objectives_by_hand():
+    # each point's exclusive volume, counted on a grid of 0.01 cells up to the reference 1.1
+    F = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.5, 0.5, 0.5]])
+    c = hv_contributions(F)
+    h = 0.01
+    g = np.arange(h / 2, 1.1, h)
+    X, Y, Z = np.meshgrid(g, g, g, indexing="ij")
+    P = np.stack([X.ravel(), Y.ravel(), Z.ravel()], axis=1)
+    dom = (F[None, :, :] <= P[:, None, :]).all(axis=2)  # [cells, points]
+    only = dom & (dom.sum(axis=1) == 1)[:, None]
+    grid = only.sum(axis=0) * h**3
+    assert np.allclose(c, grid, atol=2e-3)
+    # the centre (0.5, 0.5, 0.5): its box 0.6^3 less the corners the others share with it
+    # (three 0.6 x 0.1 x 0.1 slabs, by inclusion-exclusion 0.018 - 3 x 0.001 + 0.001)
+    assert c[3] == pytest.approx(0.6**3 - 0.016, abs=1e-9)
+
+
+def test_archive_pick_prefers_large_contributions():
+    a = DecisionArchive(2, 2)
+    a.set(np.array([[0, 0], [1, 1], [2, 2]]), np.array([[0.0, 1.0], [0.5, 0.45], [1.0, 0.0]]))
+    c = a.contributions()
+    rng = np.random.default_rng(0)
+    pick = a.pick(3000, rng)
+    counts = np.bincount(pick, minlength=3) / 3000
+    # binary tournament: the largest wins 1 - (2/3)^2 = 5/9 of draws, the smallest 1/9
+    order = np.argsort(c)
+    assert counts[order[2]] == pytest.approx(5 / 9, abs=0.03)
+    assert counts[order[0]] == pytest.approx(1 / 9, abs=0.03)
+    a.set(a.C[:2], a.F[:2])  # a new archive: contributions recomputed
+    assert len(a.contributions()) == 2
 
 
 def _hawq_gap(run, hawq_path, ratio: float) -> float:
