@@ -13,7 +13,14 @@ from torch import nn
 from hwq.errors import UserError
 from hwq.quant.apply import QuantEmbedding, apply_policy
 from hwq.quant.fake_quant import quantize_weight, weight_scale
-from hwq.quant.perplexity import module_pairs, perplexity, perplexity_objective
+from hwq.quant.perplexity import (
+    WeightGrid,
+    module_pairs,
+    perplexity,
+    perplexity_objective,
+    quantize_grouped,
+    runtime_grids,
+)
 from hwq.quant.sensitivity import measure_sensitivity
 from hwq.text_data import TEST_WINDOWS, text_loaders
 from hwq.torch_threads import one_thread
@@ -48,6 +55,30 @@ def test_embedding_rows_are_quantized_per_row():
     ids = torch.tensor([[1, 7, 7, 3]])
     assert torch.equal(q(ids), expected[ids])
     assert len(torch.unique(expected[1])) <= 15
+
+
+def test_grouped_weights_by_hand():
+    w = torch.tensor([[0.0, 1.0, 2.0, 3.0, -1.0, -1.0, 5.0, 9.0]])
+    # groups of 4 with a zero point at 2 bits: [0, 3] in steps of 1 is exact; [-1, 9] in
+    # steps of 10/3: 5 -> -1 + 2 * 10/3
+    got = quantize_grouped(w, 2, WeightGrid(4, zero_point=True))
+    assert torch.allclose(got, torch.tensor([[0, 1, 2, 3, -1, -1, -1 + 20 / 3, 9]]))
+    # symmetric groups of 4 at 3 bits (levels -3..3): scales 1 and 3
+    got = quantize_grouped(w, 3, WeightGrid(4))
+    assert torch.allclose(got, torch.tensor([[0.0, 1, 2, 3, 0, 0, 6, 9]]))
+    # a row of 8 in groups of 3 ends in a group of 2 ([5, 9]: steps of 4/3 at 2 bits)
+    got = quantize_grouped(w, 2, WeightGrid(3, zero_point=True))
+    assert torch.allclose(got, torch.tensor([[0, 4 / 3, 2, 3, -1, -1, 5, 9]]))
+    # per output channel, symmetric: the objective's default
+    assert torch.equal(quantize_grouped(w, 4, WeightGrid()), quantize_weight(w, weight_scale(w, 4), 4))
+
+
+def test_runtime_grids_are_the_stored_formats():
+    torchao = runtime_grids("torchao")
+    assert torchao[8] == WeightGrid(0, False)  # int8 per output channel, symmetric
+    assert all(torchao[b] == WeightGrid(64, True) for b in (6, 4, 3, 2))  # groups of 64, zero
+    assert runtime_grids("llamacpp")[4] == WeightGrid(32, False)  # Q4_0
+    assert runtime_grids("tensorrt") == {} and runtime_grids(None) == {}
 
 
 def test_fp_and_8x16_agree_within_1_percent_and_2x16_is_clearly_worse(tinylm_ppl):
