@@ -70,7 +70,8 @@ def test_grouped_weights_by_hand():
     got = quantize_grouped(w, 2, WeightGrid(3, zero_point=True))
     assert torch.allclose(got, torch.tensor([[0, 4 / 3, 2, 3, -1, -1, 5, 9]]))
     # per output channel, symmetric: the objective's default
-    assert torch.equal(quantize_grouped(w, 4, WeightGrid()), quantize_weight(w, weight_scale(w, 4), 4))
+    expected = quantize_weight(w, weight_scale(w, 4), 4)
+    assert torch.equal(quantize_grouped(w, 4, WeightGrid()), expected)
 
 
 def test_runtime_grids_are_the_stored_formats():
