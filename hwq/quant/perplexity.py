@@ -44,6 +44,22 @@ from hwq.quant.ptq import CachedPTQObjective
 from hwq.torch_threads import one_thread
 
 EVAL_SPLITS = ("val", "test")  # what perplexity_objective measures on (a search: val)
+EVAL_ROWS = 64  # token rows per forward pass of an evaluation (batches of one length joined)
+
+
+def joined_batches(batches: Sequence[Tensor], rows: int = EVAL_ROWS) -> list[Tensor]:
+    """The same token rows in fewer forward passes: consecutive batches of one length joined
+    into batches of up to `rows` rows (one pass over 64 rows is cheaper than four over 16)."""
+    out: list[Tensor] = []
+    run: list[Tensor] = []
+    for b in batches:
+        if run and (b.shape[1] != run[0].shape[1] or sum(len(r) for r in run) + len(b) > rows):
+            out.append(torch.cat(run))
+            run = []
+        run.append(b)
+    if run:
+        out.append(torch.cat(run))
+    return out
 
 
 def logits_of(model: Any, x: Tensor) -> Tensor:
@@ -191,7 +207,7 @@ class PTQPerplexity(CachedPTQObjective):
         if self.grids and weight_observer != "minmax":
             raise UserError("perplexity: grouped weight formats are quantized min-max; "
                             f"found weight observer {weight_observer!r}")
-        self.val = [token_batch(b, "validation data") for b in val]
+        self.val = joined_batches([token_batch(b, "validation data") for b in val])
         if not self.val:
             raise UserError("perplexity: the validation data has no batches")
         calib_list = []

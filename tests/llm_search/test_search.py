@@ -56,7 +56,7 @@ def test_front_policy_exports_to_llama_cpp_and_hf_config(lm_run, tmp_path):
                                       "llama-cpp", "-o", str(out)])
     assert code == 0, err
     assert "architecture" in stdout and "llama" in stdout
-    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, 4)
+    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, 2)
     tensors = {name_map.get_name(n) + ".weight": p[0]
                for n, op, p in zip(names, ops, pairs) if op != "matmul"}
     matched = match_tensor_types(read_tensor_types(out), list(tensors))
