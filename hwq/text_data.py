@@ -39,8 +39,8 @@ CONTEXT = 128
 EXCLUDED_DIRS = frozenset({"test", "tests", "site-packages", "dist-packages", "idlelib",
                            "turtledemo", "lib2to3", "__pycache__", "ensurepip"})
 SPLITS = ("train", "val", "test")
-VAL_WINDOWS = 16
-TEST_WINDOWS = 64
+VAL_WINDOWS = 64
+TEST_WINDOWS = 128
 
 
 class ByteTokenizer:

@@ -423,15 +423,16 @@ def perplexity_job(
     calib_batches: int = 4,
     rows: Sequence[str] = (),
     modules: Sequence[str] = (),
+    runtime: str | None = None,
 ) -> Callable[[Any], float]:
     """A function pairs [L, 2] over the graph's `rows` -> PTQ perplexity on the validation
-    batches, quantizing the weight `modules` (`hwq.quant.perplexity.perplexity_objective`,
-    built once per worker process)."""
+    batches, quantizing the weight `modules` in the stored formats of the profile's `runtime`
+    (`hwq.quant.perplexity.perplexity_objective`, built once per worker process)."""
     from hwq.quant.perplexity import module_pairs, perplexity_objective
 
     evaluator = perplexity_objective(
         model, weights=weights, data=data, model_args=model_args, seed=seed,
-        calib_batches=calib_batches, layer_names=list(modules),
+        calib_batches=calib_batches, layer_names=list(modules), runtime=runtime,
     )
     rows, modules = list(rows), list(modules)
 
@@ -538,13 +539,18 @@ def resolve_quality(
                                           model_args)
         graph = encoding.graph
         modules = [n for n, op in zip(graph.names, graph.column("op")) if op != "matmul"]
+        from hwq.quant.perplexity import runtime_grids
+
+        runtime = table.profile.get("runtime", None)
         spec = JobSpec("hwq.search.quality_sources:perplexity_job",
-                       {**kwargs, "rows": list(graph.names), "modules": modules})
+                       {**kwargs, "rows": list(graph.names), "modules": modules,
+                        "runtime": runtime})
+        grids = "per output channel" if not runtime_grids(runtime) else f"{runtime}'s formats"
         return PerplexityQuality(
             spec,
             {"model": model, "split": "validation",
              "method": "PTQ fake-quant perplexity (hwq.quant.perplexity.PTQPerplexity), 4 "
-                       "calibration batches; matmul rows in float"},
+                       f"calibration batches; weights in {grids}; matmul rows in float"},
             matmul_pins(encoding),
         )
     if name == "accuracy":

@@ -15,6 +15,13 @@ id. A layer graph's matmul rows (attention's products of two activations) are no
 `matmul_pins` pins them there in a search. Calibration and evaluation run on one intra-op
 thread, so perplexities do not depend on the thread count.
 
+Weights are quantized per output channel, symmetric, min-max (`hwq.quant.fake_quant`), unless
+the objective is given the weight grids of a runtime (`runtime_grids`, what a search on an LLM
+runtime profile passes): each width then in its stored format's own grouping
+(`hwq.cost_models.weight_formats`): torchao's 4-, 3-, 2- and 6-bit formats in groups of 64
+consecutive weights of a row with a scale and a (float) zero point, min-max over the group
+(`quantize_grouped`); its int8 per output channel, symmetric.
+
 `perplexity_objective(model, split="test")` measures on the test batches, which no search
 sees: how a front's policies are re-measured on held-out text.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,11 +39,27 @@ from torch.nn import functional as F
 
 from hwq.errors import UserError
 from hwq.quant.apply import WEIGHT_MODULES, quantizable_layers
-from hwq.quant.fake_quant import UNQUANTIZED
+from hwq.quant.fake_quant import EPS, UNQUANTIZED, quantize_weight, weight_scale
 from hwq.quant.ptq import CachedPTQObjective
 from hwq.torch_threads import one_thread
 
 EVAL_SPLITS = ("val", "test")  # what perplexity_objective measures on (a search: val)
+EVAL_ROWS = 64  # token rows per forward pass of an evaluation (batches of one length joined)
+
+
+def joined_batches(batches: Sequence[Tensor], rows: int = EVAL_ROWS) -> list[Tensor]:
+    """The same token rows in fewer forward passes: consecutive batches of one length joined
+    into batches of up to `rows` rows (one pass over 64 rows is cheaper than four over 16)."""
+    out: list[Tensor] = []
+    run: list[Tensor] = []
+    for b in batches:
+        if run and (b.shape[1] != run[0].shape[1] or sum(len(r) for r in run) + len(b) > rows):
+            out.append(torch.cat(run))
+            run = []
+        run.append(b)
+    if run:
+        out.append(torch.cat(run))
+    return out
 
 
 def logits_of(model: Any, x: Tensor) -> Tensor:
@@ -75,6 +99,58 @@ def perplexity(model: Any, batches: Iterable[Any]) -> float:
     finally:
         model.train(was_training)
     return math.exp(total / n)
+
+
+@dataclass(frozen=True)
+class WeightGrid:
+    """How the weights of one width are quantized: min-max over groups of `group` consecutive
+    weights of a row (0: the whole row, i.e. per output channel), symmetric on the narrow signed
+    grid, or with a zero point (`zero_point`: 2^bits levels from the group's min to its max, the
+    zero point a float, as a format storing a bf16 zero point has it)."""
+
+    group: int = 0
+    zero_point: bool = False
+
+
+PER_CHANNEL = WeightGrid()
+
+
+def runtime_grids(runtime: str | None) -> dict[int, WeightGrid]:
+    """{w_bits: grid} of the stored formats of an LLM runtime (`torchao`, `llamacpp`: their
+    group and whether they store a zero point, `hwq.cost_models.weight_formats`); {} for any
+    other runtime (every width per output channel, symmetric). A llama.cpp k-quant is
+    quantized over its 256-weight super-block (its 16-weight sub-block scales are not modelled:
+    pessimistic)."""
+    from hwq.cost_models.weight_formats import storage
+
+    found = storage(str(runtime or ""))
+    if found is None:
+        return {}
+    return {int(b): WeightGrid(int(f.group), f.zero_bits > 0)
+            for b, f in found.formats.items() if int(b) < UNQUANTIZED}
+
+
+def quantize_grouped(w: Tensor, bits: int, grid: WeightGrid) -> Tensor:
+    """`w` [rows, ...] fake-quantized at `bits` on `grid` (no gradient). A row whose length is
+    no multiple of the group ends in a shorter group."""
+    w = w.detach()
+    if grid.group <= 0 and not grid.zero_point:
+        return quantize_weight(w, weight_scale(w, bits), bits)
+    flat = w.reshape(w.shape[0], -1)
+    k = flat.shape[1]
+    group = k if grid.group <= 0 else min(int(grid.group), k)
+    pad = -k % group
+    padded = torch.cat([flat, flat[:, -1:].expand(-1, pad)], 1) if pad else flat
+    g = padded.reshape(flat.shape[0], -1, group)
+    if grid.zero_point:
+        lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
+        scale = ((hi - lo) / (2**bits - 1)).clamp_min(EPS)
+        q = torch.round((g - lo) / scale).clamp_(0, 2**bits - 1) * scale + lo
+    else:
+        qmax = max(2 ** (bits - 1) - 1, 1)
+        scale = (g.abs().amax(-1, keepdim=True) / qmax).clamp_min(EPS)
+        q = torch.round(g / scale).clamp_(-qmax, qmax) * scale
+    return q.reshape(flat.shape[0], -1)[:, :k].reshape(w.shape)
 
 
 def lm_weight_layers(model: nn.Module, example: Tensor | None = None) -> list[str]:
@@ -123,10 +199,15 @@ class PTQPerplexity(CachedPTQObjective):
         weight_observer: str = "minmax",
         act_observer: str = "minmax",
         percentile: float = 99.99,
+        grids: Mapping[int, WeightGrid] | None = None,
     ) -> None:
         from hwq.text_data import token_batch
 
-        self.val = [token_batch(b, "validation data") for b in val]
+        self.grids = {int(b): g for b, g in (grids or {}).items() if g != PER_CHANNEL}
+        if self.grids and weight_observer != "minmax":
+            raise UserError("perplexity: grouped weight formats are quantized min-max; "
+                            f"found weight observer {weight_observer!r}")
+        self.val = joined_batches([token_batch(b, "validation data") for b in val])
         if not self.val:
             raise UserError("perplexity: the validation data has no batches")
         calib_list = []
@@ -143,6 +224,15 @@ class PTQPerplexity(CachedPTQObjective):
                        weight_observer=weight_observer, act_observer=act_observer,
                        percentile=percentile)
         self.set_pairs([(32, 32)] * len(self.names))
+
+    def set_pairs(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """As for every PTQ objective, a width of `grids` quantized on its grid (memoised)."""
+        for i, (w, _a) in enumerate(pairs):
+            grid = self.grids.get(int(w))
+            if grid is not None and (i, int(w)) not in self._w:
+                weight = self.layers[i].weight
+                self._w[(i, int(w))] = (torch.empty(0), quantize_grouped(weight, int(w), grid))
+        super().set_pairs(pairs)
 
     def _measure(self) -> float:
         total, n = nll_sum(self.qmodel, self.val)
@@ -171,11 +261,14 @@ def perplexity_objective(
     calib_batches: int = 4,
     layer_names: Sequence[str] | None = None,
     split: str = "val",
+    runtime: str | None = None,
 ) -> PTQPerplexity:
     """The `perplexity` objective of a named causal LM: PTQ perplexity on its validation
     batches (a zoo model that comes trained, or `--weights` with `--data`). `split="test"`
     measures on the test batches instead, which no search sees: what re-measures a front's
-    policies on held-out text (the calibration batches are the same)."""
+    policies on held-out text (the calibration batches are the same). `runtime`: quantize each
+    width in that LLM runtime's stored format (`runtime_grids`), as a search on its profile
+    does."""
     from hwq.trained import calibration_batches, load_trained
 
     if split not in EVAL_SPLITS:
@@ -187,4 +280,5 @@ def perplexity_objective(
     )
     calib = calibration_batches(model, data, train, calib_batches)
     return PTQPerplexity(net, calib, val if split == "val" else test,
-                         calib_batches=calib_batches, layer_names=layer_names)
+                         calib_batches=calib_batches, layer_names=layer_names,
+                         grids=runtime_grids(runtime))

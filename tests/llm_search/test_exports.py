@@ -34,7 +34,7 @@ def graph():
 
 
 def mixed_pairs(g, a: int = 16) -> list[tuple[int, int]]:
-    """A policy of every width on tinylm: by projection kind, block 3's MLP at 5 bits, matmul
+    """A policy of every width on tinylm: by projection kind, block 1's MLP at 5 bits, matmul
     rows 16x16."""
     pairs = []
     for name, op in zip(g.names, g.column("op")):
@@ -42,7 +42,7 @@ def mixed_pairs(g, a: int = 16) -> list[tuple[int, int]]:
             pairs.append((16, 16))
             continue
         w = BITS[name.split(".")[-1]]
-        if name.startswith("model.layers.3.mlp"):
+        if name.startswith("model.layers.1.mlp"):
             w = 5
         pairs.append((w, a if w < 16 else 16))
     return pairs
@@ -66,7 +66,7 @@ def test_llama_cpp_lines_round_trip(tmp_path):
     g = graph()
     pairs = mixed_pairs(g)
     lines = tensor_types(g.names, list(g.column("op")), _row_lengths(g),
-                         list(g.column("weight_params")), pairs, "llama", 4)
+                         list(g.column("weight_params")), pairs, "llama", 2)
     path = tmp_path / "tinylm.tensor-types"
     write_tensor_types(lines, path)
     text = path.read_text()
@@ -74,12 +74,12 @@ def test_llama_cpp_lines_round_trip(tmp_path):
     assert r"^token_embd\.weight$=q8_0" in text and r"^output\.weight$=f16" in text
     items = read_tensor_types(path)
     weight_rows = [(n, p) for n, op, p in zip(g.names, g.column("op"), pairs) if op != "matmul"]
-    assert len(items) == len(weight_rows) == 30  # one line per weight layer, none for matmuls
-    known = arch_tensor_names(4)
+    assert len(items) == len(weight_rows) == 16  # one line per weight layer, none for matmuls
+    known = arch_tensor_names(2)
     for pattern, _kind in items:  # every pattern names one tensor of the GGUF llama arch
         assert sum(bool(re.search(pattern, t)) for t in known) == 1, pattern
     # tensors by gguf's name map: each matched by exactly one line of the layer's bits
-    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, 4)
+    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, 2)
     tensors = {name_map.get_name(n) + ".weight": p[0] for n, p in weight_rows}
     matched = match_tensor_types(items, list(tensors) + ["output_norm.weight",
                                                          "blk.0.attn_norm.weight"])
@@ -98,17 +98,17 @@ def test_llama_cpp_refuses_quantized_activations_and_rows_no_type_fits():
     g = graph()
     ops, rows, params = list(g.column("op")), _row_lengths(g), list(g.column("weight_params"))
     with pytest.raises(UserError, match="a_bits=8; GGUF types store weights only"):
-        tensor_types(g.names, ops, rows, params, mixed_pairs(g, a=8), "llama", 4)
+        tensor_types(g.names, ops, rows, params, mixed_pairs(g, a=8), "llama", 2)
     with pytest.raises(UserError, match="no GGUF type for 7-bit weights"):
-        tensor_types(g.names, ops, rows, params, uniform(g, 7), "llama", 4)
+        tensor_types(g.names, ops, rows, params, uniform(g, 7), "llama", 2)
     # rows of 96 values: no 256-value k-quant block fits; 4 bits fall back to q4_0, 3 bits fail
     short = [96] * len(g)
-    four = tensor_types(g.names, ops, short, params, uniform(g, 4), "llama", 4)
+    four = tensor_types(g.names, ops, short, params, uniform(g, 4), "llama", 2)
     assert {t.gguf_type for t in four} == {"Q4_0"}
     with pytest.raises(UserError, match="rows of 96 values are not whole 256-value blocks"):
-        tensor_types(g.names, ops, short, params, uniform(g, 3), "llama", 4)
+        tensor_types(g.names, ops, short, params, uniform(g, 3), "llama", 2)
     with pytest.raises(UserError, match="no architecture"):
-        tensor_types(g.names, ops, rows, params, uniform(g, 4), "no-such-arch", 4)
+        tensor_types(g.names, ops, rows, params, uniform(g, 4), "no-such-arch", 2)
 
 
 @pytest.mark.parametrize("a", [16, 8])
@@ -175,7 +175,7 @@ def test_llama_cpp_types_follow_the_llamacpp_profile_the_search_priced():
     assert runtime_types(load_profile("a100-torchao").path) is None  # GGUF_TYPES then
     g = graph()
     ops, rows, params = list(g.column("op")), _row_lengths(g), list(g.column("weight_params"))
-    four = tensor_types(g.names, ops, rows, params, uniform(g, 4), "llama", 4, types)
+    four = tensor_types(g.names, ops, rows, params, uniform(g, 4), "llama", 2, types)
     assert {t.gguf_type for t in four} == {"Q4_0"}  # what rtx4090-llamacpp prices at 4x16
-    default = tensor_types(g.names, ops, rows, params, uniform(g, 4), "llama", 4)
+    default = tensor_types(g.names, ops, rows, params, uniform(g, 4), "llama", 2)
     assert {t.gguf_type for t in default} == {"Q4_K"}

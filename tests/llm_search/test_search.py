@@ -12,7 +12,7 @@ import hwq
 from hwq.cli import cli
 from hwq.export.hf_quant_config import read_hf_quant_config
 from hwq.export.llama_cpp import match_tensor_types, read_tensor_types, type_bits
-from hwq.quant.perplexity import perplexity_objective
+from hwq.quant.perplexity import module_pairs, perplexity_objective
 from tests.run_fixtures import run_cmd
 
 PROFILE = "a100-torchao"  # an LLM runtime profile: weight-only formats, decode latency
@@ -41,6 +41,14 @@ def test_search_on_tinylm_measures_perplexity_with_matmuls_in_float(lm_run):
     front = run.pareto
     assert len(front) >= 2 and front["weight_bytes"].min() < front["weight_bytes"].max()
     assert run.verify is None or not len(run.verify)  # no QAT for a language model
+    # measured in the profile's formats (torchao: 4 and 3 bits in groups of 64, zero point)
+    assert "torchao's formats" in run.config["resolved"]["quality"]["method"]
+    best = front.sort_values("perplexity").iloc[0]
+    modules = [n for n, op in zip(graph.names, ops) if op != "matmul"]
+    ev = perplexity_objective("tinylm", runtime="torchao", layer_names=modules)
+    pairs = module_pairs(graph.names, run.policy(best["policy_id"]).pairs(graph.names), modules)
+    assert ev(pairs) == pytest.approx(float(best["perplexity"]), rel=1e-9)
+    assert perplexity_objective("tinylm", layer_names=modules)(pairs) != ev(pairs)
 
 
 def test_front_policy_exports_to_llama_cpp_and_hf_config(lm_run, tmp_path):
@@ -56,7 +64,7 @@ def test_front_policy_exports_to_llama_cpp_and_hf_config(lm_run, tmp_path):
                                       "llama-cpp", "-o", str(out)])
     assert code == 0, err
     assert "architecture" in stdout and "llama" in stdout
-    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, 4)
+    name_map = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, 2)
     tensors = {name_map.get_name(n) + ".weight": p[0]
                for n, op, p in zip(names, ops, pairs) if op != "matmul"}
     matched = match_tensor_types(read_tensor_types(out), list(tensors))

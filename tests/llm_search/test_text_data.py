@@ -12,6 +12,8 @@ from hwq.errors import UserError
 from hwq.text_data import (
     BOS,
     EOS,
+    TEST_WINDOWS,
+    VAL_WINDOWS,
     VOCAB_SIZE,
     ByteTokenizer,
     fixed_windows,
@@ -66,7 +68,7 @@ def test_fixed_windows_start_evenly_over_the_stream():
 def test_loaders_yield_token_batches_and_training_windows_are_seeded():
     train, val, test = text_loaders(batch_size=4)
     assert all(b.shape == (4, 128) and b.dtype == torch.int64 for b in val)
-    assert sum(len(b) for b in val) == 16 and sum(len(b) for b in test) == 64
+    assert sum(len(b) for b in val) == VAL_WINDOWS and sum(len(b) for b in test) == TEST_WINDOWS
     a = next(iter(text_loaders(batch_size=4, seed=3)[0]))
     b = next(iter(text_loaders(batch_size=4, seed=3)[0]))
     c = next(iter(text_loaders(batch_size=4, seed=4)[0]))

@@ -11,7 +11,7 @@ from hwq.model_source import load_graph, natural_input_dtype
 from hwq.models import is_causal_lm, is_causal_lm_module, load_model, trained_source
 from hwq.models.tinylm import CONFIG, cache_path, load_trained_tinylm
 
-H, L, FF, V = 256, 4, 512, 258
+H, L, FF, V = 256, 2, 256, 258
 KV = 2 * H // 4  # 2 key/value heads of 64
 
 
@@ -19,7 +19,7 @@ def test_architecture_by_hand():
     net = load_model("tinylm")
     per_layer = H * H + 2 * H * KV + H * H + 3 * H * FF + 2 * H  # q, k, v, o, gate/up/down, norms
     assert sum(p.numel() for p in net.parameters()) == V * H + L * per_layer + H + V * H
-    assert sum(p.numel() for p in net.parameters()) == 2_493_696
+    assert sum(p.numel() for p in net.parameters()) == 919_808
     assert type(net).__name__ == "LlamaForCausalLM"
     assert net.config.num_key_value_heads == 2 and not net.config.tie_word_embeddings
     assert CONFIG["vocab_size"] == V
@@ -48,7 +48,7 @@ def test_trained_weights_are_cached_and_learned(tinylm_trained):
     assert info["recipe_key"] in str(cache_path(0))
     assert cache_path(0).is_file()
     # far below the uniform byte model (perplexity 258) and finite
-    assert 1.0 < info["fp_val_perplexity"] < 20.0 and math.isfinite(info["fp_test_perplexity"])
+    assert 1.0 < info["fp_val_perplexity"] < 8.0 and math.isfinite(info["fp_test_perplexity"])
     again, info2 = load_trained_tinylm(0)  # from the cache: the same bits
     for (k, a), (_, b) in zip(net.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), k
