@@ -7,13 +7,15 @@ The file is a `config.json` fragment, `{"quantization_config": {...}}` (merge it
 model's config.json): `quant_method: compressed-tensors`, one `config_groups` entry per distinct
 (w, a) pair among the quantized layers, whose `targets` are those layers' module names (exact
 names: compressed-tensors and vLLM match a target equal to the module name, or a `re:` regex),
-whose `weights` are hwq's fake-quant scheme (`num_bits` w, int, symmetric, per output channel,
-as the search measured it) and whose `input_activations` are null for weight-only layers (a >=
-16) or `num_bits` a, int, asymmetric, per tensor, static; the layers left in 16 (or 32) bits go
-to `ignore`. The default is the group holding the most parameters; `format` is `pack-quantized`
-for weight-only groups, `int-quantized` for W/A ones (`mixed-precision` when both occur). vLLM
-fuses q/k/v and gate/up into one layer and needs one scheme per fused layer: search with
-`--tie same-input` for a config vLLM serves.
+whose `weights` are the scheme the search measured: the stored format of the run's LLM runtime
+where its profile names one (`weight_grids`: torchao's 4/3/2/6-bit formats in groups of 64 with
+a zero point, `strategy: group`, `symmetric: false`), else hwq's fake-quant scheme (`num_bits`
+w, int, symmetric, per output channel), and whose `input_activations` are null for weight-only
+layers (a >= 16) or `num_bits` a, int, asymmetric, per tensor, static; the layers left in 16 (or
+32) bits go to `ignore`. The default is the group holding the most parameters; `format` is
+`pack-quantized` for weight-only groups, `int-quantized` for W/A ones (`mixed-precision` when
+both occur). vLLM fuses q/k/v and gate/up into one layer and needs one scheme per fused layer:
+search with `--tie same-input` for a config vLLM serves.
 
 `read_hf_quant_config(FILE, names)` reloads a file (this fragment or a whole config.json) into
 per-layer (w, a) pairs with compressed-tensors' matching rule: the first group a name matches,
@@ -38,12 +40,36 @@ WEIGHT_OPS = ("conv", "linear", "embedding")
 UNQUANTIZED = 16
 
 
+def weight_grids(profile_path: str | os.PathLike[str]) -> dict[int, tuple[int, bool]]:
+    """{w_bits: (group, zero point)} of the stored formats of the run's LLM runtime (as the
+    perplexity objective quantizes them, `hwq.quant.perplexity.runtime_grids`); {} where the
+    profile names none (per output channel, symmetric)."""
+    if not Path(profile_path).is_file():
+        return {}
+    from hwq.cost_models.weight_formats import storage
+    from hwq.profile import load_profile
+
+    runtime = storage(str(load_profile(str(profile_path)).get("runtime") or ""))
+    if runtime is None:
+        return {}
+    return {int(b): (int(f.group), f.zero_bits > 0) for b, f in runtime.formats.items()
+            if int(b) < UNQUANTIZED}
+
+
+def _weight_scheme(w: int, grids: Mapping[int, tuple[int, bool]]) -> dict[str, Any]:
+    group, zero_point = grids.get(w, (0, False))
+    return {"num_bits": w, "type": "int", "symmetric": not zero_point,
+            "strategy": "group" if group > 0 else "channel",
+            "group_size": group if group > 0 else None, "dynamic": False, "observer": "minmax"}
+
+
 def quantization_config(
     names: Sequence[str], ops: Sequence[str], params: Sequence[int],
-    pairs: Sequence[tuple[int, int]],
+    pairs: Sequence[tuple[int, int]], grids: Mapping[int, tuple[int, bool]] | None = None,
 ) -> dict[str, Any]:
     """The compressed-tensors `quantization_config` of per-layer `pairs` over the weight layers
-    (`ops` conv/linear/embedding; a matmul row holds no weight and must be unquantized)."""
+    (`ops` conv/linear/embedding; a matmul row holds no weight and must be unquantized);
+    `grids` (`weight_grids`) the stored format of each width, per output channel if absent."""
     groups: dict[tuple[int, int], list[str]] = {}
     weight_of: dict[tuple[int, int], int] = {}
     ignore: list[str] = []
@@ -70,8 +96,7 @@ def quantization_config(
         formats.add(fmt)
         config_groups[f"group_{i}"] = {
             "targets": list(groups[(w, a)]),
-            "weights": {"num_bits": w, "type": "int", "symmetric": True, "strategy": "channel",
-                        "group_size": None, "dynamic": False, "observer": "minmax"},
+            "weights": _weight_scheme(w, grids or {}),
             "input_activations": None if a >= UNQUANTIZED else {
                 "num_bits": a, "type": "int", "symmetric": False, "strategy": "tensor",
                 "dynamic": False, "observer": "minmax"},
@@ -151,7 +176,8 @@ def export_hf_quant_config(run: Any, policy_id: str,
     names = list(graph.names)
     pairs = run_policy(run, policy_id).pairs(names)
     ops = list(graph.column("op"))
-    qc = quantization_config(names, ops, list(graph.column("weight_params")), pairs)
+    qc = quantization_config(names, ops, list(graph.column("weight_params")), pairs,
+                             weight_grids(Path(run.dir) / "profile.yaml"))
     text = json.dumps({"quantization_config": qc}, indent=2) + "\n"
     write_atomic(Path(out), lambda fh: fh.write(text.encode()))
     weight_names = [n for n, op in zip(names, ops) if op in WEIGHT_OPS]

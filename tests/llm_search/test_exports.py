@@ -179,3 +179,30 @@ def test_llama_cpp_types_follow_the_llamacpp_profile_the_search_priced():
     assert {t.gguf_type for t in four} == {"Q4_0"}  # what rtx4090-llamacpp prices at 4x16
     default = tensor_types(g.names, ops, rows, params, uniform(g, 4), "llama", 2)
     assert {t.gguf_type for t in default} == {"Q4_K"}
+
+
+def test_hf_quant_config_writes_the_runtime_format_the_search_measured(tmp_path):
+    """On a torchao profile the config's weight schemes are torchao's stored formats (what the
+    perplexity objective quantized): 4/3/2/6 bits in groups of 64 with a zero point, int8 per
+    channel symmetric; compressed-tensors' schema accepts them; without a runtime, per channel."""
+    from compressed_tensors.quantization import QuantizationConfig
+
+    from hwq.export.hf_quant_config import weight_grids
+    from hwq.profile import load_profile
+
+    grids = weight_grids(load_profile("a100-torchao").path)
+    assert weight_grids(tmp_path / "no-profile.yaml") == {}
+    assert grids[4] == (64, True) and grids[8] == (0, False)
+    g = graph()
+    pairs = [(4, 16) if i % 2 else (8, 16) for i in range(len(g))]
+    pairs = [(16, 16) if op == "matmul" else p for op, p in zip(g.column("op"), pairs)]
+    qc = quantization_config(g.names, list(g.column("op")), list(g.column("weight_params")),
+                             pairs, grids)
+    schemes = {s["weights"]["num_bits"]: s["weights"] for s in qc["config_groups"].values()}
+    assert schemes[4]["strategy"] == "group" and schemes[4]["group_size"] == 64
+    assert schemes[4]["symmetric"] is False
+    assert schemes[8]["strategy"] == "channel" and schemes[8]["symmetric"] is True
+    QuantizationConfig.model_validate(qc)
+    plain = quantization_config(g.names, list(g.column("op")), list(g.column("weight_params")),
+                                pairs)
+    assert {s["weights"]["strategy"] for s in plain["config_groups"].values()} == {"channel"}
