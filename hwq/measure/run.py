@@ -33,10 +33,10 @@ from hwq.quant.int8_outputs import INT8_OUTPUTS_KEY, REQUANTIZED
 
 log = logging.getLogger("hwq")
 DEFAULT_PAIRS: tuple[tuple[int, int], ...] = ((32, 32), (8, 8))
-LAYER_TIMING = TimingOptions(warmup=3, min_repeats=15, max_repeats=200, min_seconds=0.2)
+LAYER_TIMING = TimingOptions(warmup=3, min_repeats=15, max_repeats=400, min_seconds=0.6)
 NETWORK_TIMING = TimingOptions(warmup=3, min_repeats=15, max_repeats=300, min_seconds=1.5)
 LAYER_GROUP = 8  # layers timed in turns (and written) together
-ROUNDS = 3  # turns per group
+ROUNDS = 8  # turns per group (more turns spread a layer's samples over time: repeatability)
 INT8_FORM_TAGS = {"hwq": "hwq-requantized"}  # measured.csv's name of an int8 form
 NETWORK_ROUNDS = 5
 
