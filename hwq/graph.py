@@ -97,6 +97,7 @@ class LayerGraph:
     coverage: dict[str, Any] | None = None
     second_inputs: tuple[tuple[str, ...], ...] = ()
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._index.update({n: i for i, n in enumerate(self.frame["name"])})
@@ -139,7 +140,10 @@ class LayerGraph:
 
     @property
     def graph_hash(self) -> str:
-        """sha256 of the shape columns in layer order as canonical JSON (survives CSV/Parquet)."""
+        """sha256 of the shape columns in layer order as canonical JSON (survives CSV/Parquet);
+        computed once per graph (a graph's frame is not changed after construction)."""
+        if "graph_hash" in self._memo:
+            return str(self._memo["graph_hash"])
         records = []
         for row in self.frame[list(SHAPE_COLUMNS)].itertuples(index=False):
             rec = dict(zip(SHAPE_COLUMNS, row))
@@ -150,7 +154,8 @@ class LayerGraph:
             rec["op"] = str(rec["op"])
             records.append(rec)
         text = json.dumps(records, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        self._memo["graph_hash"] = hashlib.sha256(text.encode()).hexdigest()
+        return str(self._memo["graph_hash"])
 
     def totals(self) -> dict[str, int]:
         return {

@@ -365,10 +365,24 @@ class LocalImprover:
         moves, gains = best_moves(a.C[parents], a.F[parents], self.model.theta, Fa, lo, span,
                                   m, self.pair_limit, 4)
         chosen: list[np.ndarray] = []
-        ref = np.empty((len(Fa) + n, m))  # the archive, then the proposals' predicted points
-        ref[: len(Fa)] = Fa
-        filled = len(Fa)
+        ref = np.empty((n, m))  # the proposals' predicted points so far
+        filled = 0
+        # every move's predicted point at once (the same float operations, in the same order,
+        # as one move at a time), and whether a point of the archive already dominates it
         theta = self.model.theta
+        par = a.C[parents]
+        g1, c1, g2, c2 = (moves[..., i] for i in range(4))
+        has2 = g2 >= 0
+        g1s, g2s, c2s = np.maximum(g1, 0), np.where(has2, g2, 0), np.where(has2, c2, 0)
+        t1 = theta[g1s, np.maximum(c1, 0), :m]
+        t1p = theta[g1s, np.take_along_axis(par, g1s, axis=1), :m]
+        pred = (a.F[parents, :m][:, None, :] + t1) - t1p
+        t2 = theta[g2s, c2s, :m] - theta[g2s, np.take_along_axis(par, g2s, axis=1), :m]
+        pred = np.where(has2[..., None], pred + t2, pred)
+        f_all = (pred - lo) / span
+        beaten = np.zeros(gains.shape, dtype=bool)
+        for r in range(gains.shape[1]):  # [parents, archive] per move rank: bounded memory
+            beaten[:, r] = (Fa[None, :, :] <= f_all[:, r, None, :]).all(axis=2).any(axis=1)
         for p in np.argsort(-gains[:, 0], kind="stable"):
             if len(chosen) >= n or not gains[p, 0] > 0:
                 break
@@ -376,16 +390,15 @@ class LocalImprover:
             for r in range(moves.shape[1]):
                 if not gains[p, r] > 0:
                     break
-                g1, c1, g2, c2 = moves[p, r]
-                c = parent.copy()
-                c[g1] = c1
-                pred = a.F[parents[p], :m] + theta[g1, c1, :m] - theta[g1, parent[g1], :m]
-                if g2 >= 0:
-                    c[g2] = c2
-                    pred += theta[g2, c2, :m] - theta[g2, parent[g2], :m]
-                f = (pred - lo) / span
+                f = f_all[p, r]
                 # still ahead of the archive and of the proposals so far, and a new policy
-                if np.min(np.max(ref[:filled] - f[None, :], axis=1)) <= 0 or not is_new(c):
+                if beaten[p, r] or (filled and bool((ref[:filled] <= f).all(axis=1).any())):
+                    continue
+                c = parent.copy()
+                c[g1[p, r]] = c1[p, r]
+                if g2[p, r] >= 0:
+                    c[g2[p, r]] = c2[p, r]
+                if not is_new(c):
                     continue
                 chosen.append(c)
                 ref[filled] = f
