@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.export.ort_graph import optimized_ops
+
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
@@ -70,18 +72,6 @@ def _export(bits, tmp_path, form="integer"):
     return out, desc, rel, (got.argmax(1) == ref.argmax(1)).mean()
 
 
-def _optimized_ops(path, tmp_path) -> set[str]:
-    """The op types of the graph onnxruntime runs (all optimizations, its saved graph)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    opts.log_severity_level = 3
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
-
-
 def test_w8a8_runs_integer_kernels(tmp_path):
     out, desc, rel, agree = _export((8, 8), tmp_path)
     assert desc["form"] == "integer"
@@ -91,7 +81,7 @@ def test_w8a8_runs_integer_kernels(tmp_path):
     assert ops.count("ConvInteger") == 2 and ops.count("MatMulInteger") == 1
     assert "BatchNormalization" not in ops  # all three folded
     assert ops.count("Conv") == 1  # c1, in the QDQ pattern onnxruntime fuses:
-    ran = _optimized_ops(out, tmp_path)
+    ran = optimized_ops(out, tmp_path)
     assert "QLinearConv" in ran and "Conv" not in ran and {"ConvInteger", "MatMulInteger"} <= ran
     # u8 x u8 everywhere (the weights shifted by 128)
     inits = {t.name: t for t in model.graph.initializer}

@@ -15,6 +15,7 @@ from hwq.policy import Policy
 from hwq.quant.apply import apply_policy, calibrate, quantizable_layers
 from hwq.quant.int8_outputs import device_requantizes, needs_output_quant
 from hwq.quant.output_quant import output_quantizers, output_sites
+from tests.export.ort_graph import optimized_ops
 from tests.export.test_onnx_integer import ResidualNet
 
 onnx = pytest.importorskip("onnx")
@@ -43,17 +44,6 @@ def _export(q, x, path):
     with torch.no_grad():
         ref = q(x).numpy()
     return desc, ref, onnx_logits(path, x)
-
-
-def _ran_ops(path, tmp_path) -> set[str]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    opts.log_severity_level = 3
-    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
 
 
 def _head_scale(q, names) -> float:
@@ -92,7 +82,7 @@ def test_residual_net_runs_no_slow_integer_kernel(tmp_path):
     assert desc["integer_layers"] == {"requantized": 4, "integer": 0}
     ops = [n.op_type for n in onnx.load(str(tmp_path / "r.onnx")).graph.node]
     assert not SLOW_OPS & set(ops) and "BatchNormalization" not in ops
-    ran = _ran_ops(tmp_path / "r.onnx", tmp_path)
+    ran = optimized_ops(tmp_path / "r.onnx", tmp_path)
     assert {"QLinearConv", "QGemm"} <= ran and not SLOW_OPS & ran and "Conv" not in ran
     levels = np.abs(got - ref).max() / _head_scale(q, names)
     assert levels <= LOGIT_LEVELS and (got.argmax(1) == ref.argmax(1)).all()
