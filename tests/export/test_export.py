@@ -27,8 +27,18 @@ MAX_ABS_DIFF = 0.1
 # integer of the NEXT layer's quantizer; at 4-bit activations one level is 1/15 of the range.
 # Measured 0.56 (a front policy with three W8A4 layers; 0.22 without requantized layers),
 # 1.9e-6 on one whose activations are all 8-bit or 2-bit; the predicted classes agree on every
-# image.
+# image. The bound is per level of a 4-bit grid and scales with the coarsest activation grid of
+# the policy's integer layers (`integer_logit_bound`): measured 2.83 on a front policy whose head
+# reads 2-bit activations (one level = 1/3 of the range, 5x a 4-bit level; the same with the
+# export of ad8334d), the classes again agreeing on every image.
 MAX_ABS_DIFF_INTEGER = 1.0
+
+
+def integer_logit_bound(pairs) -> float:
+    """MAX_ABS_DIFF_INTEGER scaled from a 4-bit grid (15 levels) to the coarsest activation grid
+    of the layers with quantized weights and inputs (below 8 bits)."""
+    a_min = min((a for w, a in pairs if w < 16 and a < 8), default=8)
+    return MAX_ABS_DIFF_INTEGER * max(1.0, 15 / (2**a_min - 1))
 
 
 def _front_ids(run, k=2):
@@ -106,7 +116,7 @@ def test_onnx_export_matches_fake_quant_logits(finished_run, tmp_path):
         ref = qmodel(x).detach().numpy()
         got = onnx_logits(out, x)
         diff = float(np.abs(got - ref).max())
-        assert diff <= MAX_ABS_DIFF_INTEGER, diff
+        assert diff <= integer_logit_bound(policy.pairs(finished_run.layers.names)), diff
         assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.99
         _check_qdq_types(model, policy, finished_run.layers.names)
 
