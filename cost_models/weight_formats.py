@@ -99,6 +99,18 @@ def storage(runtime: str) -> RuntimeStorage | None:
     return STORAGE.get(runtime)
 
 
+def stored_grids(runtime: str | None) -> dict[int, tuple[int, bool]]:
+    """{w_bits: (group, zero point stored)} of an LLM runtime's quantized widths (below 16
+    bits): how its stored formats group and offset the weights (group 0: per output channel);
+    {} for a runtime without weight-only formats. The perplexity objective quantizes so, and
+    the hf-quant-config export says so."""
+    found = storage(str(runtime or ""))
+    if found is None:
+        return {}
+    return {int(b): (int(f.group), f.zero_bits > 0) for b, f in found.formats.items()
+            if int(b) < 16}
+
+
 def bits_per_weight(runtime: RuntimeStorage, w_bits: np.ndarray,
                     row_weights: np.ndarray) -> np.ndarray:
     """float64 [L, P]: bits per weight of every layer (whose output rows hold `row_weights`

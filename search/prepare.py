@@ -8,14 +8,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from hwq.allowed_bits import check_pairs
 from hwq.errors import UserError
 from hwq.objectives import QUALITY_OBJECTIVES
 from hwq.search.algorithms import spec
 from hwq.search.config import DEFAULT_OBJECTIVES, LM_DEFAULT_OBJECTIVES, SearchConfig
-from hwq.search.problem import SearchProblem, parse_constraints, parse_objectives
+from hwq.search.problem import SearchProblem, parse_constraints, parse_objectives, unpriced
 
 log = logging.getLogger("hwq.search")
 
@@ -51,13 +49,9 @@ def default_objectives(config: SearchConfig) -> list[str]:
 def priced_defaults(objectives: list[str], table: Any) -> list[str]:
     """The default objectives less a cost the device has no model of (a measured `lut` profile
     has latency but no energy), with a warning naming it."""
-    from hwq.objectives import OBJECTIVES
-
     kept = []
     for name in objectives:
-        col = None if name in QUALITY_OBJECTIVES else OBJECTIVES[name][0]
-        values = table.values[col] if col in ("latency_s", "energy_pj") else None
-        if values is not None and not np.isfinite(values).any():
+        if name not in QUALITY_OBJECTIVES and unpriced(name, table):
             log.warning("default objective %s left out: device %s (kind %s) has no %s model",
                         name, table.profile.name, table.profile.kind, name)
             continue

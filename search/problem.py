@@ -136,6 +136,13 @@ class Evaluation:
     quality_wall_s: float = 0.0  # wall time of the quality evaluation of the batch
 
 
+def unpriced(name: str, table: Any) -> bool:
+    """Whether the device of cost `table` has no model of cost objective `name` (a latency or
+    energy column without one finite value: a measured `lut` profile has no energy)."""
+    col = OBJECTIVES[name][0]
+    return col in ("latency_s", "energy_pj") and not np.isfinite(table.values[col]).any()
+
+
 class SearchProblem(Problem):
     """A mixed-precision search problem (DESIGN.md §4) as a pymoo Problem (integer genome)."""
 
@@ -162,8 +169,7 @@ class SearchProblem(Problem):
                 if self.quality is None or self.quality.name != name:
                     raise UserError(f"objective {name}: no quality source was configured")
                 continue
-            col = OBJECTIVES[name][0]
-            if col in ("latency_s", "energy_pj") and not np.isfinite(self.table.values[col]).any():
+            if unpriced(name, self.table):
                 raise UserError(
                     f"{name}: device {self.table.profile.name} (kind {self.table.profile.kind}) "
                     f"has no {name} model"

@@ -42,18 +42,14 @@ UNQUANTIZED = 16
 
 def weight_grids(profile_path: str | os.PathLike[str]) -> dict[int, tuple[int, bool]]:
     """{w_bits: (group, zero point)} of the stored formats of the run's LLM runtime (as the
-    perplexity objective quantizes them, `hwq.quant.perplexity.runtime_grids`); {} where the
+    perplexity objective quantizes them, `stored_grids`); {} where the
     profile names none (per output channel, symmetric)."""
     if not Path(profile_path).is_file():
         return {}
-    from hwq.cost_models.weight_formats import storage
+    from hwq.cost_models.weight_formats import stored_grids
     from hwq.profile import load_profile
 
-    runtime = storage(str(load_profile(str(profile_path)).get("runtime") or ""))
-    if runtime is None:
-        return {}
-    return {int(b): (int(f.group), f.zero_bits > 0) for b, f in runtime.formats.items()
-            if int(b) < UNQUANTIZED}
+    return stored_grids(load_profile(str(profile_path)).get("runtime"))
 
 
 def _weight_scheme(w: int, grids: Mapping[int, tuple[int, bool]]) -> dict[str, Any]:

@@ -121,13 +121,10 @@ def runtime_grids(runtime: str | None) -> dict[int, WeightGrid]:
     other runtime (every width per output channel, symmetric). A llama.cpp k-quant is
     quantized over its 256-weight super-block (its 16-weight sub-block scales are not modelled:
     pessimistic)."""
-    from hwq.cost_models.weight_formats import storage
+    from hwq.cost_models.weight_formats import stored_grids
 
-    found = storage(str(runtime or ""))
-    if found is None:
-        return {}
-    return {int(b): WeightGrid(int(f.group), f.zero_bits > 0)
-            for b, f in found.formats.items() if int(b) < UNQUANTIZED}
+    return {b: WeightGrid(group, zero_point) for b, (group, zero_point) in
+            stored_grids(runtime).items()}
 
 
 def quantize_grouped(w: Tensor, bits: int, grid: WeightGrid) -> Tensor:
