@@ -262,6 +262,7 @@ def apply_policy(
         sites = output_sites(model, names)
         attach_output_quantizers(qmodel, names, sites, needs_output_quant(pairs, sites.readers),
                                  act_observer, percentile)
+        qmodel.hwq_output_sites = sites  # traced once: the PTQ objectives switch them per policy
     qmodel.hwq_layers = list(names)
     qmodel.hwq_pairs = list(pairs)
     qmodel.hwq_policy_id = policy_id_from_pairs(pairs)

@@ -82,9 +82,9 @@ class CachedPTQObjective:
         self._readers = np.zeros(0, dtype=np.int64)
         if requantize_outputs:
             from hwq.quant.int8_outputs import OUTPUT_BITS
-            from hwq.quant.output_quant import output_quantizers, output_sites
+            from hwq.quant.output_quant import output_quantizers
 
-            self._readers = output_sites(model, self.names).readers
+            self._readers = self.qmodel.hwq_output_sites.readers
             held = output_quantizers(self.qmodel)
             self._outputs = [held.get(n) for n in self.names]
             for q in self._outputs:
