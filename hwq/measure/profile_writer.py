@@ -24,7 +24,7 @@ SKIPPED = "skipped.csv"
 PROFILE = "profile.yaml"
 END_TO_END = "end_to_end.csv"
 TABLE_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, "latency_s", "overhead_s", "median_s", "p10_s",
-                                  "spread",
+                                  "spread", "reference_s",
                                   "repeats", "statistic", "runtime", "threads")
 SKIPPED_COLUMNS: tuple[str, ...] = ("op", "shape", "w_bits", "a_bits", "reason")
 END_TO_END_COLUMNS: tuple[str, ...] = (
@@ -43,6 +43,9 @@ def read_table(out_dir: Path, runtime: str, threads: int,
         return []
     df = pd.read_csv(path)
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
+    if missing == ["reference_s"]:
+        raise UserError(f"{path}: measured by an earlier hwq, without a reference layer timed "
+                        "beside every group: choose another -o directory or delete the file")
     if missing:
         raise UserError(f"{path}: not a table of hwq measure (missing {', '.join(missing)}); "
                         "choose another -o directory")

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from hwq.measure.end_to_end import (
     network_cases,
 )
 from hwq.measure.fit import NetworkTermsFit, fit_boundary, fit_glue, layers_sum
+from hwq.measure.reference import SpeedReference, choose_reference, speed_of
 from hwq.measure.shapes import distinct_shapes
 from hwq.measure.timing import CLOCKS, STATISTICS, TimingOptions, time_interleaved
 from hwq.quant.int8_outputs import INT8_OUTPUTS_KEY, REQUANTIZED
@@ -155,22 +157,36 @@ def measure(
     overhead = time_interleaved([backend.empty_runner()], layer_timing, ROUNDS)[0]
     run_s = overhead.value(statistic)
     step("one run of an empty model takes %.3g s (subtracted from every layer's time)", run_s)
+    reference = choose_reference(graph, pairs, backend)
+    speed: SpeedReference | None = None
+    ref_runner = None
+    if todo and reference:
+        step("reference layer (timed beside every group, for the machine's speed): "
+             "%s at W%dA%d", reference[0].label(), *reference[1])
+        ref_runner = backend.layer_runner(*reference)
     with progress(f"measuring layers ({backend.name})", total=len(todo)) as bar:
         for start in range(0, len(todo), LAYER_GROUP):
             group = todo[start:start + LAYER_GROUP]
-            runners = [backend.layer_runner(shape, pair) for shape, pair in group]
-            timings = time_interleaved(runners, layer_timing, ROUNDS)
+            assert reference is not None and ref_runner is not None  # todo: a runnable pair
+            cases = [reference, *group]
+            makers = [partial(backend.layer_runner, shape, pair) for shape, pair in cases]
+            runners = [ref_runner] + [make() for make in makers[1:]]
+            ref_t, *timings = time_interleaved(runners, layer_timing, ROUNDS, renew=makers)
             for (shape, pair), t in zip(group, timings):
                 rows.append({**dict(zip(pw.KEY_COLUMNS, (*shape.key(), *pair))),
                              "latency_s": max(t.value(statistic) - run_s, 0.0),
                              "overhead_s": run_s, "median_s": t.median_s,
                              "p10_s": t.p10_s, "spread": round(t.spread, 4),
+                             "reference_s": ref_t.value(statistic),
                              "repeats": t.repeats,
                              "statistic": tag,
                              "runtime": runtime_label,
                              "threads": backend.threads})
             pw.write_rows(out / pw.TABLE, rows, pw.TABLE_COLUMNS)  # resumable from here
             bar.advance(len(group))
+    if rows and reference:
+        speed = speed_of(rows, *reference)
+        _report_speed(speed)
     if not rows:
         raise UserError(f"{model}: {backend.name} can run none of its layers at "
                         f"{', '.join(f'{w}x{a}' for w, a in pairs)}: nothing measured")
@@ -186,10 +202,16 @@ def measure(
     record[INT8_OUTPUTS_KEY[1]] = REQUANTIZED
     record["timing"] = (
         f"per layer: {layer_timing.warmup} warm-up runs, then >= {layer_timing.min_repeats} "
-        f"runs and >= {layer_timing.min_seconds} s in {ROUNDS} turns with up to "
-        f"{LAYER_GROUP - 1} other layers, {clock} clock; latency_s = the {statistic} of the runs "
-        "less overhead_s, the same figure of an empty model's run (median_s, p10_s and "
-        "spread = interquartile range / median in measured.csv)")
+        f"runs and >= {layer_timing.min_seconds} s in {ROUNDS} turns, each in a fresh session, "
+        f"beside up to {LAYER_GROUP - 1} other layers, {clock} clock; latency_s = the "
+        f"{statistic} of the runs less overhead_s, the same figure of an empty model's run "
+        "(median_s, p10_s and spread = interquartile range / median in measured.csv); "
+        "reference_s = the same figure of the reference layer in the same group")
+    if speed:
+        record["reference"] = (
+            f"{speed.label()}, timed beside every group of layers: median {speed.median_s:.4g} s, "
+            f"varied by {speed.drift:.1%} over {speed.groups} group(s) (the machine's speed: "
+            "a layer's time is no more repeatable than this)")
     if skipped:
         record["skipped"] = f"{len(skipped)} shape x pair(s) the runtime cannot run: {pw.SKIPPED}"
     description = f"{model} layers measured with {runtime_label} on {pw.cpu_model()}"
@@ -218,13 +240,17 @@ def measure(
     table = cost_table(graph, load_profile(profile), covered)
     layer_latency = table.values["latency_s"]
     cases = network_cases(len(graph), covered, backend.int8_form)
-    timings = _time_networks(backend, graph, module, example, cases, network_timing)
+    timings, ref_t = _time_networks(backend, graph, module, example, cases, network_timing,
+                                    reference)
+    if speed and speed.median_s > 0 and ref_t is not None:
+        step("beside the networks the reference layer took %.1f%% of its median time beside "
+             "the layers", 100 * ref_t.value(statistic) / speed.median_s)
     measured = [t.value(statistic) for t in timings]
     terms = _fit(graph, layer_latency, covered, cases, measured, run_s)
     int8_by = "hwq's export" if backend.int8_form == "hwq" else "onnxruntime's quantize_static"
     timed = (f"whole networks timed in turns ({clock} clock), {network_timing.warmup} warm-up "
              f"runs, the {statistic} of >= {network_timing.min_repeats} runs and >= "
-             f"{network_timing.min_seconds} s each")
+             f"{network_timing.min_seconds} s each, beside the reference layer")
     fit_source = {
         "glue_s_per_element": (f"fitted per pair on the uniform runs (fp32: hwq's export; "
                                f"int8: {int8_by}); {timed}"),
@@ -241,12 +267,30 @@ def measure(
     return result
 
 
+SPEED_WARNING = 0.10  # a reference drift above this is worth a warning
+
+
+def _report_speed(speed: SpeedReference) -> None:
+    from hwq.progress import step
+
+    step("reference layer: median %.3g s over %d group(s), varied by %.1f%%", speed.median_s,
+         speed.groups, 100 * speed.drift)
+    if speed.drift > SPEED_WARNING:
+        log.warning("the same layer (%s) took times %.0f%% apart in the groups of this "
+                    "measurement: the machine's speed changed while it ran (another process, "
+                    "frequency scaling, a shared host), and a layer's time is no more repeatable "
+                    "than that; measure on an idle machine", speed.label(), 100 * speed.drift)
+
+
 def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return (str(row["op"]), *(int(row[c]) for c in pw.KEY_COLUMNS[1:]))
 
 
 def _time_networks(backend: MeasureBackend, graph: Any, module: Any, example: Any,
-                   cases: list[NetworkCase], timing: TimingOptions) -> list[Any]:
+                   cases: list[NetworkCase], timing: TimingOptions,
+                   reference: tuple[Any, tuple[int, int]] | None) -> tuple[list[Any], Any]:
+    """Every case's network timing, in turns with the reference layer (its timing last; None
+    without a reference)."""
     from hwq.measure.onnxruntime_backend import activation_type
     from hwq.progress import progress, step
 
@@ -271,7 +315,11 @@ def _time_networks(backend: MeasureBackend, graph: Any, module: Any, example: An
             path.unlink()
             bar.advance()
     step("timing %d whole-network runs in turns", len(cases))
-    return time_interleaved(runners, timing, NETWORK_ROUNDS)
+    if reference is None:
+        return time_interleaved(runners, timing, NETWORK_ROUNDS), None
+    *timings, ref_t = time_interleaved([*runners, backend.layer_runner(*reference)], timing,
+                                       NETWORK_ROUNDS)
+    return timings, ref_t
 
 
 def _fit(graph: Any, layer_latency: np.ndarray, pairs: list[tuple[int, int]],

@@ -4,7 +4,10 @@ timer's resolution checked (a call shorter than the timer can see is timed in gr
 `time_interleaved` times several callables in turns (`rounds` rounds, each giving every callable
 its share of samples), so that a change of the machine's load during a measurement spreads over
 all of them instead of falling on one: what a shared machine needs for layers and networks that
-are compared with each other.
+are compared with each other. Given factories (`renew`), each round times a fresh callable:
+two sessions of one single-layer model, timed side by side, differ by 10-35 % on a virtual
+machine (where their weights and buffers fall in memory), more than one session's median
+varies, so a layer's figure pools several sessions.
 
 Two clocks: `wall` (perf_counter) and `cpu` (the calling thread's CPU time, thread_time): with one
 runtime thread the computation runs on the calling thread, so its CPU time is the layer's time
@@ -78,9 +81,14 @@ def time_calls(fn: Callable[[], object], options: TimingOptions | None = None) -
 
 
 def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions | None = None,
-                     rounds: int = 3) -> list[Timing]:
+                     rounds: int = 3,
+                     renew: Sequence[Callable[[], Callable[[], object]]] | None = None,
+                     ) -> list[Timing]:
     """Time every callable (module doc): each round gives each one 1/rounds of its repeats and
-    seconds; the median and spread are over all its samples."""
+    seconds; the median and spread are over all its samples. With `renew` (one factory per
+    callable), every round after the first times a fresh callable from its factory, warmed up
+    again: a runtime session allocates its buffers anew, so a layer's figure is the median over
+    several memory placements, not the luck of one (module doc)."""
     opts = options or TimingOptions()
     if opts.clock not in CLOCKS:
         raise ValueError(f"clock: expected one of {tuple(CLOCKS)}, found {opts.clock!r}")
@@ -99,8 +107,16 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
                                           opts.min_sample_s) / once)))
     samples: list[list[float]] = [[] for _ in fns]
     rounds = max(1, rounds)
+    if renew is not None and len(renew) != len(fns):
+        raise ValueError(f"renew: expected {len(fns)} factories, found {len(renew)}")
+    current = list(fns)
     for r in range(1, rounds + 1):
-        for i, fn in enumerate(fns):
+        if renew is not None and r > 1:
+            current = [make() for make in renew]
+            for fn in current:
+                for _ in range(max(opts.warmup, 1)):
+                    fn()
+        for i, fn in enumerate(current):
             want_n = math.ceil(opts.min_repeats * r / rounds)
             want_s = opts.min_seconds * r / rounds
             cap = math.ceil(opts.max_repeats * r / rounds)

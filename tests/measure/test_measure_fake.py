@@ -4,12 +4,14 @@ reported, and an interrupted run resumes (no timing is asserted)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from hwq.errors import UserError
-from hwq.measure.run import measure
+from hwq.measure.run import ROUNDS, measure
 from hwq.measure.shapes import distinct_shapes
 from hwq.measure.single_layer import build_model
 from hwq.model_source import load_graph
@@ -31,14 +33,22 @@ def _measure(out, backend=None, bits="32x32,8x8,4x32"):
 def test_fake_runtime_builds_every_shape_once_and_the_profile_prices_the_graph(tmp_path, capsys):
     result, backend = _measure(tmp_path / "m")
     table = pd.read_csv(tmp_path / "m" / "measured.csv")
-    # Residual: c1 3->8, c2 8->8, c3 8->8 1x1, fc 512->10: four shapes, two runnable pairs each
-    assert len(backend.built) == 8 == len(table) == result.measured
+    # Residual: c1 3->8, c2 8->8, c3 8->8 1x1, fc 512->10: four shapes, two runnable pairs each;
+    # first the reference layer, the one of most MACs (c2) at fp32; every layer in a fresh
+    # session in each of the ROUNDS turns (the reference once more per turn)
+    reference = backend.built[0]
+    assert len(set(backend.built)) == 8 == len(table) == result.measured
+    assert reference[0].label() == "conv 8->8 8x8 k3x3 s1 g1 b2" and reference[1] == (32, 32)
+    counts = Counter(backend.built)
+    assert counts.pop(reference) == 2 * ROUNDS and set(counts.values()) == {ROUNDS}
     assert sorted({(int(w), int(a)) for w, a in zip(table.w_bits, table.a_bits)}) == [(8, 8),
                                                                                      (32, 32)]
     assert set(table.statistic) == {"median cpu int8:runtime"}
     assert set(table.runtime) == {"fake 1.0"}
     # the empty model's run, measured once, is taken off every layer (never below 0)
     assert len(set(table.overhead_s)) == 1 and (table.batch == 2).all()
+    # one group of 8: the reference's median is its only time, so no row is scaled
+    assert len(set(table.reference_s)) == 1
     assert (table.latency_s == (table.median_s - table.overhead_s).clip(lower=0)).all()
     # 4x32 is reported for each shape, never faked
     skipped = pd.read_csv(tmp_path / "m" / "skipped.csv")
@@ -67,7 +77,7 @@ def test_identical_shapes_are_measured_once(tmp_path):
     LayerGraph.from_frame(pd.DataFrame(rows)).to_csv(path)
     backend = FakeBackend()
     result = measure(str(path), tmp_path / "m", bits="8x8", backend=backend, layer_timing=FAST)
-    assert len(backend.built) == 1 and result.measured == 1
+    assert len(set(backend.built)) == 1 and result.measured == 1  # the layer is the reference
 
 
 def test_an_interrupted_measurement_resumes(tmp_path):
@@ -75,7 +85,10 @@ def test_an_interrupted_measurement_resumes(tmp_path):
     assert first.measured == 4
     again, backend = _measure(tmp_path / "m", bits="32x32,8x8")
     assert (again.resumed, again.measured) == (4, 4)
-    assert [p for _, p in backend.built] == [(8, 8)] * 4
+    # the reference (fp32) is timed again beside the new rows; only 8x8 rows are measured
+    assert backend.built[0][1] == (32, 32)
+    assert {b for b in backend.built if b[1] == (8, 8)} == {(s, (8, 8)) for s, _ in set(
+        backend.built)}
     assert len(pd.read_csv(tmp_path / "m" / "measured.csv")) == 8
 
 
@@ -106,6 +119,35 @@ def test_interleaved_timing_summary():
     assert t.value("median") == 3.0 and t.value("p10") == 1.4
 
 
+def test_every_turn_times_a_fresh_callable():
+    """`renew`: turn 1 times the callables given, each later turn a fresh one from its factory,
+    warmed up before its samples."""
+    from hwq.measure.timing import TimingOptions, time_interleaved
+
+    calls: Counter = Counter()
+    made: list[int] = []
+
+    def factory(tag):
+        def make():
+            made.append(tag)
+            n = len(made)
+            return lambda: calls.update([(tag, n)])
+        return make
+
+    first = [lambda: calls.update([("a", 0)]), lambda: calls.update([("b", 0)])]
+    opts = TimingOptions(warmup=2, min_repeats=3, max_repeats=3, min_seconds=0.0,
+                         min_sample_s=0.0)
+    ts = time_interleaved(first, opts, rounds=3, renew=[factory("a"), factory("b")])
+    assert made == ["a", "b", "a", "b"]  # turns 2 and 3
+    assert all(t.repeats == 3 for t in ts)
+    # turn 1: warm-up, one call to size the samples, then its samples; later turns each
+    # warm up a fresh callable before theirs (one sample of `inner` calls each)
+    assert {k for k in calls if k[1]} == {("a", 1), ("b", 2), ("a", 3), ("b", 4)}
+    assert calls[("a", 1)] == 2 + ts[0].inner * 1
+    with pytest.raises(ValueError, match="renew: expected 2 factories, found 1"):
+        time_interleaved(first, opts, rounds=2, renew=[factory("a")])
+
+
 def test_cpu_clock_needs_one_thread(tmp_path):
     with pytest.raises(UserError, match="--clock cpu: only with --threads 1"):
         measure(MODEL, tmp_path / "m", input_shape=SHAPE, end_to_end=False,
@@ -122,8 +164,8 @@ def test_hwq_form_times_every_int8_layer_as_the_export_runs_it(tmp_path):
     backend = FakeBackend(int8_form="hwq")
     result = measure(MODEL, tmp_path / "m", bits="8x8", input_shape=SHAPE, end_to_end=False,
                      backend=backend, layer_timing=FAST)
-    assert backend.forms == ["hwq"] * 4 == ["hwq"] * result.measured
-    model = build_model(backend.built[0][0], (8, 8), int8_form="hwq")
+    assert set(backend.forms) == {"hwq"} and result.measured == 4
+    model = build_model(backend.built[1][0], (8, 8), int8_form="hwq")
     assert {t.data_type for t in model.graph.initializer if t.name == "w_q"} == {2}  # UINT8
     table = pd.read_csv(tmp_path / "m" / "measured.csv")
     assert set(table.statistic) == {"median cpu int8:hwq-requantized"}
@@ -133,3 +175,33 @@ def test_hwq_form_times_every_int8_layer_as_the_export_runs_it(tmp_path):
     with pytest.raises(UserError, match="int8:runtime"):
         measure(MODEL, tmp_path / "r", bits="8x8", input_shape=SHAPE, end_to_end=False,
                 backend=FakeBackend(int8_form="hwq"), layer_timing=FAST)
+
+
+def test_the_reference_layer_is_timed_with_every_group_and_its_drift_reported(
+        tmp_path, monkeypatch, caplog):
+    """Groups of two layers, each timed beside the reference layer: its times over the groups
+    (one per group) give the drift the profile records and a warning past 10 %; the layers'
+    own times are not scaled by it."""
+    import hwq.measure.run as run
+    from hwq.measure import reference as ref
+    from hwq.measure.timing import Timing
+
+    graph = load_graph(MODEL, input_shape=(2, 3, 8, 8))
+    shape, pair = ref.choose_reference(graph, [(8, 8), (32, 32)], FakeBackend())
+    speed = ref.speed_of([{"reference_s": 1.0}, {"reference_s": 1.0}, {"reference_s": 1.2},
+                          {"reference_s": 1.5}], shape, pair)
+    assert (speed.median_s, speed.groups) == (1.2, 3) and np.isclose(speed.drift, 0.5)
+    assert ref.choose_reference(graph, [(4, 32)], FakeBackend()) is None
+    monkeypatch.setattr(run, "LAYER_GROUP", 2)
+    times = iter(range(1, 100))
+    monkeypatch.setattr(run, "time_interleaved", lambda fns, options=None, rounds=3, renew=None: [
+        Timing(float(next(times)), 0.0, 0.0, 1, 1, 1e-9) for _ in fns])
+    with caplog.at_level("WARNING", logger="hwq"):
+        result, _ = _measure(tmp_path / "m", bits="32x32,8x8")
+    table = pd.read_csv(tmp_path / "m" / "measured.csv")
+    # the empty model took 1; each group of 3 runners, the reference first: 2, 5, 8, 11
+    assert list(table.reference_s) == [2.0, 2.0, 5.0, 5.0, 8.0, 8.0, 11.0, 11.0]
+    assert list(table.latency_s) == [2.0, 3.0, 5.0, 6.0, 8.0, 9.0, 11.0, 12.0]
+    text = load_profile(result.profile).get("measurement.reference")
+    assert "conv 8->8 8x8 k3x3 s1 g1 b2 at W32A32" in text and "varied by 450.0%" in text
+    assert "took times 450% apart" in caplog.text
