@@ -58,12 +58,13 @@ def test_measure_end_to_end_fits_network_terms(tmp_path):
     e2e = pd.read_csv(out / "end_to_end.csv")
     assert {"uniform 8x8", "uniform 32x32", "alternating", "first-half-int8",
             "last-half-int8"} <= set(e2e.policy)
-    assert set(e2e.exporter) == {"hwq", "quantize_static"}
+    assert set(e2e.exporter) == {"hwq", "quantize_static", "quantize_static_u8"}
     fitted = e2e[e2e.fits.fillna("") != ""]
     glue = fitted[fitted.fits.str.startswith("glue")]
     assert (abs(glue.predicted_s / glue.measured_s - 1) < 1e-9).all()  # fitted exactly
     prof = load_profile(out / "profile.yaml")
     assert set(prof.get("network.glue_s_per_element")) == {"8x8", "32x32"}
+    assert "timed beside every group of layers" in prof.get("measurement.reference")
     res = run("search", "--device", str(out / "profile.yaml"), "--model", "digits_resnet",
               "--objectives", "accuracy,latency", "--generations", "2", "--population", "8",
               "-o", str(tmp_path / "run"))
