@@ -96,15 +96,12 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
     resolution = timer_resolution(opts.clock)
     if not (resolution > 0 and math.isfinite(resolution)) or resolution > 1e-3:
         raise HwqError(f"the timer's resolution ({resolution} s) is too coarse to time layers")
+    target = max(MIN_TICKS_PER_SAMPLE * resolution, opts.min_sample_s)
     inner = []
     for fn in fns:
         for _ in range(max(opts.warmup, 1)):
             fn()
-        t0 = clock()
-        fn()
-        once = max(clock() - t0, resolution)
-        inner.append(max(1, math.ceil(max(MIN_TICKS_PER_SAMPLE * resolution,
-                                          opts.min_sample_s) / once)))
+        inner.append(calls_per_sample(fn, clock, target))
     samples: list[list[float]] = [[] for _ in fns]
     rounds = max(1, rounds)
     if renew is not None and len(renew) != len(fns):
@@ -127,6 +124,31 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
                     fn()
                 got.append((clock() - t0) / inner[i])
     return [_summary(np.asarray(s), n, resolution) for s, n in zip(samples, inner)]
+
+
+CALIBRATION_CALLS = 10**6  # a clock that has not advanced after this many calls is refused
+
+
+def calls_per_sample(fn: Callable[[], object], clock: Callable[[], float],
+                     target_s: float) -> int:
+    """How many calls of `fn` make a sample of `target_s`: 1, 10, 100, ... calls are timed
+    until they last a tenth of the target (at least 10 us), and the sample holds target / that
+    time per call. One call alone is not enough: a clock that advances in steps coarser than it
+    reports (a thread's CPU time on some virtual machines) can read 0 for a short call, which
+    sized a sample at ten million calls."""
+    need = max(target_s / 10, 1e-5)
+    n = 1
+    while True:
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        elapsed = clock() - t0
+        if elapsed >= need:
+            return max(1, math.ceil(target_s * n / elapsed - 1e-9))
+        if n >= CALIBRATION_CALLS:
+            raise HwqError(f"the clock did not advance past {elapsed:.3g} s in {n} calls: "
+                           "it cannot time these calls (try --clock wall)")
+        n *= 10
 
 
 def _summary(arr: np.ndarray, inner: int, resolution: float) -> Timing:

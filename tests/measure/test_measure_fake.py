@@ -148,6 +148,26 @@ def test_every_turn_times_a_fresh_callable():
         time_interleaved(first, opts, rounds=2, renew=[factory("a")])
 
 
+def test_a_coarse_clock_sizes_samples_from_many_calls():
+    """A clock that advances in 1 ms steps (while reporting 1 ns) reads 0 for one 5 us call:
+    the samples are sized from 1,000 calls (5 ms), not from that 0 (ten million calls)."""
+    from hwq.errors import HwqError
+    from hwq.measure.timing import calls_per_sample
+
+    now = [0.0]
+
+    def call():
+        now[0] += 5e-6
+
+    def coarse():
+        return (now[0] // 1e-3) * 1e-3
+
+    assert calls_per_sample(call, coarse, 0.01) == 2000
+    assert calls_per_sample(call, lambda: now[0], 0.01) == 2000  # an exact clock: the same
+    with pytest.raises(HwqError, match="the clock did not advance"):
+        calls_per_sample(lambda: None, lambda: 0.0, 0.01)
+
+
 def test_cpu_clock_needs_one_thread(tmp_path):
     with pytest.raises(UserError, match="--clock cpu: only with --threads 1"):
         measure(MODEL, tmp_path / "m", input_shape=SHAPE, end_to_end=False,
