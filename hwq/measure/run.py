@@ -167,7 +167,8 @@ def measure(
     with progress(f"measuring layers ({backend.name})", total=len(todo)) as bar:
         for start in range(0, len(todo), LAYER_GROUP):
             group = todo[start:start + LAYER_GROUP]
-            assert reference is not None and ref_runner is not None  # todo: a runnable pair
+            # a row to measure is a pair the backend runs, so the graph has a reference layer
+            assert reference is not None and ref_runner is not None
             cases = [reference, *group]
             makers = [partial(backend.layer_runner, shape, pair) for shape, pair in cases]
             runners = [ref_runner] + [make() for make in makers[1:]]
