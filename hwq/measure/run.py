@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -290,37 +290,42 @@ def _row_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
 def _time_networks(backend: MeasureBackend, graph: Any, module: Any, example: Any,
                    cases: list[NetworkCase], timing: TimingOptions,
                    reference: tuple[Any, tuple[int, int]] | None) -> tuple[list[Any], Any]:
-    """Every case's network timing, in turns with the reference layer (its timing last; None
-    without a reference)."""
+    """Every case's network timing, in turns (each in fresh sessions) with the reference layer;
+    the reference's timing apart (None without a reference)."""
     from hwq.measure.onnxruntime_backend import activation_type
     from hwq.progress import progress, step
 
     names = list(graph.names)
     feeds = {"input": example.numpy().astype(np.float32)}
-    runners = []
-    with tempfile.TemporaryDirectory(prefix="hwq-measure-") as tmp, \
-            progress("exporting whole networks", total=len(cases)) as bar:
+    makers: list[Callable[[], Callable[[], object]]] = []
+    with tempfile.TemporaryDirectory(prefix="hwq-measure-") as tmp:
         d = Path(tmp)
-        fp32 = export_hwq(module, example, names, np.full((len(names), 2), 32), d / "fp32.onnx")
-        fp32_opt: Path | None = None
-        for i, case in enumerate(cases):
-            path = d / f"case{i}.onnx"
-            if case.exporter == "hwq":  # as on the profile (measurement.int8_outputs)
-                export_hwq(module, example, names, case.policy, path, requantize_outputs=True)
-            else:
-                fp32_opt = fp32_opt or fp32_optimized(fp32, d / "fp32_opt.onnx")
-                export_quantize_static(fp32_opt, example, names, case.policy,
-                                       getattr(backend, "activation", activation_type()), path,
-                                       "uint8" if case.exporter == "quantize_static_u8" else "int8")
-            runners.append(backend.network_runner(path, feeds))
-            path.unlink()
-            bar.advance()
-    step("timing %d whole-network runs in turns", len(cases))
+        with progress("exporting whole networks", total=len(cases)) as bar:
+            fp32 = export_hwq(module, example, names, np.full((len(names), 2), 32),
+                              d / "fp32.onnx")
+            fp32_opt: Path | None = None
+            for i, case in enumerate(cases):
+                path = d / f"case{i}.onnx"
+                if case.exporter == "hwq":  # as on the profile (measurement.int8_outputs)
+                    export_hwq(module, example, names, case.policy, path,
+                               requantize_outputs=True)
+                else:
+                    fp32_opt = fp32_opt or fp32_optimized(fp32, d / "fp32_opt.onnx")
+                    export_quantize_static(
+                        fp32_opt, example, names, case.policy,
+                        getattr(backend, "activation", activation_type()), path,
+                        "uint8" if case.exporter == "quantize_static_u8" else "int8")
+                makers.append(partial(backend.network_runner, path, feeds))
+                bar.advance()
+        if reference is not None:
+            makers.append(partial(backend.layer_runner, *reference))
+        # every turn in fresh sessions, as the layers (hwq.measure.timing)
+        step("timing %d whole-network runs in turns", len(cases))
+        timings = time_interleaved([make() for make in makers], timing, NETWORK_ROUNDS,
+                                   renew=makers)
     if reference is None:
-        return time_interleaved(runners, timing, NETWORK_ROUNDS), None
-    *timings, ref_t = time_interleaved([*runners, backend.layer_runner(*reference)], timing,
-                                       NETWORK_ROUNDS)
-    return timings, ref_t
+        return timings, None
+    return timings[:-1], timings[-1]
 
 
 def _fit(graph: Any, layer_latency: np.ndarray, pairs: list[tuple[int, int]],

@@ -22,6 +22,7 @@ class FakeBackend:
         self.int8_form = int8_form
         self.built: list[tuple[LayerShape, tuple[int, int]]] = []
         self.forms: list[str] = []  # the int8 form each model was built in
+        self.networks: list[str] = []  # the network files sessions were made of (existing)
 
     def unavailable(self) -> str | None:
         return None
@@ -45,6 +46,8 @@ class FakeBackend:
         return lambda: None
 
     def network_runner(self, model_file: Path, inputs):
+        assert Path(model_file).is_file(), model_file  # a session reads its file
+        self.networks.append(Path(model_file).name)
         return lambda: None
 
     def describe(self) -> dict[str, str]:

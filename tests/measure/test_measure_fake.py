@@ -225,3 +225,20 @@ def test_the_reference_layer_is_timed_with_every_group_and_its_drift_reported(
     text = load_profile(result.profile).get("measurement.reference")
     assert "conv 8->8 8x8 k3x3 s1 g1 b2 at W32A32" in text and "varied by 450.0%" in text
     assert "took times 450% apart" in caplog.text
+
+
+def test_whole_networks_are_timed_in_fresh_sessions_beside_the_reference(tmp_path):
+    """End to end with the fake runtime: every network case is a session again in each of the
+    NETWORK_ROUNDS turns (its exported file still there), and the reference layer is timed
+    beside them."""
+    from hwq.measure.run import NETWORK_ROUNDS
+
+    backend = FakeBackend(int8_form="hwq")
+    result = measure(MODEL, tmp_path / "m", bits="32x32,8x8", input_shape=SHAPE,
+                     backend=backend, layer_timing=FAST, network_timing=FAST)
+    e2e = result.end_to_end
+    assert e2e is not None and len(e2e) == len(set(backend.networks))
+    assert Counter(backend.networks) == {name: NETWORK_ROUNDS for name in set(backend.networks)}
+    reference = backend.built[0]
+    # the reference: in every turn of every layer group, and of the networks
+    assert Counter(backend.built)[reference] >= ROUNDS + NETWORK_ROUNDS
