@@ -94,7 +94,7 @@ def export_hwq(module: Any, example: Any, names: list[str], policy: np.ndarray,
                out: Path, requantize_outputs: bool = False) -> Path:
     """hwq's ONNX export of `module` at `policy` (pairs per layer `names`); with
     `requantize_outputs` as on a device whose int8 layers requantize their outputs
-    (`hwq.quant.output_quant`: the profile `hwq measure` writes for int8 form `runtime`)."""
+    (`hwq.quant.output_quant`: every profile `hwq measure` writes)."""
     from hwq.export.onnx_qdq import export_onnx_model
     from hwq.quant.apply import apply_policy, calibrate
 

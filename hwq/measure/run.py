@@ -159,20 +159,16 @@ def measure(
     step("one run of an empty model takes %.3g s (subtracted from every layer's time)", run_s)
     reference = choose_reference(graph, pairs, backend)
     speed: SpeedReference | None = None
-    ref_runner = None
-    if todo and reference:
+    if todo and reference:  # a row to measure is a pair the backend runs: there is a reference
         step("reference layer (timed beside every group, for the machine's speed): "
              "%s at W%dA%d", reference[0].label(), *reference[1])
-        ref_runner = backend.layer_runner(*reference)
     with progress(f"measuring layers ({backend.name})", total=len(todo)) as bar:
         for start in range(0, len(todo), LAYER_GROUP):
             group = todo[start:start + LAYER_GROUP]
-            # a row to measure is a pair the backend runs, so the graph has a reference layer
-            assert reference is not None and ref_runner is not None
-            cases = [reference, *group]
-            makers = [partial(backend.layer_runner, shape, pair) for shape, pair in cases]
-            runners = [ref_runner] + [make() for make in makers[1:]]
-            ref_t, *timings = time_interleaved(runners, layer_timing, ROUNDS, renew=makers)
+            makers = [partial(backend.layer_runner, shape, pair)
+                      for shape, pair in [reference, *group]]
+            ref_t, *timings = time_interleaved([make() for make in makers], layer_timing,
+                                               ROUNDS, renew=makers)
             for (shape, pair), t in zip(group, timings):
                 rows.append({**dict(zip(pw.KEY_COLUMNS, (*shape.key(), *pair))),
                              "latency_s": max(t.value(statistic) - run_s, 0.0),

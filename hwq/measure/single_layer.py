@@ -91,12 +91,11 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
                         f"{int8_form!r}")
     if int8_form == "hwq":
         activation = "uint8"
-    requant = quant
     u8_weights = int8_form == "hwq"
     layer_in = list(ins)
     if quant:
         layer_in = [_qdq(nodes, inits, n, activation) for n in ins]
-    layer_out = "layer_out" if requant else "out"
+    layer_out = "layer_out" if quant else "out"
     domains = [helper.make_opsetid("", OPSET)]
     if shape.op == "conv":
         w = _weights(rng, [shape.out_channels, shape.in_channels // shape.groups,
@@ -120,7 +119,7 @@ def build_model(shape: LayerShape, pair: tuple[int, int], activation: str = "uin
         nodes.append(helper.make_node("MatMul", [layer_in[0], wname], [layer_out]))
     else:  # matmul of two activations
         nodes.append(helper.make_node("MatMul", layer_in, [layer_out]))
-    if requant:
+    if quant:
         nodes.append(_q(inits, layer_out, "out_q", "out", activation, nodes))
     graph = helper.make_graph(nodes, f"{shape.op}_w{pair[0]}a{pair[1]}", inputs, [output], inits)
     model = helper.make_model(graph, opset_imports=domains, producer_name="hwq measure")

@@ -99,8 +99,7 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
     target = max(MIN_TICKS_PER_SAMPLE * resolution, opts.min_sample_s)
     inner = []
     for fn in fns:
-        for _ in range(max(opts.warmup, 1)):
-            fn()
+        _warm_up(fn, opts)
         inner.append(calls_per_sample(fn, clock, target))
     samples: list[list[float]] = [[] for _ in fns]
     rounds = max(1, rounds)
@@ -111,8 +110,7 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
         if renew is not None and r > 1:
             current = [make() for make in renew]
             for fn in current:
-                for _ in range(max(opts.warmup, 1)):
-                    fn()
+                _warm_up(fn, opts)
         for i, fn in enumerate(current):
             want_n = math.ceil(opts.min_repeats * r / rounds)
             want_s = opts.min_seconds * r / rounds
@@ -124,6 +122,11 @@ def time_interleaved(fns: Sequence[Callable[[], object]], options: TimingOptions
                     fn()
                 got.append((clock() - t0) / inner[i])
     return [_summary(np.asarray(s), n, resolution) for s, n in zip(samples, inner)]
+
+
+def _warm_up(fn: Callable[[], object], opts: TimingOptions) -> None:
+    for _ in range(max(opts.warmup, 1)):
+        fn()
 
 
 CALIBRATION_CALLS = 10**6  # a clock that has not advanced after this many calls is refused
